@@ -1,0 +1,21 @@
+"""Backends by name, imported on first use so the CLI loads only the one it needs."""
+
+from __future__ import annotations
+
+import importlib
+
+from workflow.backends.base import Backend
+from workflow.errors import BackendError, Problem, suggest
+
+BACKENDS = {
+    "local": "workflow.backends.local:LocalBackend",
+}
+
+
+def get(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise BackendError(f"Unknown backend '{name}'",
+                           [Problem("<command line>", "backend", "one of " + ", ".join(BACKENDS), repr(name),
+                                    suggest(name, BACKENDS))])
+    module_name, cls_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)()

@@ -1,0 +1,150 @@
+"""The local backend: each point runs ``python -m workflow.entrypoint <run_dir>`` in its own
+process on this machine, the same entrypoint a cluster node runs. Sequential by default;
+``local.max_parallel`` runs several at once (threads are split between them)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflow.backends.base import Backend, EventHook, JobState, Request
+from workflow.manifest import Manifest, PointRecord
+from workflow.paths import PROJECT_ROOT
+from workflow.plan import Plan
+from workflow.rundir import RunDir
+from workflow.sweep import Point
+
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    hash: str
+    name: str
+    run_dir: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocalRequest(Request):
+    jobs: tuple[LocalJob, ...]
+    max_parallel: int
+    env: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        env = " ".join(f"{k}={v}" for k, v in self.env)
+        lines = [f"# local backend: {len(self.jobs)} process(es), at most {self.max_parallel} at a time"]
+        for job in self.jobs:
+            lines.append(f"cd {shlex.quote(str(PROJECT_ROOT))} && {env} {shlex.join(job.argv)} "
+                         f"> {shlex.quote(str(RunDir(Path(job.run_dir)).log))} 2>&1")
+        return "\n".join(lines)
+
+
+def entry_argv(run_dir: Path) -> tuple[str, ...]:
+    return (sys.executable, "-m", "workflow.entrypoint", str(run_dir))
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def render(self, plan: Plan, points: list[Point]) -> LocalRequest:
+        max_parallel = min(p.spec["local"]["max_parallel"] for p in points) if points else 1
+        threads = max(1, (os.cpu_count() or 1) // max_parallel)
+        jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root), entry_argv(plan.run_dir(p).root))
+                     for p in points)
+        return LocalRequest(jobs, max_parallel, (("OMP_NUM_THREADS", str(threads)),))
+
+    def submit(self, request: LocalRequest, manifest: Manifest, on_event: EventHook) -> None:
+        queue = list(request.jobs)
+        running: dict[str, subprocess.Popen] = {}
+        env = {**os.environ, **dict(request.env), "PYTHONPATH": _pythonpath()}
+        try:
+            while queue or running:
+                while queue and len(running) < request.max_parallel:
+                    job = queue.pop(0)
+                    running[job.hash] = self._start(job, env, manifest, on_event)
+                for digest, proc in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[digest]
+                        self._finish(manifest.points[digest], proc.returncode, manifest, on_event)
+                time.sleep(POLL_S)
+        except BaseException:
+            for digest, proc in running.items():
+                _terminate(proc)
+                record = manifest.points[digest]
+                record.state, record.ended_at = "CANCELLED", time.time()
+            manifest.save()
+            raise
+
+    def _start(self, job: LocalJob, env: dict, manifest: Manifest, on_event: EventHook) -> subprocess.Popen:
+        run_dir = RunDir(Path(job.run_dir))
+        with run_dir.log.open("ab") as log:
+            proc = subprocess.Popen(job.argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        record = manifest.points[job.hash]
+        record.job_id, record.state = f"local:{proc.pid}", "RUNNING"
+        record.submitted_at = record.started_at = time.time()
+        record.ended_at, record.error = None, None
+        manifest.save()
+        on_event("started", record)
+        return proc
+
+    def _finish(self, record: PointRecord, code: int, manifest: Manifest, on_event: EventHook) -> None:
+        state = RunDir(Path(record.run_dir)).read_state()
+        record.state = "COMPLETED" if code == 0 else state.get("state") if state.get("state") in (
+            "FAILED", "CANCELLED") else "FAILED"
+        record.ended_at = time.time()
+        record.error = None if code == 0 else state.get("error") or f"exit code {code}"
+        manifest.save()
+        on_event("finished", record)
+
+    def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
+        out = {}
+        for record in records:
+            state = RunDir(Path(record.run_dir)).read_state()
+            pid = int(record.job_id.split(":")[1]) if record.job_id and record.job_id.startswith("local:") else None
+            current = state.get("state", record.state)
+            if current == "RUNNING" and not (pid and _alive(pid)):
+                current = "FAILED" if record.state not in ("COMPLETED", "CANCELLED") else record.state
+            out[record.hash] = JobState(current, record.job_id)
+        return out
+
+    def cancel(self, records: list[PointRecord]) -> list[str]:
+        done = []
+        for record in records:
+            if record.job_id and record.job_id.startswith("local:"):
+                pid = int(record.job_id.split(":")[1])
+                if _alive(pid):
+                    os.killpg(pid, signal.SIGTERM)
+                    done.append(record.hash)
+        return done
+
+
+def _pythonpath() -> str:
+    parts = [str(PROJECT_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,157 @@
+"""Load a job spec: read YAML, follow ``base:``, apply ``key=value`` overrides, validate.
+
+All problems are collected and raised together as one ``SpecError``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from workflow.errors import Problem, SpecError, short, suggest
+from workflow.paths import PROJECT_ROOT
+from workflow.spec import JobSpec, block_at, field_paths
+
+CLI = "<command line>"
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping, turning every failure into a SpecError that names the file."""
+    if not path.is_file():
+        raise SpecError(f"Cannot read {path}", [Problem(str(path), None, "an existing YAML file", "no such file")])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"Malformed YAML in {path}", [Problem(str(path), where, "valid YAML", problem)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"Malformed spec {path}",
+                        [Problem(str(path), None, "a mapping of keys at the top level", type(data).__name__)])
+    return data
+
+
+def resolve_path(ref: str, relative_to: Path) -> Path:
+    """A file named in a spec: relative to the naming file's folder, else to the project root."""
+    candidate = Path(ref).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    for root in (relative_to, Path.cwd(), PROJECT_ROOT):
+        if (root / candidate).is_file():
+            return (root / candidate).resolve()
+    return (PROJECT_ROOT / candidate).resolve()
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a spec file and merge it over its ``base:`` chain (no validation yet)."""
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in _seen + (path,))
+        raise SpecError("Spec inherits from itself", [Problem(str(path), "base", "no cycle", chain)])
+    data = read_yaml(path)
+    ref = data.pop("base", None)
+    if ref is None:
+        return data
+    if not isinstance(ref, str):
+        raise SpecError(f"Invalid spec {path}", [Problem(str(path), "base", "a file path string", short(ref))])
+    base_path = resolve_path(ref, path.parent)
+    if not base_path.is_file():
+        raise SpecError(f"Invalid spec {path}", [Problem(str(path), "base", "an existing spec file", ref)])
+    return deep_merge(load_raw(base_path, _seen + (path,)), data)
+
+
+def parse_overrides(items: Iterable[str], source: str = CLI) -> dict:
+    """``["train.learning_rate=1e-3", ...]`` -> nested dict; values are parsed as YAML scalars."""
+    nested: dict = {}
+    problems = []
+    known = field_paths()
+    for item in items:
+        text = str(item)
+        if "=" not in text:
+            problems.append(Problem(source, text, "an override of the form key.path=value", short(text)))
+            continue
+        key, raw = text.split("=", 1)
+        key = key.strip().lstrip("-")
+        problem = check_key_path(key, known, source, key)
+        if problem:
+            problems.append(problem)
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        set_path(nested, key, value)
+    if problems:
+        raise SpecError("Invalid overrides", problems)
+    return nested
+
+
+def check_key_path(key: str, known: dict, file: str, shown_key: str) -> Problem | None:
+    """None when ``key`` names a spec field; otherwise a Problem with a suggestion."""
+    if key in known:
+        return None
+    leaf_matches = [p for p in known if p.rsplit(".", 1)[-1] == key]
+    hint = f"did you mean '{leaf_matches[0]}'?" if len(leaf_matches) == 1 else suggest(key, known)
+    return Problem(file, shown_key, "a known spec key", f"unknown key '{key}'", hint)
+
+
+def set_path(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError("Invalid override", [Problem(CLI, dotted, "a path through mappings", short(node))])
+    node[parts[-1]] = value
+
+
+def validate(raw: dict, file: str) -> JobSpec:
+    """Validate a merged spec dict; every problem is reported at once."""
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"Invalid job spec {file}", [_problem(err, file) for err in exc.errors()]) from None
+
+
+def _problem(err: dict, file: str) -> Problem:
+    loc = tuple(err.get("loc", ()))
+    key = ".".join(str(p) for p in loc) or None
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        block = block_at(loc[:-1])
+        options = block.model_fields.keys() if block else []
+        return Problem(file, key, "a known key", f"unknown key '{loc[-1]}'", suggest(str(loc[-1]), options))
+    if kind == "missing":
+        return Problem(file, key, "a value (this key is required)", "nothing")
+    message = err.get("msg", "a valid value")
+    message = message.removeprefix("Value error, ")
+    expected = message.removeprefix("Input should be ") if message.startswith("Input should be") else message
+    given = short(err.get("input")) if kind != "value_error" or loc else None
+    return Problem(file, key, expected, given)
+
+
+def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | None = None) -> JobSpec:
+    """The one way to get a validated JobSpec from a file plus overrides."""
+    path = Path(path)
+    raw = load_raw(path)
+    if extra:
+        raw = deep_merge(raw, extra)
+    raw = deep_merge(raw, parse_overrides(overrides))
+    return validate(raw, str(path))

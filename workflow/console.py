@@ -1,0 +1,111 @@
+"""All terminal UI (rich) lives here; the rest of the library returns values."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from workflow.errors import WorkflowError
+from workflow.manifest import Manifest, PointRecord
+from workflow.sweep import Sweep, format_value
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATE_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "FAILED": "red",
+               "CANCELLED": "magenta", "TIMEOUT": "red", "OUT_OF_MEMORY": "red", "NODE_FAIL": "red",
+               "PREEMPTED": "yellow", "PLANNED": "dim"}
+
+
+def print_error(exc: WorkflowError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc.headline}", highlight=False)
+    for problem in exc.problems:
+        err_console.print(f"  [red]-[/] {problem.render()}", highlight=False, soft_wrap=True)
+
+
+def print_warning(text: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+
+def points_table(sweep: Sweep, title: str | None = None) -> Table:
+    table = Table(title=title or f"sweep {sweep.name}: {len(sweep.points)} point(s)")
+    table.add_column("#", justify="right")
+    table.add_column("point")
+    table.add_column("hash")
+    for key in sweep.varying:
+        table.add_column(key)
+    for point in sweep.points:
+        table.add_row(str(point.index), point.name, point.hash,
+                      *(format_value(point.overrides[k]) for k in sweep.varying))
+    return table
+
+
+def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict, skipped: dict) -> None:
+    console.print(points_table(sweep))
+    for name, counts in data_counts.items():
+        console.print(f"data {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
+    if skipped:
+        console.print(f"{len(skipped)} point(s) already done or active would be skipped", highlight=False)
+    console.print(f"[bold]backend request ({backend}):[/]")
+    console.print(request_text, highlight=False, markup=False, soft_wrap=True)
+    console.print("[dim]dry run: nothing submitted[/]")
+
+
+@contextmanager
+def sweep_progress(total: int) -> Iterator:
+    """A progress bar over a sweep's points; yields the backend event hook."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    task = progress.add_task("points", total=total)
+
+    def on_event(kind: str, record: PointRecord) -> None:
+        if kind == "started":
+            progress.update(task, description=f"running {record.name}")
+        elif kind == "finished":
+            style = STATE_STYLE.get(record.state, "white")
+            progress.console.print(f"[{style}]{record.state}[/] {record.name}  {record.run_dir}", highlight=False)
+            progress.advance(task)
+        elif kind == "submitted":
+            progress.advance(task)
+
+    with progress:
+        yield on_event
+
+
+def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str) -> Table:
+    table = Table(title=title)
+    for column in ["point", "state", *params, *metrics]:
+        table.add_column(column, justify="right" if column in metrics else "left")
+    for row in rows:
+        cells = [row["point"], f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"]
+        cells += [format_value(row["params"].get(p, "")) for p in params]
+        cells += [_metric(row["metrics"].get(m)) for m in metrics]
+        table.add_row(*cells)
+    return table
+
+
+def status_table(manifest: Manifest, rows: list[dict]) -> Table:
+    table = Table(title=f"sweep {manifest.sweep} ({manifest.sweep_id})")
+    for column in ("#", "point", "state", "job id", "elapsed", "step", "latest metric", "error"):
+        table.add_column(column)
+    for row in rows:
+        style = STATE_STYLE.get(row["state"], "white")
+        table.add_row(str(row["index"]), row["name"], f"[{style}]{row['state']}[/]", row["job_id"] or "-",
+                      _elapsed(row["elapsed_s"]), str(row.get("step") or "-"), row.get("metric") or "-",
+                      (row.get("error") or "")[:80])
+    return table
+
+
+def _metric(value) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _elapsed(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))

@@ -1,0 +1,93 @@
+"""Data files: find them, and check their shape before anything is submitted.
+
+Pure standard library, so the CLI can validate data without importing ``datasets``.
+The task modules load the same files through ``datasets`` on the node.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from workflow.errors import DataError, Problem, short
+from workflow.paths import data_dir
+
+SPLITS = ("train", "eval")
+# Required string fields per record, by task.
+RECORD_KEYS = {"seq2seq": ("prompt", "completion")}
+MAX_PROBLEMS = 10
+
+
+def data_path(data_name: str) -> Path:
+    path = Path(data_name)
+    return path if path.is_absolute() else data_dir() / path
+
+
+def load_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"Data file not found: {path}",
+                        [Problem(str(path), "data_name", f"a JSON file under {data_dir()}", "no such file")])
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"Malformed JSON in {path}",
+                        [Problem(str(path), f"line {exc.lineno}, column {exc.colno}", "valid JSON", exc.msg)]) from None
+
+
+def check(task: str, data_name: str, need_train: bool = True) -> dict[str, int]:
+    """Validate a data file for a task; returns the record count of each split."""
+    path = data_path(data_name)
+    stat = path.stat() if path.is_file() else None
+    return dict(_check_cached(task, str(path), need_train, stat.st_mtime_ns if stat else None))
+
+
+@lru_cache(maxsize=64)
+def _check_cached(task: str, path_text: str, need_train: bool, _mtime: int | None) -> tuple:
+    path = Path(path_text)
+    data = load_json(path)
+    file = str(path)
+    if not isinstance(data, dict):
+        raise DataError(f"Malformed data file {path}",
+                        [Problem(file, None, 'an object {"train": [...], "eval": [...]}', type(data).__name__)])
+    problems: list[Problem] = []
+    unknown = [k for k in data if k not in SPLITS]
+    for key in unknown:
+        problems.append(Problem(file, key, "only the splits train and eval", f"unknown split '{key}'"))
+    counts = {}
+    for split in SPLITS:
+        records = data.get(split)
+        if records is None:
+            problems.append(Problem(file, split, "a list of records", "missing split"))
+            continue
+        if not isinstance(records, list):
+            problems.append(Problem(file, split, "a list of records", type(records).__name__))
+            continue
+        if not records and (split == "eval" or need_train):
+            problems.append(Problem(file, split, "at least one record", "an empty list"))
+        problems += _check_records(file, split, records, RECORD_KEYS[task])
+        counts[split] = len(records)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(Problem(file, None, "valid records", f"{len(problems) - MAX_PROBLEMS} more problems"))
+        raise DataError(f"Invalid data file {path}", shown)
+    return tuple(counts.items())
+
+
+def _check_records(file: str, split: str, records: list, keys: tuple[str, ...]) -> list[Problem]:
+    problems = []
+    for i, record in enumerate(records):
+        where = f"{split}[{i}]"
+        if not isinstance(record, dict):
+            problems.append(Problem(file, where, "an object with " + ", ".join(keys), type(record).__name__))
+            continue
+        for key in keys:
+            if key not in record:
+                problems.append(Problem(file, f"{where}.{key}", "a string", "missing key",
+                                        f"record keys: {', '.join(map(str, record)) or 'none'}"))
+            elif not isinstance(record[key], str):
+                problems.append(Problem(file, f"{where}.{key}", "a string", short(record[key])))
+        if len(problems) > MAX_PROBLEMS:
+            break
+    return problems

@@ -1,0 +1,68 @@
+"""Synthetic demo data: a word-by-word "translation" task a tiny T5 learns from scratch.
+
+Each prompt is ``"translate: <colour> <size> <animal>"`` and its completion is the
+word-by-word translation into a made-up target language, e.g.
+``"translate: red big dog"`` -> ``"rouge grand chien"``. Eval prompts are disjoint
+from train prompts, so exact match on eval measures generalisation to unseen
+combinations of known words. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+PREFIX = "translate: "
+# Source word -> target word, one table per slot of the sentence.
+LEXICON = (
+    {"red": "rouge", "blue": "bleu", "green": "vert", "black": "noir",
+     "white": "blanc", "pink": "rose", "gray": "gris", "gold": "dore"},
+    {"big": "grand", "small": "petit", "old": "vieux", "young": "jeune",
+     "fast": "rapide", "slow": "lent", "happy": "content", "sad": "triste"},
+    {"dog": "chien", "cat": "chat", "horse": "cheval", "bird": "oiseau",
+     "fish": "poisson", "mouse": "souris", "cow": "vache", "wolf": "loup"},
+)
+# Extra words the tokenizer must know as whole pieces (a classifier scores them).
+EXTRA_WORDS = ("yes", "no")
+
+
+def _record(words: tuple[str, ...]) -> dict:
+    """One prompt/completion pair for a tuple of source words."""
+    target = [table[word] for table, word in zip(LEXICON, words)]
+    return {"prompt": PREFIX + " ".join(words), "completion": " ".join(target)}
+
+
+def make_seq2seq_data(seed: int = 0, n_train: int = 400, n_eval: int = 100) -> dict:
+    """Return ``{"train": [...], "eval": [...]}`` with disjoint prompts.
+
+    Records are ``{"prompt": str, "completion": str}``. There are 512 distinct
+    prompts in all, so ``n_train + n_eval`` must not exceed 512.
+    """
+    combos = [(a, b, c) for a in LEXICON[0] for b in LEXICON[1] for c in LEXICON[2]]
+    if n_train < 0 or n_eval < 0 or n_train + n_eval > len(combos):
+        raise ValueError(f"n_train + n_eval must be between 0 and {len(combos)}")
+    random.Random(seed).shuffle(combos)
+    records = [_record(words) for words in combos[:n_train + n_eval]]
+    return {"train": records[:n_train], "eval": records[n_train:]}
+
+
+def corpus_texts(data: dict) -> list[str]:
+    """Texts to train the tokenizer on: every prompt and completion, plus extra words."""
+    texts = [rec[key] for split in data.values() for rec in split
+             for key in ("prompt", "completion")]
+    # Every vocabulary word on its own line, so each one has a chance to be a piece.
+    texts += [word for table in LEXICON for pair in table.items() for word in pair]
+    texts += [f"{word} {word}" for word in EXTRA_WORDS] * 20
+    # Every printable ASCII character, so other text never tokenizes to <unk>.
+    texts.append(" ".join(string.ascii_letters + string.digits + string.punctuation))
+    return texts
+
+
+def write_json(path, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` (parents created); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path

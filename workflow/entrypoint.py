@@ -1,0 +1,110 @@
+"""The one function a node runs: ``main(run_dir)``. Plain data in (``run_dir/job.json``).
+
+Every backend ends here: the local backend as ``python -m workflow.entrypoint <run_dir>``,
+SLURM through submitit, ``ctl`` through the same command line. Heavy imports happen here,
+never in the launcher.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflow.rundir import RunDir
+
+log = logging.getLogger("workflow")
+ERROR_TAIL_LINES = 8
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env() -> DistEnv:
+    """Ranks from torchrun or submitit's exported variables; a single process otherwise."""
+    env = os.environ
+    return DistEnv(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def main(run_dir: str) -> dict:
+    rd = RunDir(Path(run_dir))
+    job = rd.read_job()
+    spec, context = job["spec"], job["context"]
+    dist = dist_env()
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format=f"%(asctime)s [rank {dist.rank}] %(levelname)s %(name)s: %(message)s")
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    tracker = _tracker(spec, context, rd, dist)
+    if dist.is_main:
+        rd.write_state(state="RUNNING", started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
+                       mlflow_run_id=tracker.run_id, error=None)
+    log.info("point %s (%s) starting on %s, world size %d", context["point_name"], context["point_hash"],
+             socket.gethostname(), dist.world_size)
+    try:
+        task = importlib.import_module(f"workflow.tasks.{spec['task']}")
+        results = task.run(spec, rd, tracker, dist)
+    except BaseException as exc:
+        killed = isinstance(exc, KeyboardInterrupt)
+        summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        if dist.is_main:
+            tail = _tail(rd.log, ERROR_TAIL_LINES)
+            rd.write_state(state="CANCELLED" if killed else "FAILED", ended_at=time.time(),
+                           error=summary, error_tail=tail)
+            tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
+            tracker.finish("KILLED" if killed else "FAILED")
+        raise
+    if dist.is_main:
+        rd.write_state(state="COMPLETED", ended_at=time.time(), results=results)
+        tracker.finish("FINISHED")
+    log.info("point %s done: %s", context["point_name"], results)
+    return results
+
+
+def _tracker(spec: dict, context: dict, rd: RunDir, dist: DistEnv):
+    from workflow.tracking import Tracker
+
+    run_id = context.get("mlflow_run_id") or rd.read_state().get("mlflow_run_id")
+    tags = {"sweep": context["sweep"], "sweep_id": context["sweep_id"], "point_hash": context["point_hash"],
+            "point_index": str(context["point_index"]), "point_name": context["point_name"],
+            "backend": context["backend"], "git_commit": context["git_commit"], "host": socket.gethostname()}
+    tracker = Tracker(context["tracking_uri"], run_id, rd.metrics, enabled=dist.is_main,
+                      experiment=context["experiment"], parent_run_id=context.get("parent_run_id"),
+                      run_name=context["point_name"], tags=tags)
+    tracker.start()
+    return tracker
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1])
+    except BaseException:
+        sys.exit(1)

@@ -1,0 +1,122 @@
+"""Shared Hugging Face pieces for the tasks: model loading, training arguments, the tracking
+callback and checkpoint discovery. Imported on the node only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments, TrainerCallback)
+
+from workflow.plan import model_source
+from workflow.rundir import RunDir
+
+log = logging.getLogger("workflow.hf")
+COMPLETE_MARKER = ".complete"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_model(spec: dict):
+    """``from_pretrained`` on a local folder or hub id: the same path flan-t5-xxl takes."""
+    source = model_source(spec)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSeq2SeqLM.from_pretrained(source)
+    log.info("loaded %s: %.2fM parameters", source, sum(p.numel() for p in model.parameters()) / 1e6)
+    return model, tokenizer
+
+
+def training_args(spec: dict, rd: RunDir, world_size: int) -> Seq2SeqTrainingArguments:
+    train = spec["train"]
+    on_cpu = not torch.cuda.is_available()
+    return Seq2SeqTrainingArguments(
+        output_dir=str(rd.checkpoints),
+        learning_rate=train["learning_rate"],
+        warmup_steps=train["warmup_steps"],
+        max_steps=train["max_steps"],
+        per_device_train_batch_size=train["train_batch_size"],
+        per_device_eval_batch_size=train["eval_batch_size"],
+        gradient_accumulation_steps=train["gradient_accumulation_steps"],
+        weight_decay=train["weight_decay"],
+        eval_strategy="steps",
+        eval_steps=train["eval_steps"],
+        save_strategy="steps",
+        save_steps=train["save_steps"],
+        save_total_limit=train["save_total_limit"],
+        logging_steps=train["logging_steps"],
+        seed=train["seed"],
+        data_seed=train["seed"],
+        bf16=train["precision"] == "bf16",
+        fp16=train["precision"] == "fp16",
+        use_cpu=on_cpu,
+        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
+        # T5 ignores num_items_in_batch, so averaging tokens across devices scales the loss by world size.
+        average_tokens_across_devices=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+    )
+
+
+class TrackingCallback(TrainerCallback):
+    """Sends Trainer logs to the tracker and writes a readable progress line to the point log."""
+
+    def __init__(self, tracker, samples_per_step: int):
+        self.tracker = tracker
+        self.samples_per_step = samples_per_step
+        self.best_eval_loss = float("inf")
+        self.last = (0, time.time())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        metrics = {_metric_name(k): v for k, v in logs.items() if isinstance(v, (int, float))}
+        step, now = state.global_step, time.time()
+        if "loss" in metrics and step > self.last[0]:
+            metrics["samples_per_second"] = (step - self.last[0]) * self.samples_per_step / max(now - self.last[1], 1e-9)
+            self.last = (step, now)
+        if "eval_loss" in metrics:
+            self.best_eval_loss = min(self.best_eval_loss, metrics["eval_loss"])
+            metrics["best_eval_loss"] = self.best_eval_loss
+        self.tracker.log_metrics(metrics, step)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch")
+        log.info("step %d/%d  %s", step, state.max_steps, shown)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Mark a checkpoint complete only after the Trainer has finished writing it."""
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}))
+
+
+def _metric_name(key: str) -> str:
+    return {"train_samples_per_second": "train_samples_per_second_avg"}.get(key, key)
+
+
+def latest_checkpoint(rd: RunDir) -> str | None:
+    """The newest checkpoint that was completely written; partial ones are skipped."""
+    if not rd.checkpoints.is_dir():
+        return None
+    found = []
+    for folder in rd.checkpoints.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+        if match and (folder / COMPLETE_MARKER).is_file() and (folder / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), folder))
+    return str(max(found)[1]) if found else None
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "deepspeed", "peft", "datasets", "mlflow", "accelerate"):
+        try:
+            out[f"version.{name}"] = version(name)
+        except PackageNotFoundError:
+            out[f"version.{name}"] = "absent"
+    return out

@@ -1,0 +1,169 @@
+"""Launch a plan: pick the points to submit, write their run directories, register MLflow
+runs, and hand the backend's request to the backend. Idempotent by point hash."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Optional
+
+import yaml
+
+from workflow import backends, manifest as manifests
+from workflow.backends.base import Request
+from workflow.errors import Problem, SpecError
+from workflow.manifest import ACTIVE, DONE, TERMINAL_FAILED, Manifest, PointRecord
+from workflow.paths import PROJECT_ROOT
+from workflow.plan import Plan
+from workflow.rundir import write_json
+from workflow.sweep import Point
+
+RETRY_CHOICES = ("failed",)
+TRACKING_TIMEOUT_S = 120
+
+
+@dataclass
+class Selection:
+    submit: list[Point] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # hash -> reason
+
+
+@dataclass
+class LaunchResult:
+    manifest: Manifest
+    submitted: list[str]
+    skipped: dict[str, str]
+    warnings: list[str]
+
+
+def select(plan: Plan, existing: Manifest | None, retry: Optional[str]) -> Selection:
+    """Which points to submit: new and failed ones, never done or active ones."""
+    if retry is not None and retry not in RETRY_CHOICES:
+        raise SpecError("Invalid --retry", [Problem("<command line>", "--retry", "one of: failed", repr(retry))])
+    chosen = Selection()
+    for point in plan.sweep.points:
+        record = existing.points.get(point.hash) if existing else None
+        state = record.state if record else None
+        if state == DONE or state in ACTIVE:
+            chosen.skipped[point.hash] = state
+        elif retry == "failed" and state not in TERMINAL_FAILED:
+            chosen.skipped[point.hash] = state or "new (not retried by --retry failed)"
+        else:
+            chosen.submit.append(point)
+    return chosen
+
+
+def render(plan: Plan, points: list[Point]) -> Request:
+    return backends.get(plan.backend).render(plan, points)
+
+
+def launch(plan: Plan, retry: Optional[str] = None,
+           on_event: Callable[[str, PointRecord], None] = lambda kind, record: None) -> LaunchResult:
+    with manifests.locked(plan.sweep.name):
+        manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
+        chosen = select(plan, manifest, retry)
+        warnings: list[str] = []
+        if not chosen.submit:
+            return LaunchResult(manifest, [], chosen.skipped, warnings)
+        backend = backends.get(plan.backend)
+        request = backend.render(plan, chosen.submit)
+        manifest.tracking_uri, manifest.experiment = plan.tracking_uri, plan.experiment
+        for point in chosen.submit:
+            _write_run_dir(plan, manifest, point)
+        manifest.save()
+        warning = _register_runs(plan, manifest, chosen.submit)
+        if warning:
+            warnings.append(warning)
+        for point in chosen.submit:
+            _write_job(plan, manifest, point)
+        manifest.save()
+        backend.submit(request, manifest, on_event)
+        return LaunchResult(manifest, [p.hash for p in chosen.submit], chosen.skipped, warnings)
+
+
+def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
+    run_dir = plan.run_dir(point)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    run_dir.spec_yaml.write_text(yaml.safe_dump(point.spec, sort_keys=False))
+    old = manifest.points.get(point.hash)
+    manifest.points[point.hash] = PointRecord(
+        index=point.index, name=point.name, hash=point.hash, run_dir=str(run_dir.root),
+        backend=plan.backend, mlflow_run_id=old.mlflow_run_id if old else None)
+
+
+def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
+    record = manifest.points[point.hash]
+    context = {
+        "sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "point_hash": point.hash,
+        "point_index": point.index, "point_name": point.name, "backend": plan.backend,
+        "tracking_uri": plan.tracking_uri, "experiment": plan.experiment,
+        "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
+        "git_commit": git_commit(), "submit_host": socket.gethostname(),
+    }
+    write_json(plan.run_dir(point).job, {"spec": point.spec, "context": context})
+
+
+def _tags(manifest: Manifest, plan: Plan) -> dict:
+    return {"sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "backend": plan.backend,
+            "git_commit": git_commit(), "host": socket.gethostname()}
+
+
+def _register_runs(plan: Plan, manifest: Manifest, points: list[Point]) -> str | None:
+    """Create the parent and child MLflow runs in a subprocess (the CLI never imports mlflow)."""
+    request = {
+        "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
+        "parent_run_id": manifest.parent_run_id, "tags": _tags(manifest, plan),
+        "points": [{"hash": p.hash, "name": p.name, "run_id": manifest.points[p.hash].mlflow_run_id,
+                    "tags": {"point_hash": p.hash, "point_index": str(p.index), "point_name": p.name}}
+                   for p in points],
+    }
+    try:
+        reply = call_tracking("prepare", request)
+    except RuntimeError as exc:
+        return f"MLflow runs not registered before submission ({exc}); each job will create its own run."
+    manifest.parent_run_id = reply["parent_run_id"]
+    for digest, run_id in reply["runs"].items():
+        manifest.points[digest].mlflow_run_id = run_id
+    return None
+
+
+def call_tracking(command: str, request: dict) -> dict:
+    """Run ``python -m workflow.tracking <command>`` with a JSON request; returns its JSON reply."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "workflow.tracking", command], input=json.dumps(request),
+                              capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=TRACKING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"MLflow did not answer within {TRACKING_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(last[:300])
+    return json.loads(proc.stdout)
+
+
+def finish_parent(manifest: Manifest) -> str | None:
+    """Close the sweep's parent run when every point has ended; returns a warning or None."""
+    if not manifest.parent_run_id or not manifest.tracking_uri:
+        return None
+    if any(r.state not in (DONE,) + TERMINAL_FAILED for r in manifest.points.values()):
+        return None
+    failed = any(r.state != DONE for r in manifest.points.values())
+    try:
+        call_tracking("finish", {"uri": manifest.tracking_uri,
+                                 "runs": {manifest.parent_run_id: "FAILED" if failed else "FINISHED"}})
+    except RuntimeError as exc:
+        return f"could not close the MLflow parent run: {exc}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+

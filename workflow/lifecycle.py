@@ -1,0 +1,153 @@
+"""Lifecycle commands that work after the launcher exited, from the manifest alone:
+status, logs, cancel, and the results of a sweep (read from run directories, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from workflow import backends, manifest as manifests
+from workflow.errors import ManifestError, Problem, suggest
+from workflow.manifest import ACTIVE, Manifest, PointRecord
+from workflow.rundir import RunDir
+
+# Final metrics shown in result tables, and whether higher is better.
+RESULT_METRICS = {"exact_match": True, "best_eval_loss": False}
+
+
+def refresh(manifest: Manifest) -> Manifest:
+    """Ask each backend (once for all its points) for the state of active points."""
+    by_backend: dict[str, list[PointRecord]] = defaultdict(list)
+    for record in manifest.points.values():
+        if record.state in ACTIVE and record.backend:
+            by_backend[record.backend].append(record)
+    changed = False
+    for name, records in by_backend.items():
+        for digest, job in backends.get(name).poll(records).items():
+            record = manifest.points[digest]
+            if job.state != record.state:
+                record.state, changed = job.state, True
+                if job.state not in ACTIVE:
+                    record.ended_at = record.ended_at or time.time()
+                    record.error = record.error or RunDir(Path(record.run_dir)).read_state().get("error")
+    if changed:
+        manifest.save()
+    return manifest
+
+
+def status_rows(manifest: Manifest) -> list[dict]:
+    rows = []
+    for record in manifest.ordered():
+        rd = RunDir(Path(record.run_dir))
+        state = rd.read_state()
+        step, metric = _latest_metric(rd)
+        start, end = record.started_at or state.get("started_at"), record.ended_at or state.get("ended_at")
+        elapsed = (end or time.time()) - start if start else None
+        rows.append({"index": record.index, "name": record.name, "state": record.state, "job_id": record.job_id,
+                     "elapsed_s": elapsed, "step": step, "metric": metric,
+                     "error": record.error or state.get("error")})
+    return rows
+
+
+def _latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
+    """The last metric line of the point's spool (read from the end, cheaply)."""
+    try:
+        with rd.metrics.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == "metric":
+            return row["step"], f"{row['key']}={row['value']:.4g}"
+    return None, None
+
+
+def find_points(manifest: Manifest, point: str | None) -> list[PointRecord]:
+    """Select by index, hash prefix or name; all points when None."""
+    records = manifest.ordered()
+    if point is None:
+        return records
+    text = str(point)
+    found = [r for r in records if text in (str(r.index), r.name) or r.hash.startswith(text)]
+    if not found:
+        raise ManifestError(f"No point '{text}' in sweep {manifest.sweep}",
+                            [Problem(str(manifest.path), "points", "a point index, hash prefix or name", repr(text),
+                                     suggest(text, [r.name for r in records]))])
+    return found
+
+
+def logs(sweep: str, point: str | None, tail: int) -> list[tuple[PointRecord, list[str]]]:
+    manifest = manifests.load(sweep)
+    out = []
+    for record in find_points(manifest, point):
+        path = RunDir(Path(record.run_dir)).log
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else ["(no log yet)"]
+        out.append((record, lines[-tail:] if tail > 0 else lines))
+    return out
+
+
+def cancel(sweep: str, point: str | None) -> list[str]:
+    manifest = refresh(manifests.load(sweep))
+    records = [r for r in find_points(manifest, point) if r.state in ACTIVE]
+    by_backend: dict[str, list[PointRecord]] = defaultdict(list)
+    for record in records:
+        by_backend[record.backend or "local"].append(record)
+    cancelled = []
+    for name, group in by_backend.items():
+        cancelled += backends.get(name).cancel(group)
+    for digest in cancelled:
+        manifest.points[digest].state = "CANCELLED"
+        manifest.points[digest].ended_at = time.time()
+    manifest.save()
+    return [manifest.points[d].name for d in cancelled]
+
+
+def results(manifest: Manifest, varying: list[str] | None = None) -> tuple[list[dict], list[str], list[str]]:
+    """Rows of (point, state, params that vary, final metrics), best first."""
+    rows = []
+    for record in manifest.ordered():
+        rd = RunDir(Path(record.run_dir))
+        spec = json.loads(rd.job.read_text())["spec"] if rd.job.is_file() else {}
+        rows.append({"point": record.name, "state": record.state, "spec": spec, "metrics": rd.read_results()})
+    params = varying if varying is not None else _varying(rows)
+    for row in rows:
+        row["params"] = {p: _get(row["spec"], p) for p in params}
+    metrics = [m for m in RESULT_METRICS if any(m in r["metrics"] for r in rows)]
+    rows.sort(key=lambda r: tuple(_rank(r["metrics"].get(m), RESULT_METRICS[m]) for m in metrics))
+    return rows, params, metrics
+
+
+def _rank(value, higher_better: bool) -> float:
+    if value is None:
+        return float("inf")
+    return -value if higher_better else value
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
+    return tree if tree != {} else None
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _varying(rows: list[dict]) -> list[str]:
+    flats = [_flatten(r["spec"]) for r in rows if r["spec"]]
+    keys = sorted({k for f in flats for k in f})
+    return [k for k in keys if k != "run_name" and len({json.dumps(f.get(k)) for f in flats}) > 1]

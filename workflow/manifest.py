@@ -1,0 +1,125 @@
+"""The sweep manifest: ``runs/<sweep>/manifest.json``, the record every lifecycle command reads.
+
+It maps each point hash to its run directory, state, backend job id and MLflow run id.
+Writes are atomic (temp file + rename); a lock file keeps two launches of one sweep apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+from workflow.errors import ManifestError, Problem
+from workflow.paths import runs_dir
+
+# Terminal states never change again; active ones may.
+DONE = "COMPLETED"
+TERMINAL_FAILED = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "SUBMITTED")
+STATES = ("PLANNED",) + ACTIVE + (DONE,) + TERMINAL_FAILED + ("UNKNOWN",)
+
+
+@dataclass
+class PointRecord:
+    index: int
+    name: str
+    hash: str
+    run_dir: str
+    state: str = "PLANNED"
+    backend: Optional[str] = None
+    job_id: Optional[str] = None
+    mlflow_run_id: Optional[str] = None
+    submitted_at: Optional[float] = None
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
+    error: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    sweep: str
+    file: str
+    sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created_at: float = field(default_factory=time.time)
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    points: dict[str, PointRecord] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return sweep_dir(self.sweep) / "manifest.json"
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        payload = asdict(self)
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def ordered(self) -> list[PointRecord]:
+        return sorted(self.points.values(), key=lambda r: (r.index, r.hash))
+
+
+def sweep_dir(sweep: str) -> Path:
+    return runs_dir() / sweep
+
+
+def load(sweep: str) -> Manifest:
+    path = sweep_dir(sweep) / "manifest.json"
+    if not path.is_file():
+        known = ", ".join(known_sweeps()) or "none yet"
+        raise ManifestError(f"No sweep named '{sweep}'",
+                            [Problem(str(path), None, "an existing sweep manifest", "no such file",
+                                     f"known sweeps: {known}")])
+    try:
+        data = json.loads(path.read_text())
+        points = {h: PointRecord(**rec) for h, rec in data.pop("points").items()}
+        return Manifest(points=points, **data)
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ManifestError(f"Corrupt manifest {path}", [Problem(str(path), None, "a manifest", str(exc))]) from None
+
+
+def load_or_new(sweep: str, file: str) -> Manifest:
+    path = sweep_dir(sweep) / "manifest.json"
+    return load(sweep) if path.is_file() else Manifest(sweep=sweep, file=file)
+
+
+def known_sweeps() -> list[str]:
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/manifest.json"))
+
+
+@contextmanager
+def locked(sweep: str) -> Iterator[None]:
+    """Hold the sweep's launch lock; a second concurrent launch fails at once."""
+    folder = sweep_dir(sweep)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / ".lock"
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ManifestError(f"Sweep '{sweep}' is being launched by {holder}",
+                                [Problem(str(lock_path), None, "no concurrent launch of the same sweep",
+                                         "the lock is held", "wait for it to finish, then re-run")]) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

@@ -1,0 +1,54 @@
+"""Where things live on disk. Every location is overridable by one environment variable.
+
+- ``WF_MOUNT_DIR``: holds ``data/`` (JSON data files) and ``models/`` (model folders).
+  Default: ``<project>/mount``. On a cluster point it at the shared filesystem.
+- ``WF_RUNS_DIR``: sweep manifests and per-point run directories. Default ``<project>/runs``.
+- ``WF_MLFLOW_DIR``: the default sqlite tracking store and its artifacts.
+  Default ``<project>/.mlflow``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def mount_dir() -> Path:
+    return _env_path("WF_MOUNT_DIR", PROJECT_ROOT / "mount")
+
+
+def data_dir() -> Path:
+    return mount_dir() / "data"
+
+
+def models_dir() -> Path:
+    return mount_dir() / "models"
+
+
+def runs_dir() -> Path:
+    return _env_path("WF_RUNS_DIR", PROJECT_ROOT / "runs")
+
+
+def mlflow_dir() -> Path:
+    return _env_path("WF_MLFLOW_DIR", PROJECT_ROOT / ".mlflow")
+
+
+def default_tracking_uri() -> str:
+    """An explicit sqlite store inside the project (never MLflow's implicit ./mlruns)."""
+    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> str:
+    return (mlflow_dir() / "artifacts").as_uri()
+
+
+def resolve_tracking_uri(spec_uri: str | None) -> str:
+    """The spec's value, else $MLFLOW_TRACKING_URI, else the project's sqlite store."""
+    return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()

@@ -1,0 +1,23 @@
+"""Build the offline demo: a synthetic data file under mount/data and a tiny T5 under
+mount/models, so the demo and the tests need no download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workflow import demo
+from workflow.paths import data_dir, models_dir
+
+
+def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int = 0) -> tuple[Path, Path]:
+    """Write the demo data (if absent) and build the tiny model (if absent); returns both paths."""
+    from workflow.tiny import build_tiny_model
+
+    data_path = data_dir() / data_name
+    records = demo.make_seq2seq_data(seed=seed)
+    if not data_path.is_file():
+        demo.write_json(data_path, records)
+    model_dir = models_dir() / model_name
+    if not (model_dir / "config.json").is_file():
+        build_tiny_model(model_dir, demo.corpus_texts(records), seed=seed)
+    return model_dir, data_path

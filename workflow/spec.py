@@ -1,0 +1,150 @@
+"""The job spec: one pydantic model, every default and its documentation in one place.
+
+``python launch.py schema`` prints this reference; the README's spec section is generated
+from the same fields. Blocks:
+
+- top level: task, model, data, backend, output
+- ``train``: optimisation and checkpointing
+- ``generate``: sampling on the eval split after training
+- ``resources``: what one point asks of the cluster (units in the names)
+- ``tracking``: MLflow experiment and store
+- ``deepspeed``: ZeRO settings (off by default)
+- ``local`` / ``slurm`` / ``ctl``: backend-only settings, passed through to that backend
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeInt, model_validator
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TrainSpec(Block):
+    learning_rate: PositiveFloat = Field(3e-4, description="Peak learning rate (AdamW).")
+    warmup_steps: NonNegativeInt = Field(0, description="Linear warm-up steps.")
+    max_steps: PositiveInt = Field(1000, description="Optimizer steps to train for.")
+    train_batch_size: PositiveInt = Field(32, description="Micro batch size per device.")
+    eval_batch_size: PositiveInt = Field(64, description="Eval and generation batch size per device.")
+    gradient_accumulation_steps: PositiveInt = Field(1, description="Micro batches per optimizer step.")
+    save_steps: PositiveInt = Field(500, description="Checkpoint every N steps.")
+    save_total_limit: PositiveInt = Field(2, description="Checkpoints kept on disk (oldest rotated out).")
+    eval_steps: PositiveInt = Field(200, description="Compute eval loss every N steps.")
+    logging_steps: PositiveInt = Field(20, description="Log loss and learning rate every N steps.")
+    seed: int = Field(42, description="Seed for data order and initialisation.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
+    max_source_length: PositiveInt = Field(256, description="Prompt tokens kept (longer ones are truncated and counted).")
+    max_target_length: PositiveInt = Field(128, description="Completion tokens kept (longer ones are truncated and counted).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
+    do_train: bool = Field(True, description="False: evaluate the initial model only.")
+
+
+class GenerateSpec(Block):
+    temperature: float = Field(0.0, ge=0, description="0 means greedy decoding; above 0 samples.")
+    n_samples: PositiveInt = Field(1, description="Samples per eval prompt (needs temperature > 0 when above 1).")
+    max_new_tokens: PositiveInt = Field(64, description="Generation length cap.")
+
+    @model_validator(mode="after")
+    def _samples_need_temperature(self) -> "GenerateSpec":
+        if self.n_samples > 1 and self.temperature == 0:
+            raise ValueError("n_samples > 1 needs temperature > 0 (greedy decoding gives identical samples)")
+        return self
+
+
+class ResourcesSpec(Block):
+    nodes: PositiveInt = Field(1, description="Nodes per point.")
+    gpus_per_node: NonNegativeInt = Field(0, description="GPUs per node; 0 runs on CPU.")
+    cpus_per_task: PositiveInt = Field(2, description="CPU cores per task.")
+    mem_gb: PositiveFloat = Field(8, description="Host memory per node, in GB.")
+    timeout_min: PositiveInt = Field(60, description="Wall-clock limit per point, in minutes.")
+    gpu_type: Optional[str] = Field(None, description="GPU model, e.g. A100-80GB (memory planning, ctl --gpus-type).")
+
+
+class TrackingSpec(Block):
+    experiment: str = Field("t5-finetune", min_length=1, description="MLflow experiment name.")
+    uri: Optional[str] = Field(
+        None, description="MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else a sqlite file in the project.")
+
+
+class DeepSpeedSpec(Block):
+    enabled: bool = Field(False, description="Train through DeepSpeed.")
+    stage: int = Field(2, description="ZeRO stage: 0, 2 or 3.")
+    offload_optimizer: Literal["none", "cpu"] = Field("none", description="Optimizer state offload.")
+    offload_param: Literal["none", "cpu"] = Field("none", description="Parameter offload (ZeRO-3 only).")
+    gather_16bit_weights_on_save: bool = Field(True, description="ZeRO-3: save a consolidated 16-bit model.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeepSpeedSpec":
+        if self.stage not in (0, 2, 3):
+            raise ValueError(f"ZeRO stage must be 0, 2 or 3, got {self.stage}")
+        if self.offload_param != "none" and self.stage != 3:
+            raise ValueError("offload_param needs stage 3")
+        return self
+
+
+class LocalSpec(Block):
+    max_parallel: PositiveInt = Field(1, description="Points run at once by the local backend.")
+
+
+class JobSpec(Block):
+    """One training job. Unknown keys are errors."""
+
+    task: Literal["seq2seq"] = Field("seq2seq", description="What to train: seq2seq (prompt -> completion).")
+    model_init_name: Optional[str] = Field(
+        None, description="Folder under mount/models holding the initial model (from_pretrained).")
+    model_init_path: Optional[str] = Field(
+        None, description="Local path or hub id of the initial model; used when model_init_name is unset.")
+    data_name: str = Field(..., min_length=1, description="JSON data file under mount/data.")
+    run_name: Optional[str] = Field(None, description="Readable run name (default: the point name).")
+    backend: Literal["local"] = Field("local", description="Where points run: local.")
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    generate: GenerateSpec = Field(default_factory=GenerateSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
+    local: LocalSpec = Field(default_factory=LocalSpec)
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> "JobSpec":
+        if not self.model_init_name and not self.model_init_path:
+            raise ValueError("set model_init_name (a folder under mount/models) or model_init_path")
+        if self.model_init_name and self.model_init_path:
+            raise ValueError("set only one of model_init_name and model_init_path")
+        return self
+
+
+# Keys that describe where or how a point runs, not what it computes. They are left out
+# of the point hash, so moving a sweep to another backend does not re-run finished points.
+HASH_EXCLUDED = ("backend", "tracking", "local", "run_name",
+                 "resources.timeout_min", "resources.mem_gb", "resources.cpus_per_task")
+
+
+def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str, Any]:
+    """Every dotted key path of the spec, mapped to its pydantic FieldInfo."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        path = prefix + name
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out.update(field_paths(sub, path + "."))
+        else:
+            out[path] = info
+    return out
+
+
+def block_at(path: tuple) -> type[BaseModel] | None:
+    """The pydantic model found at a key path (ignoring list indices), or None."""
+    model: type[BaseModel] = JobSpec
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        sub = info.annotation if info else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        model = sub
+    return model

@@ -1,0 +1,282 @@
+"""Sweep expansion: a pure function from a sweep file to a list of resolved points.
+
+A sweep file names a ``base`` job spec and any of ``grid``, ``zip``, ``random``, ``points``.
+Each block is one axis; the points are the cartesian product of the axes present:
+
+- ``grid``: every key is its own axis (cartesian product of the lists);
+- ``zip``: one axis whose values are paired across keys (lists of equal length);
+- ``random``: one axis of ``n`` samples drawn with ``seed``;
+- ``points``: one axis of explicit override mappings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random as _random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from workflow import config
+from workflow.errors import Problem, SpecError, short, suggest
+from workflow.spec import HASH_EXCLUDED, JobSpec, field_paths
+
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+
+
+class RandomBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: PositiveInt = Field(..., description="Number of samples.")
+    seed: int = Field(0, description="Sampling seed; the same seed gives the same points.")
+    params: dict[str, dict[str, list]] = Field(
+        ..., min_length=1, description="key.path: {choice|uniform|loguniform|int: [values or low, high]}")
+
+
+class SweepFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: str = Field(..., description="The job spec every point starts from.")
+    name: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                description="Sweep name (default: the file name).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="key.path: value set on every point.")
+    grid: dict[str, list] = Field(default_factory=dict, description="key.path: [values], cartesian product.")
+    zip: dict[str, list] = Field(default_factory=dict, description="key.path: [values], paired by position.")
+    random: Optional[RandomBlock] = None
+    points: list[dict[str, Any]] = Field(default_factory=list, description="Explicit list of override mappings.")
+    max_points: PositiveInt = Field(1000, description="Refuse to submit a sweep larger than this.")
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    name: str
+    hash: str
+    overrides: dict
+    spec: dict = field(repr=False)
+
+    @property
+    def slug(self) -> str:
+        text = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.name)[:60].strip("_")
+        return f"{text or 'point'}-{self.hash[:8]}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    file: str
+    points: list[Point]
+    varying: list[str]
+
+
+def spec_hash(spec: dict) -> str:
+    """Stable id of a resolved spec: sha256 over the keys that change what is computed."""
+    kept = json.loads(json.dumps(spec))
+    for dotted in HASH_EXCLUDED:
+        node = kept
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+            mantissa, exp = f"{value:.3e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def get_path(tree: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def load_sweep_file(path: Path) -> SweepFile:
+    raw = config.read_yaml(path)
+    try:
+        return SweepFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) for p in loc)
+            if err["type"] == "extra_forbidden":
+                options = RandomBlock.model_fields if loc[0] == "random" else SweepFile.model_fields
+                problems.append(Problem(str(path), key, "a known sweep key", f"unknown key '{loc[-1]}'",
+                                        suggest(str(loc[-1]), options)))
+            elif err["type"] == "missing":
+                problems.append(Problem(str(path), key, "a value (this key is required)", "nothing"))
+            else:
+                msg = err["msg"].removeprefix("Input should be ")
+                problems.append(Problem(str(path), key, msg, short(err.get("input"))))
+        raise SpecError(f"Invalid sweep file {path}", problems) from None
+
+
+def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], list[Problem]]:
+    """Each axis is a list of (source, overrides) options."""
+    axes: list[list[tuple[str, dict]]] = []
+    problems: list[Problem] = []
+    known = field_paths()
+
+    def check(key: str, shown: str) -> bool:
+        problem = config.check_key_path(key, known, file, shown)
+        if problem:
+            problems.append(problem)
+        return problem is None
+
+    for key, values in sweep.grid.items():
+        if check(key, f"grid.{key}"):
+            if not values:
+                problems.append(Problem(file, f"grid.{key}", "a non-empty list of values", "[]"))
+            axes.append([(f"grid.{key}", {key: v}) for v in values])
+    if sweep.zip:
+        lengths = {k: len(v) for k, v in sweep.zip.items()}
+        if len(set(lengths.values())) > 1:
+            problems.append(Problem(file, "zip", "lists of equal length",
+                                    ", ".join(f"{k}: {n}" for k, n in lengths.items())))
+        elif 0 in lengths.values():
+            problems.append(Problem(file, "zip", "non-empty lists", "[]"))
+        elif all(check(k, f"zip.{k}") for k in list(sweep.zip)):
+            rows = zip(*sweep.zip.values())
+            axes.append([("zip", dict(zip(sweep.zip, row))) for row in rows])
+    if sweep.random:
+        axes.append(_random_axis(sweep.random, file, check, problems))
+    if sweep.points:
+        options = []
+        for i, point in enumerate(sweep.points):
+            if all(check(k, f"points[{i}].{k}") for k in point):
+                options.append((f"points[{i}]", dict(point)))
+        axes.append(options)
+    return axes, problems
+
+
+def _random_axis(block: RandomBlock, file: str, check, problems: list[Problem]) -> list[tuple[str, dict]]:
+    rng = _random.Random(block.seed)
+    samplers = {}
+    for key, dist in block.params.items():
+        shown = f"random.params.{key}"
+        if not check(key, shown):
+            continue
+        if len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+            problems.append(Problem(file, shown, "one of " + "|".join(DISTRIBUTIONS) + ": [...]",
+                                    short(dist), suggest(next(iter(dist), ""), DISTRIBUTIONS)))
+            continue
+        kind, args = next(iter(dist.items()))
+        try:
+            samplers[key] = _sampler(kind, args)
+        except (TypeError, ValueError) as exc:
+            problems.append(Problem(file, f"{shown}.{kind}", str(exc), short(args)))
+    if problems:
+        return []
+    return [("random", {k: s(rng) for k, s in samplers.items()}) for _ in range(block.n)]
+
+
+def _sampler(kind: str, args: list):
+    if kind == "choice":
+        if not args:
+            raise ValueError("a non-empty list of choices")
+        return lambda rng: rng.choice(args)
+    if len(args) != 2:
+        raise ValueError("[low, high]")
+    low, high = (float(a) for a in args)
+    if not low < high:
+        raise ValueError("low < high")
+    if kind == "uniform":
+        return lambda rng: rng.uniform(low, high)
+    if kind == "int":
+        return lambda rng: rng.randint(int(low), int(high))
+    if low <= 0:
+        raise ValueError("loguniform bounds above 0")
+    return lambda rng: math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
+    """Sweep file -> validated points. Raises SpecError listing every problem."""
+    path = Path(path)
+    sweep = load_sweep_file(path)
+    file = str(path)
+    base_path = config.resolve_path(sweep.base, path.resolve().parent)
+    if not base_path.is_file():
+        raise SpecError(f"Invalid sweep file {path}", [Problem(file, "base", "an existing job spec file", sweep.base)])
+    base_raw = config.load_raw(base_path)
+    if extra:
+        base_raw = config.deep_merge(base_raw, extra)
+    fixed, problems = {}, []
+    for key, value in sweep.overrides.items():
+        problem = config.check_key_path(key, field_paths(), file, f"overrides.{key}")
+        if problem:
+            problems.append(problem)
+        else:
+            config.set_path(fixed, key, value)
+    axes, axis_problems = _axes(sweep, file)
+    problems += axis_problems
+    if problems:
+        raise SpecError(f"Invalid sweep file {path}", problems)
+    cli = config.parse_overrides(cli_overrides)
+    base_raw = config.deep_merge(base_raw, fixed)
+    config.validate(config.deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
+
+    combos = list(itertools.product(*axes)) if axes else [()]
+    if len(combos) > sweep.max_points:
+        raise SpecError(f"Sweep {path} is too large", [Problem(
+            file, "max_points", f"at most {sweep.max_points} points (raise max_points to allow more)",
+            f"{len(combos)} points")])
+    return _resolve(path, sweep, base_raw, combos, cli)
+
+
+def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: dict) -> Sweep:
+    file = str(path)
+    points: list[Point] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    varying = sorted({k for combo in combos for _, over in combo for k in over})
+    for index, combo in enumerate(combos):
+        flat = {k: v for _, over in combo for k, v in over.items()}
+        nested: dict = {}
+        for key, value in flat.items():
+            config.set_path(nested, key, value)
+        raw = config.deep_merge(config.deep_merge(base_raw, nested), cli)
+        sources = {k: src for src, over in combo for k in over}
+        try:
+            spec = JobSpec.model_validate(raw).model_dump(mode="json")
+        except ValidationError as exc:
+            for err in exc.errors():
+                dotted = ".".join(str(p) for p in err["loc"])
+                src = sources.get(dotted)
+                problem = config._problem(err, file)
+                key = f"{src}" if src and src.endswith(dotted) else f"{src}.{dotted}" if src else dotted
+                problems.append(Problem(file, key, problem.expected, problem.given, problem.hint))
+            continue
+        digest = spec_hash(spec)
+        if digest in seen:
+            problems.append(Problem(file, ", ".join(sorted(set(sources.values()))) or "points",
+                                    "distinct points", f"point {index} duplicates point {seen[digest]}"))
+            continue
+        seen[digest] = index
+        name = ",".join(f"{k.rsplit('.', 1)[-1]}={format_value(get_path(spec, k))}" for k in varying) or "default"
+        if spec.get("run_name") is None:
+            spec["run_name"] = name
+        points.append(Point(index, name, digest, {k: get_path(spec, k) for k in varying}, spec))
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise SpecError(f"Invalid sweep {path}", unique)
+    return Sweep(sweep.name or path.stem, file, points, varying)
+
+
+def single(spec_path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
+    """``launch.py run spec.yaml``: a sweep of one point, named after the spec file."""
+    path = Path(spec_path)
+    spec = config.load_spec(path, cli_overrides, extra).model_dump(mode="json")
+    name = spec.get("run_name") or path.stem
+    spec["run_name"] = name
+    return Sweep(path.stem, str(path), [Point(0, name, spec_hash(spec), {}, spec)], [])

@@ -1,0 +1,126 @@
+"""seq2seq: prompt -> completion fine-tuning with the HF Seq2SeqTrainer.
+
+The recipe: setup (model, tokenizer, data) -> train -> evaluate (generate on eval) -> save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, set_seed
+
+from workflow import data as data_files
+from workflow import hf
+from workflow.rundir import RunDir, write_json
+
+log = logging.getLogger("workflow.seq2seq")
+
+
+def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
+    set_seed(spec["train"]["seed"])
+    model, tokenizer = hf.load_model(spec)
+    train_ds, eval_ds, records = setup_data(spec, tokenizer, tracker)
+    tracker.log_params({**spec, **hf.package_versions()})
+    tracker.log_artifact(rd.spec_yaml)
+    callback = hf.TrackingCallback(tracker, samples_per_step(spec, dist))
+    trainer = build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist)
+    if spec["train"]["do_train"]:
+        resume = hf.latest_checkpoint(rd)
+        if resume:
+            log.info("resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=resume)
+    else:
+        tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
+    results = {}
+    if dist.is_main:
+        results = evaluate(spec, trainer.model, tokenizer, records["eval"], rd)
+        results["best_eval_loss"] = callback.best_eval_loss
+        save(trainer, tokenizer, rd)
+        write_json(rd.eval_results, results)
+        tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
+        for path in (rd.predictions, rd.eval_results):
+            tracker.log_artifact(path)
+    return results
+
+
+def setup_data(spec: dict, tokenizer, tracker):
+    """Load the JSON file through ``datasets`` and tokenize with counted truncation."""
+    raw = data_files.load_json(data_files.data_path(spec["data_name"]))
+    records = {split: [{"prompt": r["prompt"], "completion": r["completion"]} for r in raw[split]]
+               for split in data_files.SPLITS}
+    out = []
+    for split in data_files.SPLITS:
+        ds = Dataset.from_list(records[split])
+        ds, truncated = tokenize(ds, tokenizer, spec["train"])
+        tracker.log_params({f"data.{split}.examples": len(ds), f"data.{split}.truncated": truncated})
+        log.info("%s: %d examples, %d truncated", split, len(ds), truncated)
+        out.append(ds)
+    return out[0], out[1], records
+
+
+def tokenize(ds, tokenizer, train: dict):
+    src = tokenizer(list(ds["prompt"]))["input_ids"]
+    tgt = tokenizer(text_target=list(ds["completion"]))["input_ids"]
+    max_src, max_tgt = train["max_source_length"], train["max_target_length"]
+    truncated = sum(len(s) > max_src or len(t) > max_tgt for s, t in zip(src, tgt))
+    eos = tokenizer.eos_token_id
+    src = [s if len(s) <= max_src else s[:max_src - 1] + [eos] for s in src]
+    tgt = [t if len(t) <= max_tgt else t[:max_tgt - 1] + [eos] for t in tgt]
+    columns = {"input_ids": src, "attention_mask": [[1] * len(s) for s in src], "labels": tgt,
+               "length": [len(s) + len(t) for s, t in zip(src, tgt)]}
+    return Dataset.from_dict(columns), truncated
+
+
+def samples_per_step(spec: dict, dist) -> int:
+    train = spec["train"]
+    return train["train_batch_size"] * train["gradient_accumulation_steps"] * dist.world_size
+
+
+def build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist) -> Seq2SeqTrainer:
+    args = hf.training_args(spec, rd, dist.world_size)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, padding=True)
+    return Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                          data_collator=collator, processing_class=tokenizer,
+                          callbacks=[callback])
+
+
+@torch.no_grad()
+def evaluate(spec: dict, model, tokenizer, records: list[dict], rd: RunDir) -> dict:
+    """Generate on the eval split; exact match on the first sample and on any of n."""
+    gen = spec["generate"]
+    model.eval()
+    predictions = []
+    batch_size = spec["train"]["eval_batch_size"]
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        samples = generate(model, tokenizer, [r["prompt"] for r in batch], gen, spec["train"])
+        for record, outs in zip(batch, samples):
+            predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs})
+    rd.predictions.write_text(json.dumps(predictions, indent=1))
+    first = [p["samples"][0].strip() == p["reference"].strip() for p in predictions]
+    any_n = [any(s.strip() == p["reference"].strip() for s in p["samples"]) for p in predictions]
+    results = {"exact_match": sum(first) / len(first)}
+    if gen["n_samples"] > 1:
+        results[f"exact_match_any_of_{gen['n_samples']}"] = sum(any_n) / len(any_n)
+    log.info("eval generation: %s", results)
+    return results
+
+
+def generate(model, tokenizer, prompts: list[str], gen: dict, train: dict) -> list[list[str]]:
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                       max_length=train["max_source_length"]).to(model.device)
+    sampling = gen["temperature"] > 0
+    extra = {"do_sample": True, "temperature": gen["temperature"]} if sampling else {"do_sample": False}
+    out = model.generate(**inputs, max_new_tokens=gen["max_new_tokens"],
+                         num_return_sequences=gen["n_samples"], **extra)
+    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+    n = gen["n_samples"]
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def save(trainer, tokenizer, rd: RunDir) -> None:
+    trainer.save_model(str(rd.model))
+    tokenizer.save_pretrained(str(rd.model))
