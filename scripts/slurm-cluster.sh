@@ -72,9 +72,9 @@ alive() {
   [[ ${st%% *} != Z ]]
 }
 
-# pid of a daemon we started, if its pid file points at a live process of that name.
 not_alive() { ! alive "$1"; }
 
+# pid of a daemon we started, if its pid file points at a live process of that name.
 pid_of() {
   local f=${PIDFILE[$1]} pid
   [[ -s $f ]] || return 1
@@ -236,6 +236,7 @@ start_munged() {
   WATCH=munged wait_for "$TIMEOUT" munged munge -n --socket="$MUNGE_SOCK" || show_logs "$LOG_DIR/munged.log" || die "munged not answering"
 }
 
+# shellcheck disable=SC2120  # called with args via wait_for
 mysql_root() { mariadb --no-defaults --socket="$MYSQL_SOCK" -u root "$@"; }
 
 start_mariadbd() {
@@ -285,7 +286,8 @@ start_slurmd() {
   slurmd -N "$NODE" || show_logs "$LOG_DIR/slurmd.log" || die "slurmd failed to start"
 }
 
-node_idle() { [[ $(sinfo -h -n "$NODE" -o %T 2>/dev/null) == idle ]]; }
+# Node is up and schedulable. Jobs that were running across a stop/start keep it "mixed"/"allocated".
+node_ready() { [[ $(sinfo -h -n "$NODE" -o %T 2>/dev/null) =~ ^(idle|mixed|allocated|completing)$ ]]; }
 
 cmd_start() {
   need_root
@@ -303,12 +305,12 @@ cmd_start() {
   start_slurmctld
   start_slurmd
 
-  WATCH=slurmd wait_for "$TIMEOUT" "node $NODE to be idle" node_idle || {
+  WATCH=slurmd wait_for "$TIMEOUT" "node $NODE to be up" node_ready || {
     scontrol show node "$NODE" >&2 || true
-    show_logs "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmctld.log" || die "node $NODE not idle"
+    show_logs "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmctld.log" || die "node $NODE not up"
   }
   log "running a smoke job"
-  timeout "$TIMEOUT" srun -N1 -n1 -t 1 -J slurm-cluster-smoke true \
+  timeout "$TIMEOUT" srun -N1 -n1 -t 1 -J slurm-cluster-smoke -D / true \
     || show_logs "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmctld.log" || die "smoke job failed"
   printf '[slurm-cluster] cluster %s up on node %s in %.1f s (state dir %s)\n' \
     "$CLUSTER" "$NODE" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$STATE" >&2

@@ -14,8 +14,8 @@ from workflow.errors import WorkflowError
 from workflow.manifest import Manifest, PointRecord
 from workflow.sweep import Sweep, format_value
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 STATE_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "FAILED": "red",
                "CANCELLED": "magenta", "TIMEOUT": "red", "OUT_OF_MEMORY": "red", "NODE_FAIL": "red",
@@ -79,8 +79,12 @@ def sweep_progress(total: int) -> Iterator:
 
 def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str) -> Table:
     table = Table(title=title)
-    for column in ["point", "state", *params, *metrics]:
-        table.add_column(column, justify="right" if column in metrics else "left")
+    table.add_column("point", overflow="fold")
+    table.add_column("state")
+    for param in params:
+        table.add_column(param.rsplit(".", 1)[-1], overflow="fold")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
     for row in rows:
         cells = [row["point"], f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"]
         cells += [format_value(row["params"].get(p, "")) for p in params]

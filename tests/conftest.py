@@ -1,0 +1,47 @@
+"""Shared fixtures: an isolated mount/runs/MLflow tree per test session, the tiny model, and a
+helper that runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mount(tmp_path_factory) -> Path:
+    """A mount dir with the demo data and the tiny T5, built offline once per session."""
+    path = tmp_path_factory.mktemp("mount")
+    env = {**os.environ, "WF_MOUNT_DIR": str(path), "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "launch.py", "tiny_model"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, mount) -> dict:
+    """Environment for CLI subprocesses: isolated runs dir and MLflow store."""
+    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(tmp_path / "runs"),
+              "WF_MLFLOW_DIR": str(tmp_path / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    values.pop("MLFLOW_TRACKING_URI", None)
+    return values
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path, mount):
+    """The same isolation for in-process library calls."""
+    monkeypatch.setenv("WF_MOUNT_DIR", str(mount))
+    monkeypatch.setenv("WF_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("WF_MLFLOW_DIR", str(tmp_path / "mlflow"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def run_cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
