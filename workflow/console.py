@@ -95,13 +95,14 @@ def results_table(rows: list[dict], params: list[str], metrics: list[str], title
 
 def status_table(manifest: Manifest, rows: list[dict]) -> Table:
     table = Table(title=f"sweep {manifest.sweep} ({manifest.sweep_id})")
-    for column in ("#", "point", "state", "job id", "elapsed", "step", "latest metric", "error"):
-        table.add_column(column)
+    errors = any(row.get("error") for row in rows)
+    for column in ("#", "point", "state", "job id", "elapsed", "step", "latest metric") + (("error",) if errors else ()):
+        table.add_column(column, overflow="fold")
     for row in rows:
         style = STATE_STYLE.get(row["state"], "white")
-        table.add_row(str(row["index"]), row["name"], f"[{style}]{row['state']}[/]", row["job_id"] or "-",
-                      _elapsed(row["elapsed_s"]), str(row.get("step") or "-"), row.get("metric") or "-",
-                      (row.get("error") or "")[:80])
+        cells = [str(row["index"]), row["name"], f"[{style}]{row['state']}[/]", row["job_id"] or "-",
+                 _elapsed(row["elapsed_s"]), str(row.get("step") or "-"), row.get("metric") or "-"]
+        table.add_row(*cells, *((row.get("error") or "")[:200],) if errors else ())
     return table
 
 

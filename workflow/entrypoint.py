@@ -18,6 +18,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
+
+from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
 
 log = logging.getLogger("workflow")
@@ -63,6 +66,13 @@ def main(run_dir: str) -> dict:
     try:
         task = importlib.import_module(f"workflow.tasks.{spec['task']}")
         results = task.run(spec, rd, tracker, dist)
+    except Preempted as exc:
+        log.warning("%s", exc)
+        if dist.is_main:
+            count = rd.read_state().get("preemptions", 0) + 1
+            rd.write_state(state="REQUEUED", preempted_at=time.time(), preemptions=count)
+            tracker.set_tags({"preemptions": count})
+        raise
     except BaseException as exc:
         killed = isinstance(exc, KeyboardInterrupt)
         summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
@@ -101,6 +111,39 @@ def _tail(path: Path, lines: int) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+class SlurmTask(submitit.helpers.Checkpointable):
+    """What submitit runs on each SLURM task: ``main(run_dir)`` with distributed env and requeue.
+
+    Preemption (USR2, also sent before the time limit) sets a flag; training saves a checkpoint
+    at the next step and stops; then submitit's own handler checkpoints this callable (same
+    arguments) and requeues the job within its requeue budget. On restart, training resumes
+    from the newest complete checkpoint and logs into the same MLflow run.
+    """
+
+    def __call__(self, run_dir: str) -> dict:
+        _redirect_output(RunDir(Path(run_dir)).log)
+        os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        FLAG.install()
+        try:
+            return main(run_dir)
+        except Preempted:
+            if submitit.JobEnvironment().global_rank == 0 and callable(FLAG.previous):
+                FLAG.previous(FLAG.signum, None)  # submitit: checkpoint + requeue + exit
+            time.sleep(600)  # other ranks: the requeue ends this task
+            raise
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Send this task's stdout and stderr to the point's log (all ranks append)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments, TrainerCallback)
 
 from workflow.plan import model_source
+from workflow.preempt import FLAG
 from workflow.rundir import RunDir
 
 log = logging.getLogger("workflow.hf")
@@ -92,6 +93,25 @@ class TrackingCallback(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
                 (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}))
+
+
+class PreemptionCallback(TrainerCallback):
+    """On a preemption request (any rank), save a checkpoint at this step and stop training."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if _any_rank(FLAG.requested):
+            log.warning("preemption requested at step %d: saving a checkpoint and stopping", state.global_step)
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _any_rank(value: bool) -> bool:
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    flag = torch.tensor([1 if value else 0])
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _metric_name(key: str) -> str:

@@ -75,7 +75,7 @@ def launch(plan: Plan, retry: Optional[str] = None,
         for point in chosen.submit:
             _write_run_dir(plan, manifest, point)
         manifest.save()
-        warning = _register_runs(plan, manifest, chosen.submit)
+        warning = _register_runs(plan, manifest, chosen.submit, request)
         if warning:
             warnings.append(warning)
         for point in chosen.submit:
@@ -112,13 +112,14 @@ def _tags(manifest: Manifest, plan: Plan) -> dict:
             "git_commit": git_commit(), "host": socket.gethostname()}
 
 
-def _register_runs(plan: Plan, manifest: Manifest, points: list[Point]) -> str | None:
+def _register_runs(plan: Plan, manifest: Manifest, points: list[Point], request: Request) -> str | None:
     """Create the parent and child MLflow runs in a subprocess (the CLI never imports mlflow)."""
     request = {
         "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
         "parent_run_id": manifest.parent_run_id, "tags": _tags(manifest, plan),
         "points": [{"hash": p.hash, "name": p.name, "run_id": manifest.points[p.hash].mlflow_run_id,
-                    "tags": {"point_hash": p.hash, "point_index": str(p.index), "point_name": p.name}}
+                    "tags": {"point_hash": p.hash, "point_index": str(p.index), "point_name": p.name,
+                             **request.point_tags(p.hash)}}
                    for p in points],
     }
     try:

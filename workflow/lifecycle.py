@@ -13,6 +13,8 @@ from workflow.errors import ManifestError, Problem, suggest
 from workflow.manifest import ACTIVE, Manifest, PointRecord
 from workflow.rundir import RunDir
 
+# Metrics shown as "latest metric" by status.
+SHOWN_METRICS = ("loss", "eval_loss", "exact_match")
 # Final metrics shown in result tables, and whether higher is better.
 RESULT_METRICS = {"exact_match": True, "best_eval_loss": False}
 
@@ -27,6 +29,8 @@ def refresh(manifest: Manifest) -> Manifest:
     for name, records in by_backend.items():
         for digest, job in backends.get(name).poll(records).items():
             record = manifest.points[digest]
+            if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
+                record.extra["elapsed_s"], changed = job.elapsed_s, True
             if job.state != record.state:
                 record.state, changed = job.state, True
                 if job.state not in ACTIVE:
@@ -44,7 +48,9 @@ def status_rows(manifest: Manifest) -> list[dict]:
         state = rd.read_state()
         step, metric = _latest_metric(rd)
         start, end = record.started_at or state.get("started_at"), record.ended_at or state.get("ended_at")
-        elapsed = (end or time.time()) - start if start else None
+        elapsed = record.extra.get("elapsed_s")
+        if elapsed is None and start:
+            elapsed = max(0.0, (end or time.time()) - start)
         rows.append({"index": record.index, "name": record.name, "state": record.state, "job_id": record.job_id,
                      "elapsed_s": elapsed, "step": step, "metric": metric,
                      "error": record.error or state.get("error")})
@@ -65,7 +71,7 @@ def _latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if row.get("kind") == "metric":
+        if row.get("kind") == "metric" and row.get("key") in SHOWN_METRICS:
             return row["step"], f"{row['key']}={row['value']:.4g}"
     return None, None
 

@@ -62,6 +62,12 @@ class ResourcesSpec(Block):
     mem_gb: PositiveFloat = Field(8, description="Host memory per node, in GB.")
     timeout_min: PositiveInt = Field(60, description="Wall-clock limit per point, in minutes.")
     gpu_type: Optional[str] = Field(None, description="GPU model, e.g. A100-80GB (memory planning, ctl --gpus-type).")
+    tasks_per_node: Optional[PositiveInt] = Field(
+        None, description="Processes per node. Default: one per GPU, or 1 on CPU.")
+
+    @property
+    def tasks(self) -> int:
+        return self.tasks_per_node or max(1, self.gpus_per_node)
 
 
 class TrackingSpec(Block):
@@ -90,6 +96,32 @@ class LocalSpec(Block):
     max_parallel: PositiveInt = Field(1, description="Points run at once by the local backend.")
 
 
+class SlurmSpec(Block):
+    """SLURM-only settings. Resources come from ``resources``; this block holds the rest."""
+
+    partition: Optional[str] = Field(None, description="Partition (default: the cluster's default).")
+    account: Optional[str] = Field(None, description="Account to charge.")
+    qos: Optional[str] = Field(None, description="Quality of service.")
+    constraint: Optional[str] = Field(None, description="Node feature constraint.")
+    array_parallelism: PositiveInt = Field(64, description="Array tasks running at once, over the whole sweep.")
+    max_requeues: NonNegativeInt = Field(3, description="Requeues allowed after preemption or time limit.")
+    signal_delay_s: PositiveInt = Field(120, description="USR2 this many seconds before the time limit.")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before the job (module loads, venv).")
+    sbatch: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch flags, passed through verbatim.")
+    srun_args: list[str] = Field(default_factory=list, description="Extra srun arguments, e.g. a container prefix.")
+    python: Optional[str] = Field(None, description="Python on the nodes (default: the launcher's).")
+
+
+class CtlSpec(Block):
+    """Settings of the ``ctl job run`` cluster CLI."""
+
+    container: Optional[str] = Field(None, description="Container image (--container); required for ctl.")
+    login: bool = Field(False, description="Pass --login.")
+    high_priority: bool = Field(False, description="Pass --high-priority.")
+    shared_host_dir: str = Field("/mnt/shared", description="Host dir shared into the container (--shared-host-dir).")
+    repo_dir: Optional[str] = Field(None, description="Where this repo lives inside the container (default: here).")
+
+
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
@@ -100,13 +132,16 @@ class JobSpec(Block):
         None, description="Local path or hub id of the initial model; used when model_init_name is unset.")
     data_name: str = Field(..., min_length=1, description="JSON data file under mount/data.")
     run_name: Optional[str] = Field(None, description="Readable run name (default: the point name).")
-    backend: Literal["local"] = Field("local", description="Where points run: local.")
+    output_dir: Optional[str] = Field(None, description="Where the final model goes (default: <run dir>/model).")
+    backend: Literal["local", "slurm", "ctl"] = Field("local", description="Where points run: local, slurm or ctl.")
     train: TrainSpec = Field(default_factory=TrainSpec)
     generate: GenerateSpec = Field(default_factory=GenerateSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+    ctl: CtlSpec = Field(default_factory=CtlSpec)
 
     @model_validator(mode="after")
     def _one_model_source(self) -> "JobSpec":
@@ -119,7 +154,7 @@ class JobSpec(Block):
 
 # Keys that describe where or how a point runs, not what it computes. They are left out
 # of the point hash, so moving a sweep to another backend does not re-run finished points.
-HASH_EXCLUDED = ("backend", "tracking", "local", "run_name",
+HASH_EXCLUDED = ("backend", "tracking", "local", "slurm", "ctl", "run_name",
                  "resources.timeout_min", "resources.mem_gb", "resources.cpus_per_task")
 
 

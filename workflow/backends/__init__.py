@@ -9,6 +9,8 @@ from workflow.errors import BackendError, Problem, suggest
 
 BACKENDS = {
     "local": "workflow.backends.local:LocalBackend",
+    "slurm": "workflow.backends.slurm:SlurmBackend",
+    "ctl": "workflow.backends.ctl:CtlBackend",
 }
 
 

@@ -29,6 +29,10 @@ class Request(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def point_tags(self, digest: str) -> dict:
+        """Backend-specific MLflow tags of one point (e.g. the ctl job name)."""
+        return {}
+
 
 class Backend(ABC):
     name: str

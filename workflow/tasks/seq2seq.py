@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -14,6 +15,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, set_seed
 
 from workflow import data as data_files
 from workflow import hf
+from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir, write_json
 
 log = logging.getLogger("workflow.seq2seq")
@@ -32,13 +34,15 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
         if resume:
             log.info("resuming from %s", resume)
         trainer.train(resume_from_checkpoint=resume)
+        if FLAG.requested:
+            raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
     else:
         tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
     results = {}
     if dist.is_main:
         results = evaluate(spec, trainer.model, tokenizer, records["eval"], rd)
         results["best_eval_loss"] = callback.best_eval_loss
-        save(trainer, tokenizer, rd)
+        save(trainer, tokenizer, Path(spec["output_dir"]) if spec["output_dir"] else rd.model)
         write_json(rd.eval_results, results)
         tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
         for path in (rd.predictions, rd.eval_results):
@@ -84,7 +88,7 @@ def build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist)
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, padding=True)
     return Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           data_collator=collator, processing_class=tokenizer,
-                          callbacks=[callback])
+                          callbacks=[callback, hf.PreemptionCallback()])
 
 
 @torch.no_grad()
@@ -121,6 +125,7 @@ def generate(model, tokenizer, prompts: list[str], gen: dict, train: dict) -> li
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def save(trainer, tokenizer, rd: RunDir) -> None:
-    trainer.save_model(str(rd.model))
-    tokenizer.save_pretrained(str(rd.model))
+def save(trainer, tokenizer, folder: Path) -> None:
+    trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    log.info("saved the final model to %s", folder)

@@ -1,0 +1,136 @@
+"""SLURM backend, unit level: state mapping, chunking, the golden sbatch script, and status
+through fake squeue/sacct binaries at the subprocess boundary (counting their calls)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow.backends import slurm
+from workflow.errors import BackendError
+from workflow.manifest import PointRecord
+from workflow.plan import make_plan
+from workflow.sweep import expand
+
+from conftest import ROOT
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def fake_bin(folder: Path, name: str, output: str, code: int = 0) -> None:
+    """A stand-in SLURM command that logs its call and prints canned output."""
+    path = folder / name
+    path.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {folder}/calls.log\ncat <<'OUT'\n{output}\nOUT\nexit {code}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    fake_bin(folder, "scontrol", "MaxArraySize            = 4\nMaxJobCount = 100")
+    fake_bin(folder, "sinfo", "debug*|gpu:4\nbig|gpu:a100:8(S:0-1)")
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder
+
+
+def calls(folder: Path) -> list[str]:
+    log = folder / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def sweep_of(tmp_path, n: int, **spec) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), **spec}))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "unit", "grid": {"train.seed": list(range(n))}}))
+    return path
+
+
+def test_every_slurm_state_is_mapped():
+    for raw, ours in [("PENDING", "PENDING"), ("RUNNING", "RUNNING"), ("COMPLETED", "COMPLETED"),
+                      ("FAILED", "FAILED"), ("CANCELLED by 0", "CANCELLED"), ("TIMEOUT", "TIMEOUT"),
+                      ("PREEMPTED", "PREEMPTED"), ("OUT_OF_MEMORY", "OUT_OF_MEMORY"), ("NODE_FAIL", "NODE_FAIL"),
+                      ("REQUEUED", "PENDING"), ("COMPLETING", "RUNNING"), ("WEIRD", "UNKNOWN")]:
+        assert slurm.map_state(raw) == ours, raw
+
+
+def test_concurrency_cap_is_shared_between_chunks():
+    for cap, sizes in [(64, [1000, 1000, 500]), (3, [4, 4, 4]), (100, [4, 4]), (5, [1000, 3])]:
+        shares = slurm._share(cap, sizes)
+        assert all(1 <= s <= n for s, n in zip(shares, sizes))
+        assert sum(shares) <= max(cap, len(sizes))
+        assert sum(shares) == min(max(cap, len(sizes)), sum(sizes))
+
+
+def test_chunks_follow_max_array_size(tmp_path, isolated, fake_slurm):
+    plan = make_plan(expand(sweep_of(tmp_path, 10, slurm={"array_parallelism": 5})))
+    request = slurm.SlurmBackend().render(plan, plan.sweep.points)
+    assert [len(c.hashes) for c in request.chunks] == [4, 4, 2]
+    assert [c.parallelism for c in request.chunks] == [2, 2, 1]
+    assert "#SBATCH --array=0-3%2" in request.chunks[0].script
+    assert "#SBATCH --array=0-1%1" in request.chunks[2].script
+    assert calls(fake_slurm) == ["scontrol show config", "sinfo -h -o %P|%G"]
+
+
+def test_resources_map_to_sbatch_flags(tmp_path, isolated, fake_slurm):
+    spec = {"resources": {"nodes": 2, "gpus_per_node": 8, "cpus_per_task": 6, "mem_gb": 200, "timeout_min": 240},
+            "slurm": {"partition": "big", "account": "proj", "qos": "high", "constraint": "a100",
+                      "setup": ["module load cuda"], "sbatch": {"exclusive": True}, "srun_args": ["--cpu-bind=none"]}}
+    plan = make_plan(expand(sweep_of(tmp_path, 1, **spec)))
+    script = slurm.SlurmBackend().render(plan, plan.sweep.points).chunks[0].script
+    for line in ("--nodes=2", "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=6", "--mem=200GB",
+                 "--time=240", "--partition=big", "--account=proj", "--qos=high", "--constraint=a100",
+                 "#SBATCH --exclusive", "--signal=USR2@120"):
+        assert line in script, line
+    assert "module load cuda" in script and "--cpu-bind=none" in script and "--array" not in script
+
+
+def test_unknown_partition_and_too_many_gpus_are_refused(tmp_path, isolated, fake_slurm):
+    plan = make_plan(expand(sweep_of(tmp_path, 1, slurm={"partition": "debg"})))
+    with pytest.raises(BackendError, match="did you mean 'debug'"):
+        slurm.SlurmBackend().render(plan, plan.sweep.points)
+    plan = make_plan(expand(sweep_of(tmp_path, 1, resources={"gpus_per_node": 5})))
+    with pytest.raises(BackendError, match="at most 4 GPUs per node in partition 'debug'"):
+        slurm.SlurmBackend().render(plan, plan.sweep.points)
+
+
+def test_sbatch_script_matches_the_golden_file(isolated, monkeypatch):
+    monkeypatch.setattr(slurm, "cluster_info", lambda: slurm.ClusterInfo(1001, {}, False))
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    plan = make_plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}))
+    text = slurm.SlurmBackend().render(plan, plan.sweep.points).describe()
+    text = text.replace(str(isolated / "runs"), "<runs>")
+    golden = GOLDEN / "sbatch_lr.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "the sbatch script changed; rerun with UPDATE_GOLDEN=1 if intended"
+
+
+def record(index: int, job_id: str, run_dir: Path) -> PointRecord:
+    return PointRecord(index=index, name=f"p{index}", hash=f"h{index}", run_dir=str(run_dir), state="PENDING",
+                       backend="slurm", job_id=job_id)
+
+
+def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake_slurm):
+    fake_bin(fake_slurm, "squeue", "7_3|RUNNING|1:02|None\n7_4|PENDING|0:00|Priority")
+    fake_bin(fake_slurm, "sacct", "7_0|COMPLETED|00:01:00|0:0\n7_1|FAILED|00:00:10|1:0\n7_2|CANCELLED by 0|00:00:05|0:15\n"
+                                  "8|TIMEOUT|01:00:00|0:0\n7_[5-9%2]|PENDING|00:00:00|0:0")
+    (tmp_path / "p9").mkdir()
+    (tmp_path / "p9/state.json").write_text('{"state": "COMPLETED"}')
+    records = [record(i, f"7_{i}", tmp_path / f"p{i}") for i in range(5)] + [
+        record(8, "8", tmp_path / "p8"), record(9, "9", tmp_path / "p9"), record(10, "10", tmp_path / "p10")]
+    states = slurm.SlurmBackend().poll(records)
+    assert {h: s.state for h, s in states.items()} == {
+        "h0": "COMPLETED", "h1": "FAILED", "h2": "CANCELLED", "h3": "RUNNING", "h4": "PENDING",
+        "h8": "TIMEOUT", "h9": "COMPLETED", "h10": "UNKNOWN"}
+    assert states["h3"].elapsed_s == 62
+    assert [c.split()[0] for c in calls(fake_slurm)] == ["squeue", "sacct"]
+
+
+def test_durations():
+    assert slurm._seconds("1-02:03:04") == 93784 and slurm._seconds("05:06") == 306 and slurm._seconds("") is None

@@ -1,0 +1,300 @@
+"""The SLURM backend, through submitit.
+
+A sweep becomes one job array per chunk: points are grouped by their resource request, and
+each group is cut into chunks that fit MaxArraySize (read from ``scontrol show config``).
+The ``array_parallelism`` cap is shared out between chunks so the whole sweep never runs more
+than that many tasks at once. ``render`` builds the exact sbatch scripts with submitit's own
+``_make_sbatch_string``; ``submit`` hands the same parameters to ``executor.batch()``.
+
+Status reads the scheduler with at most two commands for the whole sweep: one ``squeue``
+and one ``sacct``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflow.backends.base import Backend, EventHook, JobState, Request
+from workflow.errors import BackendError, Problem, suggest
+from workflow.manifest import Manifest, PointRecord
+from workflow.plan import Plan
+from workflow.rundir import RunDir
+from workflow.sweep import Point
+
+DEFAULT_MAX_ARRAY_SIZE = 1001
+COMMAND_TIMEOUT_S = 60
+
+# SLURM job states -> the tool's states (one mapping, used by status and lifecycle).
+STATE_MAP = {
+    "PENDING": "PENDING", "CONFIGURING": "RUNNING", "RUNNING": "RUNNING", "COMPLETING": "RUNNING",
+    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
+    "PREEMPTED": "PREEMPTED", "OUT_OF_MEMORY": "OUT_OF_MEMORY", "NODE_FAIL": "NODE_FAIL",
+    "BOOT_FAIL": "NODE_FAIL", "DEADLINE": "TIMEOUT", "REQUEUED": "PENDING", "REQUEUE_FED": "PENDING",
+    "REQUEUE_HOLD": "PENDING", "RESIZING": "RUNNING", "SUSPENDED": "PENDING", "STOPPED": "PENDING",
+    "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING", "SPECIAL_EXIT": "FAILED", "REVOKED": "CANCELLED",
+}
+
+
+def map_state(raw: str) -> str:
+    """'CANCELLED by 0' -> CANCELLED; unknown states stay visible as UNKNOWN."""
+    word = raw.strip().split(" ")[0].rstrip("+") if raw.strip() else ""
+    return STATE_MAP.get(word, "UNKNOWN")
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    max_array_size: int
+    partitions: dict  # name -> {"gpus": max GPUs per node, "default": bool}
+    live: bool
+
+
+def run(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]} not found", [Problem("<environment>", "PATH", f"the SLURM command {argv[0]}",
+                                                            "not on PATH", "run on a SLURM login node")]) from None
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{argv[0]} did not answer in {COMMAND_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        raise BackendError(f"{' '.join(argv[:2])} failed: {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def cluster_info() -> ClusterInfo:
+    """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable."""
+    if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
+        return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", run(["scontrol", "show", "config"]), re.M)
+    partitions: dict = {}
+    for line in run(["sinfo", "-h", "-o", "%P|%G"]).splitlines():
+        name, gres = (line.split("|") + [""])[:2]
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        gpus = max([int(n) for n in re.findall(r"gpu(?::[\w-]+)?:(\d+)", gres)] or [0])
+        entry = partitions.setdefault(name, {"gpus": 0, "default": False})
+        entry["gpus"] = max(entry["gpus"], gpus)
+        entry["default"] = entry["default"] or default
+    return ClusterInfo(int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE, partitions, True)
+
+
+def executor_parameters(spec: dict, name: str) -> dict:
+    """The one mapping from a spec to submitit's SLURM parameters."""
+    res, slurm = spec["resources"], spec["slurm"]
+    tasks = res["tasks_per_node"] or max(1, res["gpus_per_node"])
+    params = {
+        "job_name": name, "nodes": res["nodes"], "ntasks_per_node": tasks, "cpus_per_task": res["cpus_per_task"],
+        "mem": _mem(res["mem_gb"]), "time": res["timeout_min"], "signal_delay_s": slurm["signal_delay_s"],
+        "stderr_to_stdout": True,
+    }
+    if res["gpus_per_node"]:
+        params["gpus_per_node"] = res["gpus_per_node"]
+    for key in ("partition", "account", "qos", "constraint"):
+        if slurm[key]:
+            params[key] = slurm[key]
+    if slurm["setup"]:
+        params["setup"] = list(slurm["setup"])
+    if slurm["sbatch"]:
+        params["additional_parameters"] = dict(slurm["sbatch"])
+    if slurm["srun_args"]:
+        params["srun_args"] = list(slurm["srun_args"])
+    return params
+
+
+def _mem(mem_gb: float) -> str:
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    hashes: tuple[str, ...]
+    run_dirs: tuple[str, ...]
+    parameters: dict
+    parallelism: int
+    script: str
+
+
+@dataclass(frozen=True)
+class SlurmRequest(Request):
+    folder: str
+    python: str
+    max_requeues: int
+    chunks: tuple[Chunk, ...]
+    max_array_size: int
+    live: bool
+
+    def describe(self) -> str:
+        lines = [f"# slurm backend: {sum(len(c.hashes) for c in self.chunks)} point(s) in "
+                 f"{len(self.chunks)} sbatch submission(s); MaxArraySize {self.max_array_size}"
+                 + ("" if self.live else " (default: no SLURM reachable from here)")]
+        for i, chunk in enumerate(self.chunks):
+            lines.append(f"# --- submission {i + 1}: {len(chunk.hashes)} point(s), "
+                         f"at most {chunk.parallelism} running at once")
+            lines.append(chunk.script)
+        return "\n".join(lines)
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+
+    def render(self, plan: Plan, points: list[Point]) -> SlurmRequest:
+        info = cluster_info()
+        _check_resources(plan, points, info)
+        groups: dict[str, list[Point]] = {}
+        for point in points:
+            params = executor_parameters(point.spec, plan.sweep.name)
+            groups.setdefault(repr(sorted(params.items())), []).append(point)
+        size = max(1, info.max_array_size)  # array indices run 0 .. MaxArraySize-1
+        pieces = [grp[i:i + size] for grp in groups.values() for i in range(0, len(grp), size)]
+        cap = points[0].spec["slurm"]["array_parallelism"] if points else 1
+        shares = _share(cap, [len(p) for p in pieces])
+        folder = str(plan.root / ".submitit" / "%j")
+        python = (points[0].spec["slurm"]["python"] if points else None) or sys.executable
+        chunks = tuple(self._chunk(plan, piece, share, folder, python) for piece, share in zip(pieces, shares))
+        requeues = points[0].spec["slurm"]["max_requeues"] if points else 0
+        return SlurmRequest(folder, python, requeues, chunks, info.max_array_size, info.live)
+
+    @staticmethod
+    def _chunk(plan: Plan, points: list[Point], parallelism: int, folder: str, python: str) -> Chunk:
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        params = executor_parameters(points[0].spec, plan.sweep.name)
+        command = " ".join([python, "-u -m submitit.core._submit", folder])
+        array = {"map_count": len(points), "array_parallelism": parallelism} if len(points) > 1 else {}
+        script = _make_sbatch_string(command=command, folder=folder, **params, **array)
+        return Chunk(tuple(p.hash for p in points), tuple(str(plan.run_dir(p).root) for p in points),
+                     params, parallelism, script)
+
+    def submit(self, request: SlurmRequest, manifest: Manifest, on_event: EventHook) -> None:
+        import submitit
+
+        from workflow.entrypoint import SlurmTask
+
+        if not request.live:
+            raise BackendError("No SLURM cluster reachable", [Problem(
+                "<environment>", "PATH", "scontrol, sinfo and sbatch of a SLURM cluster", "not found",
+                "submit from a login node, or use --dry_run to see the sbatch script")])
+        for chunk in request.chunks:
+            executor = submitit.SlurmExecutor(folder=request.folder, max_num_timeout=request.max_requeues,
+                                              python=request.python)
+            executor.update_parameters(**chunk.parameters, array_parallelism=chunk.parallelism)
+            with executor.batch():
+                jobs = [executor.submit(SlurmTask(), run_dir) for run_dir in chunk.run_dirs]
+            now = time.time()
+            for digest, job in zip(chunk.hashes, jobs):
+                record = manifest.points[digest]
+                record.job_id, record.state, record.submitted_at = job.job_id, "PENDING", now
+                record.started_at = record.ended_at = record.error = None
+            manifest.save()
+            for digest in chunk.hashes:
+                on_event("submitted", manifest.points[digest])
+
+    def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
+        ids = [r.job_id for r in records if r.job_id]
+        if not ids:
+            return {}
+        queued = _squeue(ids)
+        accounted = _sacct(ids)
+        out = {}
+        for record in records:
+            job_id = record.job_id
+            if job_id in queued:
+                state, elapsed, reason = queued[job_id]
+            elif job_id in accounted:
+                state, elapsed, reason = accounted[job_id]
+            else:  # sacct has no record (purged, or accounting lag): trust what the node wrote
+                node_state = RunDir(Path(record.run_dir)).read_state().get("state")
+                state = node_state if node_state in ("COMPLETED", "FAILED", "CANCELLED") else "UNKNOWN"
+                elapsed, reason = None, "no scheduler record"
+            out[record.hash] = JobState(state, job_id, elapsed, reason)
+        return out
+
+    def cancel(self, records: list[PointRecord]) -> list[str]:
+        ids = [r.job_id for r in records if r.job_id]
+        if ids:
+            run(["scancel", *ids])
+        return [r.hash for r in records if r.job_id]
+
+
+def _share(cap: int, sizes: list[int]) -> list[int]:
+    """Split one concurrency cap between chunks, at least 1 each, never more than a chunk's size."""
+    total = sum(sizes) or 1
+    shares = [max(1, min(size, math.floor(cap * size / total))) for size in sizes]
+    spare = cap - sum(shares)
+    for i, size in enumerate(sizes):
+        while spare > 0 and shares[i] < size:
+            shares[i] += 1
+            spare -= 1
+    return shares
+
+
+def _squeue(ids: list[str]) -> dict[str, tuple[str, float | None, str | None]]:
+    """One squeue for all jobs; pending array tasks are expanded (-r)."""
+    mains = sorted({i.split("_")[0] for i in ids})
+    out = {}
+    text = run(["squeue", "-h", "-r", "-j", ",".join(mains), "-o", "%i|%T|%M|%r"]) if mains else ""
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4:
+            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]), parts[3] if parts[3] != "None" else None)
+    return out
+
+
+def _sacct(ids: list[str]) -> dict[str, tuple[str, float | None, str | None]]:
+    """One sacct for all jobs (allocations only, -X)."""
+    mains = sorted({i.split("_")[0] for i in ids})
+    try:
+        text = run(["sacct", "-n", "-X", "-P", "-j", ",".join(mains), "-o", "JobID,State,Elapsed,ExitCode"])
+    except BackendError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 3 and "[" not in parts[0]:
+            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]), f"exit {parts[3]}" if len(parts) > 3 else None)
+    return out
+
+
+def _seconds(text: str) -> float | None:
+    """SLURM durations: [D-]HH:MM:SS, MM:SS or MM:SS.ms."""
+    text = text.strip()
+    if not text or text in ("INVALID", "UNLIMITED"):
+        return None
+    days = 0
+    if "-" in text:
+        day_text, text = text.split("-", 1)
+        days = int(day_text)
+    parts = [float(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    return days * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def _check_resources(plan: Plan, points: list[Point], info: ClusterInfo) -> None:
+    """Refuse what the cluster cannot run: unknown partitions, too many GPUs per node."""
+    if not info.live or not info.partitions:
+        return
+    problems = []
+    default = next((n for n, p in info.partitions.items() if p["default"]), None)
+    for point in points:
+        name = point.spec["slurm"]["partition"] or default
+        if name not in info.partitions:
+            problem = Problem(plan.sweep.file, "slurm.partition", "a partition of this cluster (" +
+                              ", ".join(info.partitions) + ")", repr(name), suggest(str(name), info.partitions))
+        elif point.spec["resources"]["gpus_per_node"] > info.partitions[name]["gpus"]:
+            problem = Problem(plan.sweep.file, "resources.gpus_per_node",
+                              f"at most {info.partitions[name]['gpus']} GPUs per node in partition '{name}'",
+                              str(point.spec["resources"]["gpus_per_node"]))
+        else:
+            continue
+        if problem not in problems:
+            problems.append(problem)
+    if problems:
+        raise BackendError("The cluster cannot run this sweep", problems)
