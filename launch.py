@@ -63,7 +63,7 @@ class Commands:
         return self._launch(sweeps.single(path, overrides, extra), dry_run, None)
 
     def _launch(self, sweep, dry_run: bool, retry: str | None):
-        from workflow import launcher
+        from workflow import backends, launcher
         from workflow.plan import make_plan
 
         ui = _ui()
@@ -82,6 +82,11 @@ class Commands:
         if result.skipped:
             ui.console.print(f"skipped {len(result.skipped)} point(s) already done or active", highlight=False)
         manifest = lifecycle.refresh(result.manifest)
+        if not backends.get(plan.backend).waits:
+            ui.console.print(ui.status_table(manifest, lifecycle.status_rows(manifest)))
+            ui.console.print(f"submitted {len(result.submitted)} point(s). Follow them with: python launch.py status "
+                             f"{sweep.name}  |  logs {sweep.name}  |  cancel {sweep.name}", highlight=False)
+            return None
         warning = launcher.finish_parent(manifest)
         if warning:
             ui.print_warning(warning)
@@ -113,9 +118,14 @@ class Commands:
 
     def status(self, sweep: str):
         """Show each point's state, job id, elapsed time and latest metric."""
+        from workflow import launcher
+
         ui = _ui()
         manifest = lifecycle.refresh(manifests.load(sweep))
         ui.console.print(ui.status_table(manifest, lifecycle.status_rows(manifest)))
+        warning = launcher.finish_parent(manifest)
+        if warning:
+            ui.print_warning(warning)
 
     def logs(self, sweep: str, point: str | None = None, tail: int = 40):
         """Print the last lines of each point's log (point: index, hash prefix or name)."""

@@ -72,6 +72,7 @@ def launch(plan: Plan, retry: Optional[str] = None,
         backend = backends.get(plan.backend)
         request = backend.render(plan, chosen.submit)
         manifest.tracking_uri, manifest.experiment = plan.tracking_uri, plan.experiment
+        manifest.parent_closed = False
         for point in chosen.submit:
             _write_run_dir(plan, manifest, point)
         manifest.save()
@@ -147,7 +148,7 @@ def call_tracking(command: str, request: dict) -> dict:
 
 def finish_parent(manifest: Manifest) -> str | None:
     """Close the sweep's parent run when every point has ended; returns a warning or None."""
-    if not manifest.parent_run_id or not manifest.tracking_uri:
+    if not manifest.parent_run_id or not manifest.tracking_uri or manifest.parent_closed:
         return None
     if any(r.state not in (DONE,) + TERMINAL_FAILED for r in manifest.points.values()):
         return None
@@ -157,6 +158,8 @@ def finish_parent(manifest: Manifest) -> str | None:
                                  "runs": {manifest.parent_run_id: "FAILED" if failed else "FINISHED"}})
     except RuntimeError as exc:
         return f"could not close the MLflow parent run: {exc}"
+    manifest.parent_closed = True
+    manifest.save()
     return None
 
 

@@ -52,6 +52,7 @@ class Manifest:
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
     parent_run_id: Optional[str] = None
+    parent_closed: bool = False
     points: dict[str, PointRecord] = field(default_factory=dict)
 
     @property

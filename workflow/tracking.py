@@ -60,6 +60,8 @@ def prepare(request: dict) -> dict:
     if not parent:
         run = client.create_run(exp, run_name=request["sweep"], tags=request["tags"])
         parent = run.info.run_id
+    else:
+        client.update_run(parent, status="RUNNING")
     runs = {}
     for point in request["points"]:
         if point.get("run_id"):

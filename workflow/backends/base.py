@@ -36,6 +36,7 @@ class Request(ABC):
 
 class Backend(ABC):
     name: str
+    waits: bool = False  # True: submit() returns only when every point has ended (local)
 
     @abstractmethod
     def render(self, plan: Plan, points: list[Point]) -> Request:

@@ -52,6 +52,7 @@ def entry_argv(run_dir: Path) -> tuple[str, ...]:
 
 class LocalBackend(Backend):
     name = "local"
+    waits = True
 
     def render(self, plan: Plan, points: list[Point]) -> LocalRequest:
         max_parallel = min(p.spec["local"]["max_parallel"] for p in points) if points else 1

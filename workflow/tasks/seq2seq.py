@@ -29,6 +29,8 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
     tracker.log_artifact(rd.spec_yaml)
     callback = hf.TrackingCallback(tracker, samples_per_step(spec, dist))
     trainer = build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist)
+    log.info("world size %d (%s), global batch %d", trainer.args.world_size, trainer.args.parallel_mode.value,
+             samples_per_step(spec, dist))
     if spec["train"]["do_train"]:
         resume = hf.latest_checkpoint(rd)
         if resume:
