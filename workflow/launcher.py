@@ -63,27 +63,35 @@ def render(plan: Plan, points: list[Point]) -> Request:
 
 def launch(plan: Plan, retry: Optional[str] = None,
            on_event: Callable[[str, PointRecord], None] = lambda kind, record: None) -> LaunchResult:
+    """Everything that can fail on bad input (selection, backend checks, the request) runs
+    before the first write; then, under the sweep lock, the points are written and submitted."""
+    backend = backends.get(plan.backend)
+    chosen = select(plan, _existing(plan), retry)
+    if chosen.submit:
+        backend.preflight()
+        request = backend.render(plan, chosen.submit)
     with manifests.locked(plan.sweep.name):
         manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
-        chosen = select(plan, manifest, retry)
-        warnings: list[str] = []
-        if not chosen.submit:
-            return LaunchResult(manifest, [], chosen.skipped, warnings)
-        backend = backends.get(plan.backend)
-        request = backend.render(plan, chosen.submit)
+        again = select(plan, manifest, retry)
+        if not again.submit:
+            return LaunchResult(manifest, [], again.skipped, [])
+        if [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
+            request = backend.render(plan, again.submit)
         manifest.tracking_uri, manifest.experiment = plan.tracking_uri, plan.experiment
         manifest.parent_closed = False
-        for point in chosen.submit:
+        for point in again.submit:
             _write_run_dir(plan, manifest, point)
         manifest.save()
-        warning = _register_runs(plan, manifest, chosen.submit, request)
-        if warning:
-            warnings.append(warning)
-        for point in chosen.submit:
+        warning = _register_runs(plan, manifest, again.submit, request)
+        for point in again.submit:
             _write_job(plan, manifest, point)
         manifest.save()
         backend.submit(request, manifest, on_event)
-        return LaunchResult(manifest, [p.hash for p in chosen.submit], chosen.skipped, warnings)
+        return LaunchResult(manifest, [p.hash for p in again.submit], again.skipped, [warning] if warning else [])
+
+
+def _existing(plan: Plan) -> Manifest | None:
+    return manifests.load(plan.sweep.name) if plan.sweep.name in manifests.known_sweeps() else None
 
 
 def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:

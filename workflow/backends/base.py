@@ -38,6 +38,9 @@ class Backend(ABC):
     name: str
     waits: bool = False  # True: submit() returns only when every point has ended (local)
 
+    def preflight(self) -> None:
+        """Raise BackendError if this backend cannot submit from here (checked before any write)."""
+
     @abstractmethod
     def render(self, plan: Plan, points: list[Point]) -> Request:
         """Pure: build the request for these points; raise BackendError if it cannot be met."""

@@ -90,11 +90,13 @@ class CtlBackend(Backend):
         argv += ["--command", inner_command(spec, plan.run_dir(point).root)]
         return CtlJob(point.hash, name, tuple(argv))
 
-    def submit(self, request: CtlRequest, manifest: Manifest, on_event: EventHook) -> None:
+    def preflight(self) -> None:
         if shutil.which("ctl") is None:
             raise BackendError("The ctl command is not on PATH", [Problem(
                 "<environment>", "PATH", "the ctl cluster CLI", "not found",
                 "install ctl, or use --dry_run to see the commands that would run")])
+
+    def submit(self, request: CtlRequest, manifest: Manifest, on_event: EventHook) -> None:
         for job in request.jobs:
             proc = subprocess.run(job.argv, capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
             record = manifest.points[job.hash]

@@ -172,15 +172,18 @@ class SlurmBackend(Backend):
         return Chunk(tuple(p.hash for p in points), tuple(str(plan.run_dir(p).root) for p in points),
                      params, parallelism, script)
 
+    def preflight(self) -> None:
+        missing = [c for c in ("sbatch", "scontrol", "sinfo", "squeue") if shutil.which(c) is None]
+        if missing:
+            raise BackendError("No SLURM cluster reachable", [Problem(
+                "<environment>", "PATH", "the SLURM commands sbatch, scontrol, sinfo, squeue", "missing: " +
+                ", ".join(missing), "submit from a login node, or use --dry_run to see the sbatch script")])
+
     def submit(self, request: SlurmRequest, manifest: Manifest, on_event: EventHook) -> None:
         import submitit
 
         from workflow.entrypoint import SlurmTask
 
-        if not request.live:
-            raise BackendError("No SLURM cluster reachable", [Problem(
-                "<environment>", "PATH", "scontrol, sinfo and sbatch of a SLURM cluster", "not found",
-                "submit from a login node, or use --dry_run to see the sbatch script")])
         for chunk in request.chunks:
             executor = submitit.SlurmExecutor(folder=request.folder, max_num_timeout=request.max_requeues,
                                               python=request.python)

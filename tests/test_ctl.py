@@ -1,0 +1,90 @@
+"""The ctl backend: the rendered command's form, a clear error without ctl, and the inner
+command really running on this machine (a stand-in ctl executes it, as the cluster would)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+
+SPEC = {"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
+        "train": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "logging_steps": 5},
+        "resources": {"gpus_per_node": 4, "gpu_type": "A100-80GB"},
+        "ctl": {"container": "registry/t5:latest", "login": True, "high_priority": True,
+                "shared_host_dir": "/mnt/shared"}}
+
+
+@pytest.fixture
+def spec(tmp_path) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+def test_dry_run_renders_the_original_form(spec, env, tmp_path):
+    result = run_cli("run", str(spec), "--dry_run", env=env)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("ctl job run"))
+    argv = shlex.split(line)
+    assert argv[:5] == ["ctl", "job", "run", "--name", "job-0-" + argv[4].split("-")[-1]]
+    assert argv[5:] [:2] == ["--container", "registry/t5:latest"]
+    for flag in ("--login", "--high-priority"):
+        assert flag in argv
+    assert argv[argv.index("--shared-host-dir") + 1] == "/mnt/shared"
+    assert argv[argv.index("--gpus-type") + 1] == "A100-80GB" and argv[argv.index("--gpu") + 1] == "4"
+    inner = argv[argv.index("--command") + 1]
+    assert inner.startswith(f'bash -c "cd {ROOT}; python3 -m workflow.seq2seq --job_file ')
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_ctl_fails_clearly_and_submits_nothing(spec, env, tmp_path):
+    env = {**env, "PATH": "/usr/bin:/bin"}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "ctl").exists())
+    result = run_cli("run", str(spec), env={**env, "PATH": f"{Path(os.sys.executable).parent}:{env['PATH']}"})
+    assert result.returncode != 0 and "ctl command is not on PATH" in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
+
+
+def test_missing_container_is_a_spec_error(tmp_path, env):
+    path = tmp_path / "nocontainer.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "ctl": {}}))
+    result = run_cli("run", str(path), "--dry_run", env=env)
+    assert result.returncode != 0 and "ctl.container" in result.stderr
+
+
+@pytest.mark.integration
+def test_inner_command_runs_as_is_and_is_tracked(spec, env, tmp_path):
+    """A stand-in `ctl` records its arguments and runs --command here, as a cluster node would."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ctl"
+    fake.write_text("#!/usr/bin/env python3\nimport json, subprocess, sys\n"
+                    f"open('{tmp_path}/ctl_args.json', 'w').write(json.dumps(sys.argv[1:]))\n"
+                    "command = sys.argv[sys.argv.index('--command') + 1]\n"
+                    "sys.exit(subprocess.run(command, shell=True).returncode)\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+    result = run_cli("run", str(spec), "resources.gpus_per_node=0", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = json.loads((tmp_path / "ctl_args.json").read_text())
+    name = args[args.index("--name") + 1]
+    manifest = json.loads((tmp_path / "runs/job/manifest.json").read_text())
+    record = next(iter(manifest["points"].values()))
+    assert record["job_id"] == name and record["extra"]["ctl_job_name"] == name
+    state = json.loads(Path(record["run_dir"], "state.json").read_text())
+    assert state["state"] == "COMPLETED" and Path(record["run_dir"], "model/config.json").is_file()
+
+    status = run_cli("status", "job", env=env)
+    assert "COMPLETED" in status.stdout
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}").get_run(record["mlflow_run_id"])
+    assert run.data.tags["ctl_job_name"] == name and run.info.status == "FINISHED"
+    assert "loss" in run.data.metrics

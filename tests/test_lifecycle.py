@@ -1,0 +1,61 @@
+"""Idempotent launches: point selection by hash, retries, the sweep lock, and cluster refusals."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+from workflow import manifest as manifests
+from workflow.launcher import select
+from workflow.manifest import Manifest, PointRecord
+from workflow.plan import make_plan
+from workflow.sweep import expand
+
+
+@pytest.fixture
+def plan(tmp_path, isolated):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "name": "sel",
+                                    "grid": {"train.seed": [1, 2, 3, 4, 5]}}))
+    return make_plan(expand(path))
+
+
+def manifest_with(plan, states: list[str | None]) -> Manifest:
+    m = Manifest(sweep="sel", file="s.yaml")
+    for point, state in zip(plan.sweep.points, states):
+        if state:
+            m.points[point.hash] = PointRecord(point.index, point.name, point.hash, "/x", state=state)
+    return m
+
+
+def test_rerun_skips_done_and_active_points(plan):
+    chosen = select(plan, manifest_with(plan, ["COMPLETED", "RUNNING", "FAILED", "CANCELLED", None]), None)
+    assert [p.index for p in chosen.submit] == [2, 3, 4]
+    assert sorted(chosen.skipped.values()) == ["COMPLETED", "RUNNING"]
+
+
+def test_retry_failed_resubmits_only_failed_cancelled_and_timed_out(plan):
+    chosen = select(plan, manifest_with(plan, ["COMPLETED", "TIMEOUT", "FAILED", "CANCELLED", None]), "failed")
+    assert [p.index for p in chosen.submit] == [1, 2, 3]
+
+
+def test_unknown_retry_value(plan):
+    with pytest.raises(Exception, match="one of: failed"):
+        select(plan, None, "everything")
+
+
+def test_a_changed_spec_is_a_new_point(plan, tmp_path):
+    other = make_plan(expand(tmp_path / "s.yaml", ["train.max_steps=7"]))
+    chosen = select(other, manifest_with(plan, ["COMPLETED"] * 5), None)
+    assert len(chosen.submit) == 5
+
+
+def test_concurrent_launch_of_the_same_sweep_is_refused(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WF_RUNS_DIR", env["WF_RUNS_DIR"])
+    path = tmp_path / "lock.yaml"
+    path.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "grid": {"train.seed": [1]}}))
+    with manifests.locked("lock"):
+        result = run_cli("sweep", str(path), env=env)
+    assert result.returncode != 0 and "is being launched by pid" in result.stderr, result.stderr
+    assert not (tmp_path / "runs/lock/manifest.json").exists()
