@@ -14,6 +14,7 @@ deepspeed or mlflow.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Commands:
     """Cluster job launcher and experiment orchestrator for T5 fine-tuning."""
 
     def sweep(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
-              retry: str | None = None):
+              retry: str | None = None, force: bool = False):
         """Expand a sweep file and run or submit every point that is neither done nor running.
 
         Args:
@@ -42,13 +43,15 @@ class Commands:
             dry_run: print the points and the exact backend request; submit nothing.
             backend: override the spec's backend (local).
             retry: "failed" resubmits only failed, cancelled and timed-out points.
+            force: submit even when the memory planner says a point cannot fit its GPUs.
         """
         from workflow import sweep as sweeps
 
         extra = {"backend": backend} if backend else None
-        return self._launch(sweeps.expand(path, overrides, extra), dry_run, retry)
+        return self._launch(sweeps.expand(path, overrides, extra), dry_run, retry, force)
 
-    def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None):
+    def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
+            force: bool = False):
         """Run one job spec (a sweep of one point named after the file).
 
         Args:
@@ -56,24 +59,26 @@ class Commands:
             overrides: key.path=value settings, e.g. train.learning_rate=1e-3.
             dry_run: print the plan and the backend request; submit nothing.
             backend: override the spec's backend (local).
+            force: submit even when the memory planner says it cannot fit its GPUs.
         """
         from workflow import sweep as sweeps
 
         extra = {"backend": backend} if backend else None
-        return self._launch(sweeps.single(path, overrides, extra), dry_run, None)
+        return self._launch(sweeps.single(path, overrides, extra), dry_run, None, force)
 
-    def _launch(self, sweep, dry_run: bool, retry: str | None):
+    def _launch(self, sweep, dry_run: bool, retry: str | None, force: bool = False):
         from workflow import backends, launcher
         from workflow.plan import make_plan
 
         ui = _ui()
-        plan = make_plan(sweep)
+        plan = make_plan(sweep, force=force or dry_run)
         if dry_run:
             existing = manifests.load(sweep.name) if sweep.name in manifests.known_sweeps() else None
             chosen = launcher.select(plan, existing, retry)
             request = launcher.render(plan, chosen.submit) if chosen.submit else None
             ui.print_plan(sweep, plan.backend, request.describe() if request else "(nothing to submit)",
                           plan.data_counts, chosen.skipped)
+            ui.print_memory(plan)
             return None
         with ui.sweep_progress(len(sweep.points)) as on_event:
             result = launcher.launch(plan, retry, on_event)
@@ -106,15 +111,28 @@ class Commands:
     def validate(self, path: str, *overrides: str):
         """Validate a job spec or sweep file (and its data and model) without running anything."""
         from workflow import sweep as sweeps
-        from workflow.config import read_yaml
         from workflow.plan import make_plan
 
-        raw = read_yaml(Path(path))
-        is_sweep = any(k in raw for k in ("grid", "zip", "random", "points", "overrides", "max_points", "name"))
-        sweep = sweeps.expand(path, overrides) if is_sweep else sweeps.single(path, overrides)
+        sweep = sweeps.expand(path, overrides) if _is_sweep(path) else sweeps.single(path, overrides)
         plan = make_plan(sweep)
         _ui().console.print(f"[green]ok[/] {path}: {len(sweep.points)} point(s), backend {plan.backend}",
                             highlight=False)
+
+    def plan(self, path: str, *overrides: str):
+        """Per-GPU memory of each point for every ZeRO stage and offload choice, and whether it fits.
+
+        Model states use DeepSpeed's cold estimator formulas on the parameter count read from the
+        model's config.json (or a flan-t5 preset); activations are estimated per micro batch.
+        """
+        from workflow import sweep as sweeps
+        from workflow.plan import make_plan
+
+        sweep = sweeps.expand(path, overrides) if _is_sweep(path) else sweeps.single(path, overrides)
+        plan = make_plan(sweep, force=True)
+        ui = _ui()
+        if not plan.memory:
+            ui.console.print("no GPU points with a known T5 config: nothing to plan", highlight=False)
+        ui.print_memory(plan)
 
     def status(self, sweep: str):
         """Show each point's state, job id, elapsed time and latest metric."""
@@ -149,6 +167,25 @@ class Commands:
                 states[record.state] = states.get(record.state, 0) + 1
             ui.console.print(f"{name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())), highlight=False)
 
+    def export(self, sweep: str, point: str | None = None, out: str | None = None):
+        """Export a point's model as a standard HF model: merges LoRA adapters (checking the merged
+        outputs against the adapter model) or consolidates a ZeRO checkpoint.
+
+        Args:
+            sweep: the sweep name.
+            point: index, hash prefix or name (required when the sweep has several points).
+            out: target folder (default: <run dir>/export).
+        """
+        from workflow.export import export
+
+        record = lifecycle.single_point(manifests.load(sweep), point)
+        run_dir = Path(record.run_dir)
+        spec = json.loads((run_dir / "job.json").read_text())["spec"]
+        model_dir = Path(spec["output_dir"]) if spec.get("output_dir") else run_dir / "model"
+        result = export(model_dir, Path(out) if out else run_dir / "export", run_dir)
+        diff = "" if result.max_abs_diff is None else f"; max |logit difference| {result.max_abs_diff:.2e}"
+        _ui().console.print(f"exported ({result.kind}) {result.source} -> {result.out}{diff}", highlight=False)
+
     def tiny_model(self, name: str = "tiny-t5", data: str = "demo.json"):
         """Build the offline demo: mount/data/<data> and a tiny T5 in mount/models/<name>."""
         from workflow import setup_demo
@@ -163,6 +200,13 @@ class Commands:
         for path, info in field_paths().items():
             default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
             print(f"{path}: {default}  # {info.description or ''}")
+
+
+def _is_sweep(path: str) -> bool:
+    from workflow.config import read_yaml
+
+    raw = read_yaml(Path(path))
+    return any(k in raw for k in ("grid", "zip", "random", "points", "overrides", "max_points", "name"))
 
 
 def mlflow_ui_command(uri: str | None) -> str:

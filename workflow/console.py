@@ -56,6 +56,39 @@ def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict,
     console.print("[dim]dry run: nothing submitted[/]")
 
 
+def print_memory(plan) -> None:
+    """One table per distinct memory estimate in the plan."""
+    seen = set()
+    for point in plan.sweep.points:
+        est = plan.memory.get(point.hash)
+        if est is None or repr(est) in seen:
+            continue
+        seen.add(repr(est))
+        console.print(memory_table(est, point.name))
+        if est.fits is False:
+            hint = f"; {est.suggestion.label} fits" if est.suggestion else "; nothing tried fits: add nodes"
+            console.print(f"[red]does not fit[/] {est.gpu_mem_gb:.0f} GB GPUs{hint}", highlight=False)
+
+
+def memory_table(est, name: str) -> Table:
+    gpus = est.gpus_per_node * est.chosen.nodes
+    title = (f"memory for {name}: {est.model}, {est.params.total / 1e9:.3f}B params, {est.chosen.nodes} node(s) x "
+             f"{est.gpus_per_node} GPU(s)" + (f" of {est.gpu_mem_gb:.0f} GB" if est.gpu_mem_gb else ""))
+    table = Table(title=title)
+    for column in ("setup", "model states GB/GPU", "activations GB/GPU", "total GB/GPU", "host GB/node", "fits"):
+        table.add_column(column, justify="left" if column == "setup" else "right")
+    rows = list(est.options)
+    if est.chosen not in rows:
+        rows.insert(0, est.chosen)
+    for option in rows:
+        mark = " (chosen)" if option == est.chosen else ""
+        fit = "-" if est.gpu_mem_gb is None else ("yes" if option.total_gb <= est.gpu_mem_gb * 0.95 else "[red]no[/]")
+        table.add_row(option.label + mark, f"{option.gpu_gb:.1f}", f"{est.activations_gb:.1f}",
+                      f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit)
+    table.caption = f"{gpus} GPU(s) in all; model states from DeepSpeed's cold estimator formulas"
+    return table
+
+
 @contextmanager
 def sweep_progress(total: int) -> Iterator:
     """A progress bar over a sweep's points; yields the backend event hook."""

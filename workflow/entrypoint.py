@@ -57,6 +57,8 @@ def main(run_dir: str) -> dict:
                         format=f"%(asctime)s [rank {dist.rank}] %(levelname)s %(name)s: %(message)s")
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if spec["deepspeed"]["enabled"]:
+        _deepspeed_env(spec)
     tracker = _tracker(spec, context, rd, dist)
     if dist.is_main:
         rd.write_state(state="RUNNING", started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
@@ -90,6 +92,24 @@ def main(run_dir: str) -> dict:
         tracker.finish("FINISHED")
     log.info("point %s done: %s", context["point_name"], results)
     return results
+
+
+def _deepspeed_env(spec: dict) -> None:
+    """DeepSpeed needs a rendezvous even for one process (else it tries MPI discovery), and
+    the CPU accelerator when there is no GPU."""
+    if spec["resources"]["gpus_per_node"] == 0:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "WORLD_SIZE" not in os.environ:
+        defaults = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+                    "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+        for key, value in defaults.items():
+            os.environ.setdefault(key, value)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _tracker(spec: dict, context: dict, rd: RunDir, dist: DistEnv):

@@ -15,24 +15,63 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 from workflow.plan import model_source
 from workflow.preempt import FLAG
 from workflow.rundir import RunDir
+from workflow.zero import deepspeed_config
 
 log = logging.getLogger("workflow.hf")
 COMPLETE_MARKER = ".complete"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def load_model(spec: dict):
-    """``from_pretrained`` on a local folder or hub id: the same path flan-t5-xxl takes."""
+def load_model(spec: dict, tracker=None):
+    """``from_pretrained`` on a local folder or hub id: the same path flan-t5-xxl takes.
+    Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
     source = model_source(spec)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSeq2SeqLM.from_pretrained(source)
-    log.info("loaded %s: %.2fM parameters", source, sum(p.numel() for p in model.parameters()) / 1e6)
+    total = _param_count(model)
+    log.info("loaded %s: %.2fM parameters", source, total / 1e6)
+    if _zero3_partitioned(model):
+        local = sum(p.ds_tensor.numel() for p in model.parameters())
+        log.info("ZeRO-3: parameters partitioned, %d of %d held by this rank", local, total)
+    if spec["lora"]:
+        model = apply_lora(model, spec["lora"])
+    if tracker is not None:
+        trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+        tracker.log_params({"model.parameters": total, "model.trainable_parameters": trainable})
+        log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     return model, tokenizer
 
 
-def training_args(spec: dict, rd: RunDir, world_size: int) -> Seq2SeqTrainingArguments:
-    train = spec["train"]
-    on_cpu = not torch.cuda.is_available()
+def _param_count(model) -> int:
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
+def _zero3_partitioned(model) -> bool:
+    return any(hasattr(p, "ds_tensor") for p in model.parameters())
+
+
+def apply_lora(model, lora: dict):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=lora["r"], lora_alpha=lora["alpha"],
+                        lora_dropout=lora["dropout"], target_modules=list(lora["target_modules"]))
+    return get_peft_model(model, config)
+
+
+def on_cpu(spec: dict) -> bool:
+    return spec["resources"]["gpus_per_node"] == 0 or not torch.cuda.is_available()
+
+
+def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
+    """TrainingArguments from the spec. With DeepSpeed on CPU, the adjustments that stack needs
+    (gloo, use_cpu) apply here and only here, so the GPU path stays the standard one."""
+    train, ds = spec["train"], spec["deepspeed"]
+    cpu = on_cpu(spec)
+    use_ds = ds["enabled"] and train["do_train"]
+    if use_ds and cpu:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")  # zero.Init inside from_pretrained needs it
     return Seq2SeqTrainingArguments(
         output_dir=str(rd.checkpoints),
         learning_rate=train["learning_rate"],
@@ -52,7 +91,9 @@ def training_args(spec: dict, rd: RunDir, world_size: int) -> Seq2SeqTrainingArg
         data_seed=train["seed"],
         bf16=train["precision"] == "bf16",
         fp16=train["precision"] == "fp16",
-        use_cpu=on_cpu,
+        use_cpu=cpu,
+        deepspeed=deepspeed_config(ds) if use_ds else None,
+        gradient_checkpointing=train["gradient_checkpointing"],
         train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
         # T5 ignores num_items_in_batch, so averaging tokens across devices scales the loss by world size.
         average_tokens_across_devices=False,
@@ -61,6 +102,23 @@ def training_args(spec: dict, rd: RunDir, world_size: int) -> Seq2SeqTrainingArg
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
+
+
+def inference_model(trainer, saved: Path):
+    """The trained model for generation on rank 0. ZeRO-3 keeps only a shard per rank, so the
+    consolidated export is loaded back from disk (which also proves the export loads)."""
+    model = trainer.model
+    if not _zero3_partitioned(model):
+        return model
+    log.info("ZeRO-3: generating with the consolidated model saved in %s", saved)
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # load as a plain model on this rank alone, not partitioned
+    if (saved / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForSeq2SeqLM
+
+        return AutoPeftModelForSeq2SeqLM.from_pretrained(str(saved))
+    return AutoModelForSeq2SeqLM.from_pretrained(str(saved))
 
 
 class TrackingCallback(TrainerCallback):

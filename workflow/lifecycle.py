@@ -90,6 +90,15 @@ def find_points(manifest: Manifest, point: str | None) -> list[PointRecord]:
     return found
 
 
+def single_point(manifest: Manifest, point: str | None) -> PointRecord:
+    found = find_points(manifest, point)
+    if len(found) != 1:
+        raise ManifestError(f"Name one point of sweep {manifest.sweep}", [Problem(
+            str(manifest.path), "point", "one point (index, hash prefix or name)", f"{len(found)} match",
+            "points: " + ", ".join(f"{r.index} {r.name}" for r in found))])
+    return found[0]
+
+
 def logs(sweep: str, point: str | None, tail: int) -> list[tuple[PointRecord, list[str]]]:
     manifest = manifests.load(sweep)
     out = []

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflow import data
+from workflow import data, memory
 from workflow.errors import Problem, SpecError
 from workflow.manifest import sweep_dir
 from workflow.paths import models_dir, resolve_tracking_uri
@@ -28,6 +28,7 @@ class Plan:
     tracking_uri: str
     experiment: str
     data_counts: dict
+    memory: dict = field(default_factory=dict)  # point hash -> memory.Estimate (GPU jobs with a known T5)
 
     @property
     def root(self) -> Path:
@@ -61,19 +62,61 @@ def check_model(spec: dict, file: str) -> Problem | None:
     return None
 
 
-def make_plan(sweep: Sweep) -> Plan:
-    """Check every point's model and data, and pin the tracking store."""
+def t5_modules(cfg: dict) -> set[str]:
+    """Names of T5's adaptable modules, from its config alone."""
+    gated = str(cfg.get("feed_forward_proj", "relu")).startswith("gated")
+    return {"q", "k", "v", "o", "wo", "lm_head", "shared", "embed_tokens"} | ({"wi_0", "wi_1"} if gated else {"wi"})
+
+
+def check_lora(spec: dict, file: str) -> Problem | None:
+    cfg = memory.t5_config(model_source(spec)) if spec.get("lora") else None
+    if cfg is None:
+        return None
+    modules = t5_modules(cfg)
+    unknown = [m for m in spec["lora"]["target_modules"] if m not in modules]
+    if not unknown:
+        return None
+    return Problem(file, "lora.target_modules", "module names of this model: " + ", ".join(sorted(modules)),
+                   ", ".join(repr(m) for m in unknown) + " (not in the model)")
+
+
+def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
+    problems = []
+    for point in sweep.points:
+        est = plan_memory.get(point.hash)
+        if est is None or est.fits is not False:
+            continue
+        hint = "use --force to submit anyway"
+        if est.suggestion:
+            hint = f"{est.suggestion.label} fits ({est.suggestion.total_gb:.1f} GB/GPU); {hint}"
+        problem = Problem(sweep.file, "deepspeed", f"at most {est.gpu_mem_gb * memory.HEADROOM:.1f} GB per GPU "
+                          f"({point.spec['resources']['gpu_type'] or 'gpu_mem_gb'})",
+                          f"{est.chosen.total_gb:.1f} GB for {est.chosen.label} "
+                          f"(model states {est.chosen.gpu_gb:.1f} + activations {est.activations_gb:.1f})", hint)
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def make_plan(sweep: Sweep, force: bool = False) -> Plan:
+    """Check every point's model, LoRA targets, memory and data, and pin the tracking store.
+    ``force`` submits configurations the memory planner says cannot fit."""
     problems: list[Problem] = []
     counts: dict = {}
     backends = {p.spec["backend"] for p in sweep.points}
     if len(backends) > 1:
         problems.append(Problem(sweep.file, "backend", "one backend for the whole sweep", ", ".join(sorted(backends))))
     for point in sweep.points:
-        problem = check_model(point.spec, sweep.file)
-        if problem and problem not in problems:
-            problems.append(problem)
+        for problem in (check_model(point.spec, sweep.file), check_lora(point.spec, sweep.file)):
+            if problem and problem not in problems:
+                problems.append(problem)
     if problems:
         raise SpecError(f"Cannot plan {sweep.file}", problems)
+    estimates = {p.hash: memory.estimate(p.spec, model_source(p.spec)) for p in sweep.points}
+    estimates = {h: e for h, e in estimates.items() if e is not None}
+    problems = [] if force else check_memory(estimates, sweep)
+    if problems:
+        raise SpecError(f"{sweep.file} cannot fit the requested GPUs", problems)
     for point in sweep.points:
         key = (point.spec["task"], point.spec["data_name"], point.spec["train"]["do_train"])
         if key not in counts:
@@ -81,4 +124,4 @@ def make_plan(sweep: Sweep) -> Plan:
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first["tracking"]["uri"])
     return Plan(sweep, backends.pop(), uri, first["tracking"]["experiment"],
-                {name: c for (_, name, _), c in counts.items()})
+                {name: c for (_, name, _), c in counts.items()}, estimates)

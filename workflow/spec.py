@@ -30,6 +30,8 @@ class TrainSpec(Block):
     train_batch_size: PositiveInt = Field(32, description="Micro batch size per device.")
     eval_batch_size: PositiveInt = Field(64, description="Eval and generation batch size per device.")
     gradient_accumulation_steps: PositiveInt = Field(1, description="Micro batches per optimizer step.")
+    global_batch_size: Optional[PositiveInt] = Field(
+        None, description="Checked: train_batch_size x gradient_accumulation_steps x world size must equal it.")
     save_steps: PositiveInt = Field(500, description="Checkpoint every N steps.")
     save_total_limit: PositiveInt = Field(2, description="Checkpoints kept on disk (oldest rotated out).")
     eval_steps: PositiveInt = Field(200, description="Compute eval loss every N steps.")
@@ -40,6 +42,7 @@ class TrainSpec(Block):
     max_target_length: PositiveInt = Field(128, description="Completion tokens kept (longer ones are truncated and counted).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (less memory).")
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
 
 
@@ -62,6 +65,7 @@ class ResourcesSpec(Block):
     mem_gb: PositiveFloat = Field(8, description="Host memory per node, in GB.")
     timeout_min: PositiveInt = Field(60, description="Wall-clock limit per point, in minutes.")
     gpu_type: Optional[str] = Field(None, description="GPU model, e.g. A100-80GB (memory planning, ctl --gpus-type).")
+    gpu_mem_gb: Optional[PositiveFloat] = Field(None, description="GPU memory in GB (default: from gpu_type).")
     tasks_per_node: Optional[PositiveInt] = Field(
         None, description="Processes per node. Default: one per GPU, or 1 on CPU.")
 
@@ -82,14 +86,25 @@ class DeepSpeedSpec(Block):
     offload_optimizer: Literal["none", "cpu"] = Field("none", description="Optimizer state offload.")
     offload_param: Literal["none", "cpu"] = Field("none", description="Parameter offload (ZeRO-3 only).")
     gather_16bit_weights_on_save: bool = Field(True, description="ZeRO-3: save a consolidated 16-bit model.")
+    bf16: Optional[bool] = Field(None, description="DeepSpeed-style alias of train.precision=bf16.")
+    fp16: Optional[bool] = Field(None, description="DeepSpeed-style alias of train.precision=fp16.")
 
     @model_validator(mode="after")
     def _check(self) -> "DeepSpeedSpec":
         if self.stage not in (0, 2, 3):
             raise ValueError(f"ZeRO stage must be 0, 2 or 3, got {self.stage}")
         if self.offload_param != "none" and self.stage != 3:
-            raise ValueError("offload_param needs stage 3")
+            raise ValueError(f"offload_param needs stage 3, got stage {self.stage}")
+        if self.bf16 and self.fp16:
+            raise ValueError("fp16 and bf16 cannot both be enabled; choose one")
         return self
+
+
+class LoraSpec(Block):
+    r: PositiveInt = Field(8, description="LoRA rank.")
+    alpha: PositiveInt = Field(16, description="LoRA scaling numerator (alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(["q", "v"], min_length=1, description="Module names to adapt (T5: q k v o wi wo).")
 
 
 class LocalSpec(Block):
@@ -139,9 +154,38 @@ class JobSpec(Block):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
+    lora: Optional[LoraSpec] = Field(None, description="LoRA adapters through peft (unset: full fine-tuning).")
     local: LocalSpec = Field(default_factory=LocalSpec)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     ctl: CtlSpec = Field(default_factory=CtlSpec)
+
+    @model_validator(mode="after")
+    def _precision_aliases(self) -> "JobSpec":
+        ds = self.deepspeed
+        alias = "bf16" if ds.bf16 else "fp16" if ds.fp16 else None
+        if alias:
+            if "precision" in self.train.model_fields_set and self.train.precision != alias:
+                raise ValueError(f"deepspeed.{alias} contradicts train.precision={self.train.precision}")
+            self.train.precision = alias
+        return self
+
+    @model_validator(mode="after")
+    def _batch_arithmetic(self) -> "JobSpec":
+        train, world = self.train, self.resources.nodes * self.resources.tasks
+        if train.global_batch_size is None:
+            return self
+        per_step = train.train_batch_size * world
+        if "gradient_accumulation_steps" not in train.model_fields_set and train.global_batch_size % per_step == 0:
+            train.gradient_accumulation_steps = train.global_batch_size // per_step
+        product = per_step * train.gradient_accumulation_steps
+        if product != train.global_batch_size:
+            raise ValueError(
+                f"global batch {train.global_batch_size} != micro batch {train.train_batch_size} x accumulation "
+                f"{train.gradient_accumulation_steps} x world size {world} (= {product}); "
+                + (f"use gradient_accumulation_steps={train.global_batch_size // per_step}"
+                   if train.global_batch_size % per_step == 0 else
+                   f"the global batch must be a multiple of {per_step}"))
+        return self
 
     @model_validator(mode="after")
     def _one_model_source(self) -> "JobSpec":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workflow.backends.base import Backend, EventHook, JobState, Request
+from workflow.errors import BackendError, Problem
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
 from workflow.plan import Plan
@@ -46,8 +47,12 @@ class LocalRequest(Request):
         return "\n".join(lines)
 
 
-def entry_argv(run_dir: Path) -> tuple[str, ...]:
-    return (sys.executable, "-m", "workflow.entrypoint", str(run_dir))
+def entry_argv(run_dir: Path, nproc: int = 1) -> tuple[str, ...]:
+    """One process, or torchrun with ``nproc`` ranks on this node (gloo on CPU)."""
+    if nproc == 1:
+        return (sys.executable, "-m", "workflow.entrypoint", str(run_dir))
+    return (sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "workflow.entrypoint", str(run_dir))
 
 
 class LocalBackend(Backend):
@@ -55,10 +60,12 @@ class LocalBackend(Backend):
     waits = True
 
     def render(self, plan: Plan, points: list[Point]) -> LocalRequest:
+        _check_single_node(plan, points)
         max_parallel = min(p.spec["local"]["max_parallel"] for p in points) if points else 1
-        threads = max(1, (os.cpu_count() or 1) // max_parallel)
-        jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root), entry_argv(plan.run_dir(p).root))
-                     for p in points)
+        ranks = max(_nproc(p.spec) for p in points) if points else 1
+        threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
+        jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root),
+                              entry_argv(plan.run_dir(p).root, _nproc(p.spec))) for p in points)
         return LocalRequest(jobs, max_parallel, (("OMP_NUM_THREADS", str(threads)),))
 
     def submit(self, request: LocalRequest, manifest: Manifest, on_event: EventHook) -> None:
@@ -125,6 +132,18 @@ class LocalBackend(Backend):
                     os.killpg(pid, signal.SIGTERM)
                     done.append(record.hash)
         return done
+
+
+def _nproc(spec: dict) -> int:
+    res = spec["resources"]
+    return res["tasks_per_node"] or max(1, res["gpus_per_node"])
+
+
+def _check_single_node(plan: Plan, points: list[Point]) -> None:
+    if any(p.spec["resources"]["nodes"] > 1 for p in points):
+        raise BackendError("The local backend runs on one node", [Problem(
+            plan.sweep.file, "resources.nodes", "1 with the local backend",
+            str(max(p.spec["resources"]["nodes"] for p in points)), "use --backend slurm for multi-node jobs")])
 
 
 def _pythonpath() -> str:

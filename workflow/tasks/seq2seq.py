@@ -23,13 +23,14 @@ log = logging.getLogger("workflow.seq2seq")
 
 def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
     set_seed(spec["train"]["seed"])
-    model, tokenizer = hf.load_model(spec)
+    args = hf.training_args(spec, rd, dist)  # before the model: ZeRO-3 partitions it while loading
+    model, tokenizer = hf.load_model(spec, tracker)
     train_ds, eval_ds, records = setup_data(spec, tokenizer, tracker)
     tracker.log_params({**spec, **hf.package_versions()})
     tracker.log_artifact(rd.spec_yaml)
     callback = hf.TrackingCallback(tracker, samples_per_step(spec, dist))
-    trainer = build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist)
-    log.info("world size %d (%s), global batch %d", trainer.args.world_size, trainer.args.parallel_mode.value,
+    trainer = build_trainer(args, model, tokenizer, train_ds, eval_ds, callback)
+    log.info("world size %d (%s), global batch %d", args.world_size, args.parallel_mode.value,
              samples_per_step(spec, dist))
     if spec["train"]["do_train"]:
         resume = hf.latest_checkpoint(rd)
@@ -40,15 +41,16 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
             raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
     else:
         tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
-    results = {}
-    if dist.is_main:
-        results = evaluate(spec, trainer.model, tokenizer, records["eval"], rd)
-        results["best_eval_loss"] = callback.best_eval_loss
-        save(trainer, tokenizer, Path(spec["output_dir"]) if spec["output_dir"] else rd.model)
-        write_json(rd.eval_results, results)
-        tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
-        for path in (rd.predictions, rd.eval_results):
-            tracker.log_artifact(path)
+    out_dir = Path(spec["output_dir"]) if spec["output_dir"] else rd.model
+    save(trainer, tokenizer, out_dir)  # every rank: ZeRO-3 gathers the weights collectively
+    if not dist.is_main:
+        return {}
+    results = evaluate(spec, hf.inference_model(trainer, out_dir), tokenizer, records["eval"], rd)
+    results["best_eval_loss"] = callback.best_eval_loss
+    write_json(rd.eval_results, results)
+    tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
+    for path in (rd.predictions, rd.eval_results):
+        tracker.log_artifact(path)
     return results
 
 
@@ -85,8 +87,7 @@ def samples_per_step(spec: dict, dist) -> int:
     return train["train_batch_size"] * train["gradient_accumulation_steps"] * dist.world_size
 
 
-def build_trainer(spec, rd, model, tokenizer, train_ds, eval_ds, callback, dist) -> Seq2SeqTrainer:
-    args = hf.training_args(spec, rd, dist.world_size)
+def build_trainer(args, model, tokenizer, train_ds, eval_ds, callback) -> Seq2SeqTrainer:
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, padding=True)
     return Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           data_collator=collator, processing_class=tokenizer,
@@ -129,5 +130,6 @@ def generate(model, tokenizer, prompts: list[str], gen: dict, train: dict) -> li
 
 def save(trainer, tokenizer, folder: Path) -> None:
     trainer.save_model(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    log.info("saved the final model to %s", folder)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(folder))
+        log.info("saved the final model to %s", folder)

@@ -1,0 +1,208 @@
+"""Memory planning without loading a model or importing deepspeed.
+
+- Parameter counts come from a T5 ``config.json`` (or a preset for flan-t5-small..xxl).
+- Model-state memory uses DeepSpeed's cold estimator formulas (``estimate_zero2/3_model_states_
+  mem_needs`` in deepspeed.runtime.zero), reproduced here so ``plan`` stays import-light; a test
+  and ``bench/`` compare them with DeepSpeed's own functions.
+- Activations: Korthikanti et al. 2022 ("Reducing activation recomputation"), per transformer
+  layer without recomputation: s*b*h*(34 + 5*a*s/h) bytes at 16-bit; decoder layers add a
+  cross-attention block. It is an estimate (it ignores the logits and framework buffers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 2 ** 30
+BUFFER_FACTOR = 1.5  # DeepSpeed's additional_buffer_factor default
+HEADROOM = 0.95      # plan against 95% of the card (CUDA context, fragmentation)
+
+# Public flan-t5 configs (d_model, d_ff, d_kv, num_heads, num_layers, vocab; gated-gelu, untied head).
+PRESETS = {
+    "flan-t5-small": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
+    "flan-t5-base": dict(d_model=768, d_ff=2048, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
+    "flan-t5-large": dict(d_model=1024, d_ff=2816, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
+    "flan-t5-xl": dict(d_model=2048, d_ff=5120, d_kv=64, num_heads=32, num_layers=24, num_decoder_layers=24),
+    "flan-t5-xxl": dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, num_decoder_layers=24),
+}
+PRESET_COMMON = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                     relative_attention_num_buckets=32)
+
+GPU_MEMORY_GB = {"A100-80GB": 80, "A100-40GB": 40, "A100": 80, "H100-80GB": 80, "H100": 80, "H200": 141,
+                 "V100-32GB": 32, "V100-16GB": 16, "A10G": 24, "L4": 24, "L40S": 48, "A6000": 48}
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    total: int
+    largest_layer: int
+    config: dict
+
+
+def t5_config(source: str) -> dict | None:
+    """A local config.json, or the preset whose name ends the hub id (google/flan-t5-xxl)."""
+    path = Path(source) / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    name = source.rstrip("/").rsplit("/", 1)[-1].lower()
+    return {**PRESET_COMMON, **PRESETS[name]} if name in PRESETS else None
+
+
+def t5_params(cfg: dict) -> ModelSize:
+    """Exact T5 parameter count from its config (matches sum(p.numel()) of the HF model)."""
+    d, ff, heads, kv = cfg["d_model"], cfg["d_ff"], cfg["num_heads"], cfg["d_kv"]
+    enc, dec = cfg["num_layers"], cfg.get("num_decoder_layers") or cfg["num_layers"]
+    gated = str(cfg.get("feed_forward_proj", "relu")).startswith("gated")
+    attention = 4 * d * heads * kv
+    mlp = (3 if gated else 2) * d * ff
+    bias = cfg.get("relative_attention_num_buckets", 32) * heads
+    embedding = cfg["vocab_size"] * d
+    head = 0 if cfg.get("tie_word_embeddings", True) else embedding
+    total = (enc * (attention + mlp + 2 * d) + dec * (2 * attention + mlp + 3 * d)
+             + 2 * bias + 2 * d + embedding + head)
+    return ModelSize(total, max(embedding, mlp, attention), cfg)
+
+
+def lora_params(cfg: dict, lora: dict) -> int:
+    """Trainable LoRA parameters: r x (fan_in + fan_out) for each adapted module instance."""
+    d, ff, inner, r = cfg["d_model"], cfg["d_ff"], cfg["num_heads"] * cfg["d_kv"], lora["r"]
+    enc, dec = cfg["num_layers"], cfg.get("num_decoder_layers") or cfg["num_layers"]
+    per = {"q": d + inner, "k": d + inner, "v": d + inner, "o": inner + d, "wi": d + ff, "wi_0": d + ff,
+           "wi_1": d + ff, "wo": ff + d}
+    attention = {"q", "k", "v", "o"}
+    total = 0
+    for name in lora["target_modules"]:
+        count = (enc + 2 * dec) if name in attention else (enc + dec)
+        total += r * per.get(name, 0) * count
+    return total
+
+
+def model_states_gb(params: ModelSize, stage: int, gpus_per_node: int, nodes: int,
+                    offload_optimizer: bool, offload_param: bool, trainable: int | None = None) -> tuple[float, float]:
+    """(GPU GB per GPU, host GB per node) for model states: DeepSpeed's cold formulas.
+    With LoRA (``trainable`` set), the formulas apply to the adapters and the frozen base adds
+    its 16-bit weights (sharded under ZeRO-3)."""
+    if trainable is not None:
+        gpu, host = model_states_gb(ModelSize(trainable, params.largest_layer, params.config), stage, gpus_per_node,
+                                    nodes, offload_optimizer, offload_param)
+        frozen = 2 * params.total / (gpus_per_node * nodes if stage == 3 else 1)
+        return gpu + (0 if offload_param else frozen / GIB), host + (frozen / GIB if offload_param else 0)
+    p, gpus = params.total, gpus_per_node * nodes
+    if stage == 3:
+        largest = 4 * params.largest_layer
+        if offload_optimizer and offload_param:
+            gpu, cpu = largest, p * 18 / nodes * BUFFER_FACTOR
+        elif offload_optimizer:
+            gpu, cpu = largest + int(2 * p / gpus), p * 16 / nodes * BUFFER_FACTOR
+        else:
+            gpu, cpu = largest + int(18 * p / gpus), params.largest_layer * 4 * gpus_per_node * BUFFER_FACTOR
+    elif stage == 2:
+        if offload_optimizer:
+            gpu, cpu = 2 * p, p * max(4 * gpus, 16) * BUFFER_FACTOR
+        else:
+            gpu, cpu = 2 * p + int(18 * p / gpus), p * 4 * gpus_per_node * BUFFER_FACTOR
+    else:  # plain data parallel: 16-bit params and grads, fp32 master copy and Adam states on every GPU
+        gpu, cpu = 18 * p, p * 4 * gpus_per_node * BUFFER_FACTOR
+    return int(gpu) / GIB, int(cpu) / GIB
+
+
+def activations_gb(cfg: dict, micro_batch: int, src_len: int, tgt_len: int, precision: str,
+                   lora: bool = False) -> float:
+    """Korthikanti et al. per-layer activations, encoder at src_len, decoder at tgt_len."""
+    d, heads = cfg["d_model"], cfg["num_heads"]
+    enc, dec = cfg["num_layers"], cfg.get("num_decoder_layers") or cfg["num_layers"]
+    width = 1 if precision == "fp32" else 0.5  # the formula counts 16-bit bytes; fp32 doubles it
+
+    def layer(s: int, kv_len: int) -> float:
+        return s * micro_batch * d * (34 + 5 * heads * kv_len / d)
+
+    total = enc * layer(src_len, src_len) + dec * (layer(tgt_len, tgt_len) + layer(tgt_len, src_len) * 0.5)
+    return total * 2 * width / GIB
+
+
+def gpu_memory_gb(gpu_type: str | None) -> float | None:
+    if not gpu_type:
+        return None
+    key = gpu_type.upper().replace(" ", "-")
+    for name, size in GPU_MEMORY_GB.items():
+        if name.upper() == key:
+            return float(size)
+    return None
+
+
+def checkpointed_activations_gb(cfg: dict, micro_batch: int, src_len: int, tgt_len: int, precision: str) -> float:
+    """With gradient checkpointing only each layer's input is kept, plus one layer's full set."""
+    d = cfg["d_model"]
+    enc, dec = cfg["num_layers"], cfg.get("num_decoder_layers") or cfg["num_layers"]
+    width = 2 if precision == "fp32" else 1
+    inputs = (enc * src_len + dec * tgt_len) * micro_batch * d * 2 * width
+    one = activations_gb({**cfg, "num_layers": 1, "num_decoder_layers": 1}, micro_batch, src_len, tgt_len, precision)
+    return inputs / GIB + one
+
+
+@dataclass(frozen=True)
+class Option:
+    stage: int
+    offload_optimizer: bool
+    offload_param: bool
+    nodes: int
+    gpu_gb: float      # model states per GPU
+    host_gb: float     # model states per node, host memory
+    total_gb: float    # model states + activations per GPU
+
+    @property
+    def label(self) -> str:
+        off = "+".join(x for x, on in (("optimizer", self.offload_optimizer), ("params", self.offload_param)) if on)
+        return f"ZeRO-{self.stage}" + (f", offload {off}" if off else "") + f", {self.nodes} node(s)"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: str
+    params: ModelSize
+    gpus_per_node: int
+    gpu_mem_gb: float | None
+    activations_gb: float
+    chosen: Option
+    options: tuple[Option, ...]
+    suggestion: Option | None
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.gpu_mem_gb is None else fits(self.chosen, self.gpu_mem_gb)
+
+
+def fits(option: Option, gpu_mem_gb: float) -> bool:
+    return option.total_gb <= gpu_mem_gb * HEADROOM
+
+
+def estimate(spec: dict, source: str) -> Estimate | None:
+    """Per-GPU memory for the spec's choice and every ZeRO/offload alternative; None without a
+    known T5 config or without GPUs."""
+    res, train, ds = spec["resources"], spec["train"], spec["deepspeed"]
+    cfg = t5_config(source)
+    if cfg is None or res["gpus_per_node"] == 0:
+        return None
+    size = t5_params(cfg)
+    acts = (checkpointed_activations_gb if train.get("gradient_checkpointing") else activations_gb)(
+        cfg, train["train_batch_size"], train["max_source_length"], train["max_target_length"], train["precision"])
+    gpus = res["gpus_per_node"]
+    trainable = lora_params(cfg, spec["lora"]) if spec.get("lora") else None
+
+    def option(stage: int, off_opt: bool, off_par: bool, nodes: int) -> Option:
+        gpu, host = model_states_gb(size, stage, gpus, nodes, off_opt, off_par, trainable)
+        return Option(stage, off_opt, off_par, nodes, gpu, host, gpu + acts)
+
+    stage = ds["stage"] if ds["enabled"] else 0
+    chosen = option(stage, ds["offload_optimizer"] != "none", ds["offload_param"] != "none", res["nodes"])
+    grid = [(2, False, False), (3, False, False), (2, True, False), (3, True, False), (3, True, True)]
+    options = tuple(option(s, o, p, res["nodes"]) for s, o, p in grid)
+    mem = res.get("gpu_mem_gb") or gpu_memory_gb(res.get("gpu_type"))
+    suggestion = None
+    if mem is not None and not fits(chosen, mem):
+        ladder = [option(s, o, p, n) for n in (res["nodes"], res["nodes"] * 2, res["nodes"] * 4)
+                  for s, o, p in grid]
+        suggestion = next((o for o in ladder if fits(o, mem)), None)
+    return Estimate(source, size, gpus, mem, acts, chosen, options, suggestion)
