@@ -14,7 +14,7 @@ from the same fields. Blocks:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeInt, model_validator
 
@@ -202,13 +202,21 @@ HASH_EXCLUDED = ("backend", "tracking", "local", "slurm", "ctl", "run_name",
                  "resources.timeout_min", "resources.mem_gb", "resources.cpus_per_task")
 
 
+def _block_type(annotation: Any) -> type[BaseModel] | None:
+    """The block model behind an annotation, unwrapping Optional[...]."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str, Any]:
     """Every dotted key path of the spec, mapped to its pydantic FieldInfo."""
     out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         path = prefix + name
-        sub = info.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
+        sub = _block_type(info.annotation)
+        if sub is not None:
             out.update(field_paths(sub, path + "."))
         else:
             out[path] = info
@@ -222,8 +230,8 @@ def block_at(path: tuple) -> type[BaseModel] | None:
         if isinstance(part, int):
             continue
         info = model.model_fields.get(part)
-        sub = info.annotation if info else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+        sub = _block_type(info.annotation) if info else None
+        if sub is None:
             return None
         model = sub
     return model

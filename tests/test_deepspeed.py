@@ -1,0 +1,160 @@
+"""DeepSpeed ZeRO with a real engine on 2 CPU ranks (gloo), LoRA, export, and the memory planner.
+Kept tiny: ZeRO-3 on gloo is slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+from workflow.memory import model_states_gb, t5_config, t5_params
+from workflow.zero import deepspeed_config
+
+GOLDEN = Path(__file__).parent / "golden"
+STEPS = {"eval_steps": 10, "save_steps": 10, "logging_steps": 5}
+
+
+def write_spec(tmp_path: Path, name: str, **over) -> Path:
+    spec = {"base": str(ROOT / "jobs/demo.yaml"), "train": {**STEPS, **over.pop("train", {})}, **over}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_point(tmp_path: Path, env: dict, name: str, **over) -> dict:
+    result = run_cli("run", str(write_spec(tmp_path, name, **over)), env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    manifest = json.loads((tmp_path / f"runs/{name}/manifest.json").read_text())
+    record = next(iter(manifest["points"].values()))
+    record["log"] = Path(record["run_dir"], "log.txt").read_text()
+    record["results"] = json.loads(Path(record["run_dir"], "eval_results.json").read_text())
+    return record
+
+
+@pytest.mark.parametrize("stage, offload", [(2, False), (3, False), (3, True)])
+def test_deepspeed_config_matches_golden(stage, offload):
+    ds = {"stage": stage, "offload_optimizer": "cpu" if offload else "none",
+          "offload_param": "cpu" if offload else "none", "gather_16bit_weights_on_save": True}
+    golden = GOLDEN / f"ds_zero{stage}{'_offload' if offload else ''}.json"
+    text = json.dumps(deepspeed_config(ds), indent=1, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_plan_of_xxl_zero3_matches_deepspeed_estimator(env):
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    size = t5_params(t5_config("google/flan-t5-xxl"))
+    assert round(size.total / 1e9, 3) == 11.135
+    ours, _ = model_states_gb(size, 3, 4, 1, False, False)
+    theirs = estimate_zero3_model_states_mem_needs(size.total, size.largest_layer, 4, 1, False, False)[1] / 2**30
+    assert abs(ours - theirs) / theirs < 0.05 and abs(ours - 47.2) < 0.1
+    result = run_cli("plan", "jobs/flan-t5-xxl-zero3.yaml", env={**env, "COLUMNS": "160"})
+    assert result.returncode == 0, result.stderr
+    chosen = next(l for l in result.stdout.splitlines() if "(chosen)" in l)
+    assert "ZeRO-3" in chosen and "47.2" in chosen
+
+
+@pytest.mark.parametrize("path", ["jobs/flan-t5-xxl-zero3.yaml", "jobs/flan-t5-xxl-zero3-2x8.yaml",
+                                  "jobs/flan-t5-xl-lora.yaml"])
+def test_example_specs_validate_and_plan(path, env):
+    result = run_cli("plan", path, env=env)
+    assert result.returncode == 0 and "model states" in result.stdout and "does not fit" not in result.stdout
+
+
+def test_a_config_that_cannot_fit_is_refused_with_a_suggestion(env, tmp_path):
+    result = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=2", "resources.gpu_type=A100-40GB",
+                     env=env)
+    assert result.returncode != 0 and "cannot fit" in result.stderr and "fits" in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
+    dry = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=2", "resources.gpu_type=A100-40GB",
+                  "--dry_run", env=env)
+    assert dry.returncode == 0 and "does not fit" in dry.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["deepspeed.stage=1"], "0, 2 or 3"),
+    (["deepspeed.offload_param=cpu"], "offload_param needs stage 3"),
+    (["deepspeed.fp16=true", "deepspeed.bf16=true"], "fp16 and bf16 cannot both"),
+    (["lora.target_modules=[q, query_proj]"], "'query_proj' (not in the model)"),
+    (["train.global_batch_size=100", "resources.tasks_per_node=2"], "global batch 100"),
+])
+def test_bad_deepspeed_and_lora_input(args, needle, env, tmp_path):
+    result = run_cli("run", "jobs/demo.yaml", "deepspeed.enabled=true", *args, env=env)
+    assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.integration
+def test_zero2_on_two_ranks_matches_one_process(tmp_path, env):
+    single = run_point(tmp_path, env, "single", train={"max_steps": 30, "train_batch_size": 32})
+    zero2 = run_point(tmp_path, env, "zero2", train={"max_steps": 30, "train_batch_size": 16},
+                      resources={"tasks_per_node": 2}, deepspeed={"enabled": True, "stage": 2})
+    assert "world size 2 (distributed), global batch 32" in zero2["log"]
+    a, b = single["results"]["best_eval_loss"], zero2["results"]["best_eval_loss"]
+    assert abs(a - b) / a < 0.02, (a, b)
+
+
+@pytest.mark.integration
+def test_zero3_partitions_checkpoints_resumes_and_exports(tmp_path, env):
+    record = run_point(tmp_path, env, "zero3", train={"max_steps": 10, "save_steps": 5},
+                       resources={"tasks_per_node": 2}, deepspeed={"enabled": True, "stage": 3})
+    for rank in (0, 1):
+        assert f"[rank {rank}] INFO workflow.hf: ZeRO-3: parameters partitioned, 90848 of 181696" in record["log"]
+    run_dir = Path(record["run_dir"])
+    assert (run_dir / "checkpoints/checkpoint-10/.complete").is_file()
+
+    # resume: the same run directory asked for more steps continues from checkpoint-10
+    job = json.loads((run_dir / "job.json").read_text())
+    job["spec"]["train"]["max_steps"] = 15
+    (run_dir / "job.json").write_text(json.dumps(job))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "workflow.entrypoint", str(run_dir)]
+    done = subprocess.run(torchrun, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming from" in done.stdout and "checkpoint-10" in done.stdout
+    assert "step 15/15" in done.stdout and "step 5/15" not in done.stdout
+
+    # the consolidated export equals DeepSpeed's own gather of the last checkpoint
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoModelForSeq2SeqLM
+
+    exported = AutoModelForSeq2SeqLM.from_pretrained(str(run_dir / "model")).state_dict()
+    gathered = get_fp32_state_dict_from_zero_checkpoint(str(run_dir / "checkpoints/checkpoint-15"))
+    for key, value in gathered.items():
+        assert torch.allclose(exported[key], value, atol=1e-6), key
+
+
+@pytest.mark.integration
+def test_zero3_with_cpu_offload_trains(tmp_path, env):
+    record = run_point(tmp_path, env, "offload", train={"max_steps": 4, "save_steps": 4, "eval_steps": 2,
+                                                        "logging_steps": 2},
+                       resources={"tasks_per_node": 2},
+                       deepspeed={"enabled": True, "stage": 3, "offload_optimizer": "cpu", "offload_param": "cpu"})
+    assert record["state"] == "COMPLETED" and "step 4/4" in record["log"]
+
+
+@pytest.mark.integration
+def test_lora_trains_saves_adapters_and_merges_exactly(tmp_path, env):
+    record = run_point(tmp_path, env, "lora", train={"max_steps": 20, "learning_rate": 1e-2},
+                       lora={"r": 4, "alpha": 8, "target_modules": ["q", "v"]})
+    model_dir = Path(record["run_dir"], "model")
+    assert (model_dir / "adapter_config.json").is_file() and not (model_dir / "model.safetensors").exists()
+    assert "trainable parameters: " in record["log"]
+    from mlflow.tracking import MlflowClient
+
+    params = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}").get_run(record["mlflow_run_id"]).data.params
+    assert 0 < int(params["model.trainable_parameters"]) < int(params["model.parameters"])
+    result = run_cli("export", "lora", env=env)
+    assert result.returncode == 0 and "lora-merged" in result.stdout, result.stdout + result.stderr
+    diff = float(result.stdout.split("max |logit difference| ")[1].split()[0])
+    assert diff <= 1e-5
+    assert (Path(record["run_dir"]) / "export/model.safetensors").is_file()
