@@ -167,6 +167,25 @@ class Commands:
                 states[record.state] = states.get(record.state, 0) + 1
             ui.console.print(f"{name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())), highlight=False)
 
+    def compare(self, sweep: str, metric: str | None = None, top: int | None = None, csv: str | None = None):
+        """Compare a sweep's points from MLflow, best first: the params that vary and the metrics.
+
+        Args:
+            sweep: the sweep name.
+            metric: sort by this metric (default: exact_match, roc_auc, f1_at_k, ... whichever exists).
+            top: show only the best N points.
+            csv: also write the table to this CSV file.
+        """
+        from workflow.compare import compare, write_csv
+
+        manifest = manifests.load(sweep)
+        rows, params, metrics = compare(manifest, metric, int(top) if top else None)
+        ui = _ui()
+        ui.console.print(ui.results_table(rows, params, metrics, f"sweep {sweep}: best first by {metrics[0]}"))
+        if csv:
+            write_csv(Path(csv), rows, params, metrics)
+            ui.console.print(f"wrote {csv}", highlight=False)
+
     def export(self, sweep: str, point: str | None = None, out: str | None = None):
         """Export a point's model as a standard HF model: merges LoRA adapters (checking the merged
         outputs against the adapter model) or consolidates a ZeRO checkpoint.

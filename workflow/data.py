@@ -14,8 +14,9 @@ from workflow.errors import DataError, Problem, short
 from workflow.paths import data_dir
 
 SPLITS = ("train", "eval")
+TOP_LEVEL = SPLITS + ("labels",)  # "labels": the label set of a multi-label classifier file
 # Required string fields per record, by task.
-RECORD_KEYS = {"seq2seq": ("prompt", "completion")}
+RECORD_KEYS = {"seq2seq": ("prompt", "completion"), "classifier": ("input",)}
 MAX_PROBLEMS = 10
 
 
@@ -35,15 +36,21 @@ def load_json(path: Path) -> dict:
                         [Problem(str(path), f"line {exc.lineno}, column {exc.colno}", "valid JSON", exc.msg)]) from None
 
 
-def check(task: str, data_name: str, need_train: bool = True) -> dict[str, int]:
+def check(task: str, data_name: str, need_train: bool = True, labels: tuple | None = None) -> dict[str, int]:
     """Validate a data file for a task; returns the record count of each split."""
     path = data_path(data_name)
     stat = path.stat() if path.is_file() else None
-    return dict(_check_cached(task, str(path), need_train, stat.st_mtime_ns if stat else None))
+    return dict(_check_cached(task, str(path), need_train, labels, stat.st_mtime_ns if stat else None))
+
+
+def label_set(data: dict, spec_labels: list | tuple | None) -> list[str] | None:
+    """The multi-label label set: the spec's, else the file's top-level "labels"."""
+    labels = spec_labels or data.get("labels")
+    return list(labels) if labels else None
 
 
 @lru_cache(maxsize=64)
-def _check_cached(task: str, path_text: str, need_train: bool, _mtime: int | None) -> tuple:
+def _check_cached(task: str, path_text: str, need_train: bool, labels: tuple | None, _mtime: int | None) -> tuple:
     path = Path(path_text)
     data = load_json(path)
     file = str(path)
@@ -51,9 +58,10 @@ def _check_cached(task: str, path_text: str, need_train: bool, _mtime: int | Non
         raise DataError(f"Malformed data file {path}",
                         [Problem(file, None, 'an object {"train": [...], "eval": [...]}', type(data).__name__)])
     problems: list[Problem] = []
-    unknown = [k for k in data if k not in SPLITS]
+    unknown = [k for k in data if k not in TOP_LEVEL]
     for key in unknown:
-        problems.append(Problem(file, key, "only the splits train and eval", f"unknown split '{key}'"))
+        problems.append(Problem(file, key, "only the keys " + ", ".join(TOP_LEVEL), f"unknown key '{key}'"))
+    allowed = label_set(data, labels) if task == "classifier" else None
     counts = {}
     for split in SPLITS:
         records = data.get(split)
@@ -66,7 +74,10 @@ def _check_cached(task: str, path_text: str, need_train: bool, _mtime: int | Non
         if not records and (split == "eval" or need_train):
             problems.append(Problem(file, split, "at least one record", "an empty list"))
         problems += _check_records(file, split, records, RECORD_KEYS[task])
+        if task == "classifier":
+            problems += _check_targets(file, split, records, allowed)
         counts[split] = len(records)
+    problems = list(dict.fromkeys(problems))
     if problems:
         shown = problems[:MAX_PROBLEMS]
         if len(problems) > MAX_PROBLEMS:
@@ -91,3 +102,39 @@ def _check_records(file: str, split: str, records: list, keys: tuple[str, ...]) 
         if len(problems) > MAX_PROBLEMS:
             break
     return problems
+
+
+def _check_targets(file: str, split: str, records: list, allowed: list[str] | None) -> list[Problem]:
+    """Classifier records: a numeric target in [0, 1], or (multi-label) labels from the label set."""
+    problems = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            continue
+        where = f"{split}[{i}]"
+        if "labels" in record:
+            problems += _check_labels(file, where, record["labels"], allowed)
+        elif "target" not in record:
+            problems.append(Problem(file, f"{where}.target", "a number in [0, 1] (or a 'labels' list)",
+                                    "missing key", f"record keys: {', '.join(map(str, record)) or 'none'}"))
+        else:
+            target = record["target"]
+            if isinstance(target, bool) or not isinstance(target, (int, float)):
+                problems.append(Problem(file, f"{where}.target", "a number in [0, 1]", short(target)))
+            elif not 0 <= target <= 1:
+                problems.append(Problem(file, f"{where}.target", "a number in [0, 1]", short(target)))
+        if len(problems) > MAX_PROBLEMS:
+            break
+    return problems
+
+
+def _check_labels(file: str, where: str, labels, allowed: list[str] | None) -> list[Problem]:
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        return [Problem(file, f"{where}.labels", "a list of label strings", short(labels))]
+    if allowed is None:
+        return [Problem(file, "labels", "a label set (classifier.labels in the spec, or 'labels' in the file)",
+                        "none given")]
+    missing = [x for x in labels if x not in allowed]
+    if missing:
+        return [Problem(file, f"{where}.labels", "labels from the label set: " + ", ".join(allowed[:20]),
+                        ", ".join(repr(x) for x in missing))]
+    return []

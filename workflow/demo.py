@@ -24,8 +24,13 @@ LEXICON = (
     {"dog": "chien", "cat": "chat", "horse": "cheval", "bird": "oiseau",
      "fish": "poisson", "mouse": "souris", "cow": "vache", "wolf": "loup"},
 )
+# Classifier demos: a colour decides the binary target; colour and animal decide the labels.
+POSITIVE_COLOURS = ("red", "blue", "green", "black")
+WARM = ("red", "pink", "gold", "white")
+PETS = ("dog", "cat", "bird", "fish")
+LABELS = ("warm", "cool", "pet", "wild")
 # Extra words the tokenizer must know as whole pieces (a classifier scores them).
-EXTRA_WORDS = ("yes", "no")
+EXTRA_WORDS = ("yes", "no") + LABELS
 
 
 def _record(words: tuple[str, ...]) -> dict:
@@ -48,9 +53,29 @@ def make_seq2seq_data(seed: int = 0, n_train: int = 400, n_eval: int = 100) -> d
     return {"train": records[:n_train], "eval": records[n_train:]}
 
 
+def _split(records: list[dict], seed: int, n_train: int) -> dict:
+    random.Random(seed).shuffle(records)
+    return {"train": records[:n_train], "eval": records[n_train:]}
+
+
+def make_classifier_data(seed: int = 0, n_train: int = 400) -> dict:
+    """Binary and separable: target 1 when the colour is one of POSITIVE_COLOURS."""
+    combos = [(a, b, c) for a in LEXICON[0] for b in LEXICON[1] for c in LEXICON[2]]
+    records = [{"input": " ".join(w), "target": float(w[0] in POSITIVE_COLOURS)} for w in combos]
+    return _split(records, seed, n_train)
+
+
+def make_multilabel_data(seed: int = 0, n_train: int = 400) -> dict:
+    """Two labels per input from {warm, cool} x {pet, wild}; the label set rides in the file."""
+    combos = [(a, b, c) for a in LEXICON[0] for b in LEXICON[1] for c in LEXICON[2]]
+    records = [{"input": " ".join(w), "labels": ["warm" if w[0] in WARM else "cool",
+                                                 "pet" if w[2] in PETS else "wild"]} for w in combos]
+    return {"labels": list(LABELS), **_split(records, seed, n_train)}
+
+
 def corpus_texts(data: dict) -> list[str]:
     """Texts to train the tokenizer on: every prompt and completion, plus extra words."""
-    texts = [rec[key] for split in data.values() for rec in split
+    texts = [rec[key] for split in ("train", "eval") for rec in data[split]
              for key in ("prompt", "completion")]
     # Every vocabulary word on its own line, so each one has a chance to be a piece.
     texts += [word for table in LEXICON for pair in table.items() for word in pair]

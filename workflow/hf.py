@@ -13,7 +13,7 @@ import torch
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments, TrainerCallback)
 
 from workflow.plan import model_source
-from workflow.preempt import FLAG
+from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
 from workflow.zero import deepspeed_config
 
@@ -102,6 +102,29 @@ def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
+
+
+def train_or_evaluate(trainer, spec: dict, rd: RunDir, tracker) -> None:
+    """Train (resuming from the newest complete checkpoint), or only measure eval loss."""
+    if not spec["train"]["do_train"]:
+        tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
+        return
+    resume = latest_checkpoint(rd)
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    if FLAG.requested:
+        raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
+
+
+def save_final(trainer, tokenizer, spec: dict, rd: RunDir) -> Path:
+    """Save the final model (adapters only under LoRA) on every rank: ZeRO-3 gathers collectively."""
+    folder = Path(spec["output_dir"]) if spec["output_dir"] else rd.model
+    trainer.save_model(str(folder))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(folder))
+        log.info("saved the final model to %s", folder)
+    return folder
 
 
 def inference_model(trainer, saved: Path):

@@ -9,7 +9,6 @@ directory directly: that is what cluster backends such as ``ctl`` execute.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from workflow.errors import Problem, SpecError, WorkflowError
@@ -27,6 +26,10 @@ COMMON_FLAGS = {
     "eval_steps": ("train.eval_steps", int, "eval loss every N steps"),
     "seed": ("train.seed", int, "random seed"),
 }
+CLF_FLAGS = {
+    **COMMON_FLAGS,
+    "model_pretrain_name": ("model_init_path", str, "hub id or local path of the model"),
+}
 SEQ2SEQ_FLAGS = {
     **COMMON_FLAGS,
     "model_init_name": ("model_init_name", str, "model folder under mount/models"),
@@ -42,7 +45,7 @@ class ArgumentError(WorkflowError):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would print and exit; raise a typed error
-        known = ", ".join(sorted(a.option_strings[-1] for a in self._actions if a.option_strings))
+        known = ", ".join(sorted(a.option_strings[0] for a in self._actions if a.option_strings))
         raise ArgumentError(f"{self.prog}: {message}", [Problem("<command line>", None, f"one of the flags: {known}",
                                                                 message)])
 
@@ -54,7 +57,9 @@ def parser(prog: str, flags: dict) -> Parser:
     p.add_argument("--no_train", action="store_true", help="evaluate the initial model only")
     p.add_argument("--spec", help="a job spec YAML to start from (flags override it)")
     for flag, (_, kind, text) in flags.items():
-        p.add_argument(f"--{flag}", type=kind, help=text)
+        dashed = f"--{flag.replace('_', '-')}"
+        names = [f"--{flag}"] + ([dashed] if dashed != f"--{flag}" else [])
+        p.add_argument(*names, dest=flag, type=kind, help=text)
     return p
 
 
@@ -76,11 +81,15 @@ def spec_from_args(args: argparse.Namespace, flags: dict, task: str) -> dict:
     return raw
 
 
+# task -> the module that carries its original command line
+MODULES = {"seq2seq": "workflow.seq2seq", "classifier": "workflow.clf"}
+
+
 def main(task: str, flags: dict, argv: list[str] | None = None) -> int:
     from workflow import console
 
     try:
-        args = parser(f"python -m workflow.{task}", flags).parse_args(argv)
+        args = parser(f"python -m {MODULES[task]}", flags).parse_args(argv)
         if args.job_file:
             from workflow.entrypoint import main as run_job
 
@@ -111,6 +120,3 @@ def run_spec(raw: dict, name: str) -> int:
                                                                      "FAILED")])
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main("seq2seq", SEQ2SEQ_FLAGS))

@@ -11,12 +11,11 @@ from pathlib import Path
 from workflow import backends, manifest as manifests
 from workflow.errors import ManifestError, Problem, suggest
 from workflow.manifest import ACTIVE, Manifest, PointRecord
+from workflow.metrics import lower_is_better, primary_metric
 from workflow.rundir import RunDir
 
 # Metrics shown as "latest metric" by status.
 SHOWN_METRICS = ("loss", "eval_loss", "exact_match")
-# Final metrics shown in result tables, and whether higher is better.
-RESULT_METRICS = {"exact_match": True, "best_eval_loss": False}
 
 
 def refresh(manifest: Manifest) -> Manifest:
@@ -135,15 +134,18 @@ def results(manifest: Manifest, varying: list[str] | None = None) -> tuple[list[
     params = varying if varying is not None else _varying(rows)
     for row in rows:
         row["params"] = {p: _get(row["spec"], p) for p in params}
-    metrics = [m for m in RESULT_METRICS if any(m in r["metrics"] for r in rows)]
-    rows.sort(key=lambda r: tuple(_rank(r["metrics"].get(m), RESULT_METRICS[m]) for m in metrics))
-    return rows, params, metrics
+    names = sorted({m for r in rows for m in r["metrics"]})
+    primary = primary_metric(names)
+    metrics = ([primary] if primary else []) + [m for m in names if m != primary]
+    rows.sort(key=lambda r: rank(r["metrics"].get(primary), primary))
+    return rows, params, metrics[:8]
 
 
-def _rank(value, higher_better: bool) -> float:
-    if value is None:
+def rank(value, name: str | None) -> float:
+    """Sort key, best first: missing values last."""
+    if value is None or name is None:
         return float("inf")
-    return -value if higher_better else value
+    return value if lower_is_better(name) else -value
 
 
 def _get(tree: dict, dotted: str):

@@ -118,10 +118,12 @@ def make_plan(sweep: Sweep, force: bool = False) -> Plan:
     if problems:
         raise SpecError(f"{sweep.file} cannot fit the requested GPUs", problems)
     for point in sweep.points:
-        key = (point.spec["task"], point.spec["data_name"], point.spec["train"]["do_train"])
+        labels = point.spec["classifier"]["labels"]
+        key = (point.spec["task"], point.spec["data_name"], point.spec["train"]["do_train"],
+               tuple(labels) if labels else None)
         if key not in counts:
             counts[key] = data.check(*key)
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first["tracking"]["uri"])
     return Plan(sweep, backends.pop(), uri, first["tracking"]["experiment"],
-                {name: c for (_, name, _), c in counts.items()}, estimates)
+                {key[1]: c for key, c in counts.items()}, estimates)

@@ -1,5 +1,6 @@
-"""Build the offline demo: a synthetic data file under mount/data and a tiny T5 under
-mount/models, so the demo and the tests need no download."""
+"""Build the offline demo: synthetic data files under mount/data (demo.json for seq2seq,
+clf.json and multilabel.json for the classifier) and a tiny T5 under mount/models, so the
+demo and the tests need no download."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int =
 
     data_path = data_dir() / data_name
     records = demo.make_seq2seq_data(seed=seed)
-    if not data_path.is_file():
-        demo.write_json(data_path, records)
+    extra = {"clf.json": demo.make_classifier_data(seed=seed), "multilabel.json": demo.make_multilabel_data(seed=seed)}
+    for name, payload in [(data_name, records), *extra.items()]:
+        if not (data_dir() / name).is_file():
+            demo.write_json(data_dir() / name, payload)
     model_dir = models_dir() / model_name
     if not (model_dir / "config.json").is_file():
         build_tiny_model(model_dir, demo.corpus_texts(records), seed=seed)

@@ -46,8 +46,13 @@ class TrainSpec(Block):
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
 
 
+SEQ2SEQ_METRICS = ("exact_match", "bleu", "rouge_l")
+
+
 class GenerateSpec(Block):
     temperature: float = Field(0.0, ge=0, description="0 means greedy decoding; above 0 samples.")
+    metrics: list[Literal["exact_match", "bleu", "rouge_l"]] = Field(
+        ["exact_match"], min_length=1, description="seq2seq eval metrics: exact_match, bleu (sacrebleu), rouge_l.")
     n_samples: PositiveInt = Field(1, description="Samples per eval prompt (needs temperature > 0 when above 1).")
     max_new_tokens: PositiveInt = Field(64, description="Generation length cap.")
 
@@ -55,6 +60,32 @@ class GenerateSpec(Block):
     def _samples_need_temperature(self) -> "GenerateSpec":
         if self.n_samples > 1 and self.temperature == 0:
             raise ValueError("n_samples > 1 needs temperature > 0 (greedy decoding gives identical samples)")
+        return self
+
+
+class ClassifierSpec(Block):
+    """task: classifier. Scores p(yes) = softmax(yes, no logits) at the first decoder step."""
+
+    template: str = Field("{input}", description="Prompt template; {input} (and {label} for multi-label).")
+    multilabel_template: str = Field("{input} Is the category {label}?",
+                                     description="Multi-label prompt: one yes/no question per (input, label).")
+    labels: Optional[list[str]] = Field(None, description="Multi-label: the label set (else the data file's 'labels').")
+    top_k: PositiveInt = Field(1, description="Multi-label: K for precision/recall/F1 at K.")
+    thresholds: list[float] = Field([0.5], min_length=1, description="Multi-label: thresholds tried in descending "
+                                    "order until at least one label passes.")
+    default_label: Optional[str] = Field(None, description="Multi-label: label used when no threshold passes.")
+    negatives_per_positive: Optional[PositiveInt] = Field(
+        None, description="Multi-label training: sample this many negative labels per positive (default: all).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ClassifierSpec":
+        if "{input}" not in self.template:
+            raise ValueError("template must contain {input}")
+        if not {"{input}", "{label}"} <= {t for t in ("{input}", "{label}") if t in self.multilabel_template}:
+            raise ValueError("multilabel_template must contain {input} and {label}")
+        if any(not 0 <= t <= 1 for t in self.thresholds):
+            raise ValueError("thresholds must lie in [0, 1]")
+        self.thresholds = sorted(self.thresholds, reverse=True)
         return self
 
 
@@ -140,7 +171,8 @@ class CtlSpec(Block):
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
-    task: Literal["seq2seq"] = Field("seq2seq", description="What to train: seq2seq (prompt -> completion).")
+    task: Literal["seq2seq", "classifier"] = Field(
+        "seq2seq", description="seq2seq (prompt -> completion) or classifier (yes/no score against a target).")
     model_init_name: Optional[str] = Field(
         None, description="Folder under mount/models holding the initial model (from_pretrained).")
     model_init_path: Optional[str] = Field(
@@ -151,6 +183,7 @@ class JobSpec(Block):
     backend: Literal["local", "slurm", "ctl"] = Field("local", description="Where points run: local, slurm or ctl.")
     train: TrainSpec = Field(default_factory=TrainSpec)
     generate: GenerateSpec = Field(default_factory=GenerateSpec)
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)

@@ -82,6 +82,16 @@ def finish_runs(request: dict) -> dict:
     return {"done": len(request["runs"])}
 
 
+def child_runs(uri: str, parent_run_id: str) -> list[dict]:
+    """The child runs of a sweep: name, status, params and last metric values."""
+    client = _client(uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                              max_results=10000)
+    return [{"name": r.info.run_name, "status": r.info.status, "run_id": r.info.run_id,
+             "params": dict(r.data.params), "metrics": dict(r.data.metrics)} for r in runs]
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():

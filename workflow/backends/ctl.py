@@ -2,7 +2,7 @@
 
     ctl job run --name <name> --container <image> [--login] [--high-priority]
         --shared-host-dir <dir> [--gpus-type <type>] --gpu <n>
-        --command 'bash -c "cd <repo dir>; python3 -m workflow.<task> --job_file <run dir>/job.json"'
+        --command 'bash -c "cd <repo dir>; python3 -m workflow.<seq2seq|clf> --job_file <run dir>/job.json"'
 
 The inner command runs as-is on any machine with the repo; the run directory must be on the
 shared host dir. ``ctl`` has no status command we rely on: status comes from what the job
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem
+from workflow.legacy import MODULES
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
 from workflow.plan import Plan
@@ -62,7 +63,7 @@ def job_name(sweep: str, point: Point) -> str:
 
 def inner_command(spec: dict, run_dir: Path) -> str:
     repo = spec["ctl"]["repo_dir"] or str(PROJECT_ROOT)
-    python = f"python3 -m workflow.{spec['task']} --job_file {shlex.quote(str(run_dir / 'job.json'))}"
+    python = f"python3 -m {MODULES[spec['task']]} --job_file {shlex.quote(str(run_dir / 'job.json'))}"
     return f'bash -c "cd {repo}; {python}"'
 
 

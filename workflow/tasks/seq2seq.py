@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, set_seed
 
 from workflow import data as data_files
-from workflow import hf
-from workflow.preempt import FLAG, Preempted
+from workflow import hf, metrics
 from workflow.rundir import RunDir, write_json
 
 log = logging.getLogger("workflow.seq2seq")
@@ -32,17 +30,8 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
     trainer = build_trainer(args, model, tokenizer, train_ds, eval_ds, callback)
     log.info("world size %d (%s), global batch %d", args.world_size, args.parallel_mode.value,
              samples_per_step(spec, dist))
-    if spec["train"]["do_train"]:
-        resume = hf.latest_checkpoint(rd)
-        if resume:
-            log.info("resuming from %s", resume)
-        trainer.train(resume_from_checkpoint=resume)
-        if FLAG.requested:
-            raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
-    else:
-        tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
-    out_dir = Path(spec["output_dir"]) if spec["output_dir"] else rd.model
-    save(trainer, tokenizer, out_dir)  # every rank: ZeRO-3 gathers the weights collectively
+    hf.train_or_evaluate(trainer, spec, rd, tracker)
+    out_dir = hf.save_final(trainer, tokenizer, spec, rd)
     if not dist.is_main:
         return {}
     results = evaluate(spec, hf.inference_model(trainer, out_dir), tokenizer, records["eval"], rd)
@@ -107,11 +96,8 @@ def evaluate(spec: dict, model, tokenizer, records: list[dict], rd: RunDir) -> d
         for record, outs in zip(batch, samples):
             predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs})
     rd.predictions.write_text(json.dumps(predictions, indent=1))
-    first = [p["samples"][0].strip() == p["reference"].strip() for p in predictions]
-    any_n = [any(s.strip() == p["reference"].strip() for s in p["samples"]) for p in predictions]
-    results = {"exact_match": sum(first) / len(first)}
-    if gen["n_samples"] > 1:
-        results[f"exact_match_any_of_{gen['n_samples']}"] = sum(any_n) / len(any_n)
+    results = metrics.generation_metrics(gen["metrics"], [p["reference"] for p in predictions],
+                                         [p["samples"] for p in predictions])
     log.info("eval generation: %s", results)
     return results
 
@@ -126,10 +112,3 @@ def generate(model, tokenizer, prompts: list[str], gen: dict, train: dict) -> li
     texts = tokenizer.batch_decode(out, skip_special_tokens=True)
     n = gen["n_samples"]
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
-
-
-def save(trainer, tokenizer, folder: Path) -> None:
-    trainer.save_model(str(folder))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(folder))
-        log.info("saved the final model to %s", folder)

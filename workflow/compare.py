@@ -1,0 +1,51 @@
+"""``launch.py compare``: a sweep's points read back from MLflow, best first.
+
+Imports mlflow (through workflow.tracking's client) because it reads the tracking store; the
+planning, validation and submission paths never import this module.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from workflow.errors import ManifestError, Problem, suggest
+from workflow.lifecycle import rank
+from workflow.manifest import Manifest
+from workflow.metrics import primary_metric
+
+
+def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[list[dict], list[str], list[str]]:
+    """Rows of (point, status, varying params, final metrics) from the sweep's child runs."""
+    from workflow.tracking import child_runs
+
+    if not manifest.parent_run_id or not manifest.tracking_uri:
+        raise ManifestError(f"Sweep {manifest.sweep} has no MLflow parent run", [Problem(
+            str(manifest.path), "parent_run_id", "a sweep launched with tracking", "none")])
+    runs = child_runs(manifest.tracking_uri, manifest.parent_run_id)
+    names = sorted({m for r in runs for m in r["metrics"]})
+    if metric is not None and metric not in names:
+        raise ManifestError(f"No metric '{metric}' in sweep {manifest.sweep}", [Problem(
+            "<command line>", "--metric", "a logged metric: " + ", ".join(names), repr(metric),
+            suggest(metric, names))])
+    key = metric or primary_metric(names)
+    logged = [r for r in runs if r["params"]]  # runs that never started have no params
+    common = set.intersection(*(set(r["params"]) for r in logged)) if logged else set()
+    params = sorted(p for p in common if not p.startswith(("version.", "data.", "run_name", "tracking.", "model."))
+                    and len({r["params"][p] for r in logged}) > 1)
+    runs.sort(key=lambda r: rank(r["metrics"].get(key), key))
+    final = ("exact_match", "roc_auc", "accuracy", "f1_at_", "precision_at_", "recall_at_", "exact_set", "bleu",
+             "rouge_l", "pearson", "bce", "mse", "best_eval_loss")
+    shown = [key] + [m for m in names if m != key and m.startswith(final)]
+    rows = [{"point": r["name"], "state": r["status"], "params": r["params"], "metrics": r["metrics"]}
+            for r in runs[:top]]
+    return rows, params, [m for m in shown if m][:6]
+
+
+def write_csv(path: Path, rows: list[dict], params: list[str], metrics: list[str]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["point", "state", *params, *metrics])
+        for row in rows:
+            writer.writerow([row["point"], row["state"], *(row["params"].get(p, "") for p in params),
+                             *(row["metrics"].get(m, "") for m in metrics)])
