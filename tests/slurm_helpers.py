@@ -25,6 +25,13 @@ def require_slurm() -> None:
         pytest.skip("no SLURM cluster running (bash scripts/slurm-cluster.sh start)")
 
 
+def ensure_default_config() -> None:
+    """Tests assume the script's default MaxArraySize; restart if an interrupted test changed it."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    if "MaxArraySize            = 1001" not in config and "MaxArraySize = 1001" not in config:
+        restart_cluster()
+
+
 def manifest(runs: Path, sweep: str) -> dict:
     return json.loads((runs / sweep / "manifest.json").read_text())
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from slurm_helpers import manifest, require_slurm, restart_cluster, wait_for, wait_states
+from slurm_helpers import ensure_default_config, manifest, require_slurm, restart_cluster, wait_for, wait_states
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +22,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NOD
 @pytest.fixture(autouse=True)
 def _slurm():
     require_slurm()
+    ensure_default_config()
 
 
 def spec_file(tmp_path: Path, name: str = "base.yaml", **over) -> Path:

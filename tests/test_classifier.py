@@ -1,0 +1,151 @@
+"""Classifier and multi-label tasks, seq2seq generation metrics, compare, and the original
+command lines, on the real tiny T5."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli
+from workflow import metrics
+
+CLF = {"base": str(ROOT / "jobs/classifier.yaml")}
+
+
+def test_roc_auc_and_pearson_on_known_values():
+    assert metrics.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert metrics.roc_auc([0.5, 0.5], [0, 1]) == 0.5
+    assert metrics.roc_auc([0.2, 0.3], [0.5, 1]) is None
+    assert metrics.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+
+
+def test_threshold_fallback_and_default_label():
+    scores = {"a": 0.6, "b": 0.4, "c": 0.1}
+    assert metrics.predict_labels(scores, [0.9, 0.5], None) == ["a"]
+    assert metrics.predict_labels(scores, [0.9, 0.3], None) == ["a", "b"]
+    assert metrics.predict_labels(scores, [0.9, 0.8], "c") == ["c"]
+    assert metrics.predict_labels(scores, [0.9], None) == []
+
+
+def test_multilabel_metrics_by_hand():
+    out = metrics.multilabel_metrics([{"a": 0.9, "b": 0.8, "c": 0.1}, {"a": 0.2, "b": 0.1, "c": 0.7}],
+                                     [["a"], ["c", "b"]], k=2, thresholds=[0.5], default=None)
+    assert out["precision_at_2"] == pytest.approx(0.5) and out["recall_at_2"] == pytest.approx(0.75)
+    assert out["exact_set_accuracy"] == 0.0
+
+
+def write(tmp_path: Path, name: str, data) -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def data_file(mount: Path, name: str, payload: dict) -> str:
+    (mount / "data" / name).write_text(json.dumps(payload))
+    return name
+
+
+@pytest.mark.parametrize("records, labels, needle", [
+    ([{"input": "a", "target": 1.5}], None, "train[1].target: expected a number in [0, 1], got 1.5"),
+    ([{"input": "a", "target": "high"}], None, "train[1].target: expected a number in [0, 1], got 'high'"),
+    ([{"input": 7, "target": 1}], None, "train[1].input: expected a string, got 7"),
+    ([{"input": "a", "labels": ["warm", "hot"]}], ["warm", "cool"], "train[1].labels: expected labels from the label set"),
+])
+def test_bad_classifier_data(records, labels, needle, env, tmp_path, mount):
+    good = {"input": "a", "labels": ["warm"]} if labels else {"input": "a", "target": 0}
+    payload = {"train": [good] + records, "eval": [good]}
+    if labels:
+        payload["labels"] = labels
+    name = data_file(mount, f"bad{abs(hash(needle))}.json", payload)
+    result = run_cli("run", write(tmp_path, "c.yaml", {**CLF, "data_name": name}), env=env)
+    assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_metric_name(env, tmp_path):
+    result = run_cli("run", "jobs/demo.yaml", "generate.metrics=[bleu, meteor]", env=env)
+    assert result.returncode != 0 and "generate.metrics.1" in result.stderr and "'meteor'" in result.stderr
+
+
+def test_unknown_flag_on_the_original_command_line_lists_the_flags(env):
+    result = subprocess.run([sys.executable, "-m", "workflow.seq2seq", "--model_init_name", "tiny-t5",
+                             "--learnin_rate", "1"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "unrecognized arguments: --learnin_rate" in result.stderr
+    assert "--model_init_name" in result.stderr and "--training_run_name" in result.stderr
+
+
+@pytest.mark.integration
+def test_classifier_separable_task_reaches_auc(env, tmp_path):
+    result = run_cli("run", "jobs/classifier.yaml", env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_dir = next((tmp_path / "runs/classifier").glob("classifier-*"))
+    results = json.loads((run_dir / "eval_results.json").read_text())
+    assert results["roc_auc"] >= 0.95 and results["accuracy"] >= 0.9
+    assert {"bce", "mse", "pearson"} <= set(results)
+    predictions = json.loads((run_dir / "predictions.json").read_text())
+    assert len(predictions) == 112 and 0 <= predictions[0]["score"] <= 1 and "target" in predictions[0]
+
+
+@pytest.mark.integration
+def test_multilabel_top_k_and_exact_set(env, tmp_path):
+    result = run_cli("run", "jobs/multilabel.yaml", "train.max_steps=200", env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_dir = next((tmp_path / "runs/multilabel").glob("multilabel-*"))
+    results = json.loads((run_dir / "eval_results.json").read_text())
+    assert results["f1_at_2"] >= 0.9 and results["exact_set_accuracy"] >= 0.8
+    first = json.loads((run_dir / "predictions.json").read_text())[0]
+    assert set(first["scores"]) == {"warm", "cool", "pet", "wild"} and first["predicted"]
+
+
+@pytest.mark.integration
+def test_seq2seq_metrics_any_of_n_and_compare(env, tmp_path):
+    sweep = write(tmp_path, "m.yaml", {
+        "base": str(ROOT / "jobs/demo.yaml"), "name": "metrics",
+        "overrides": {"train.max_steps": 150, "generate.metrics": ["exact_match", "bleu", "rouge_l"],
+                      "generate.n_samples": 3, "generate.temperature": 0.7},
+        "grid": {"train.learning_rate": [1e-4, 1e-2]}})
+    result = run_cli("sweep", sweep, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for run_dir in (tmp_path / "runs/metrics").glob("learning_rate=*"):
+        results = json.loads((run_dir / "eval_results.json").read_text())
+        for name in ("exact_match", "bleu", "rouge_l"):
+            assert results[f"{name}_any_of_3"] >= results[name]
+        assert len(json.loads((run_dir / "predictions.json").read_text())[0]["samples"]) == 3
+    table = run_cli("compare", "metrics", "--csv", str(tmp_path / "c.csv"), env=env)
+    assert table.returncode == 0, table.stderr
+    lines = [l for l in table.stdout.splitlines() if "learning_rate=" in l]
+    assert "learning_rate=0.01" in lines[0] and "learning_rate=1e-4" in lines[1], table.stdout
+    rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert rows[0].startswith("point,state,train.learning_rate,exact_match") and len(rows) == 3
+    top = run_cli("compare", "metrics", "--metric", "best_eval_loss", "--top", "1", env=env)
+    assert top.returncode == 0 and "learning_rate=0.01" in top.stdout and "1e-4" not in top.stdout
+
+
+@pytest.mark.integration
+def test_original_command_lines_run_verbatim(env, tmp_path, mount):
+    seq2seq = ("python -m workflow.seq2seq --model_init_name tiny-t5 --data_name demo.json "
+               "--training_run_name orig-seq2seq --warmup_steps 10 --max_steps 30 --train_batch_size 16 "
+               "--eval_batch_size 32 --gradient_accumulation_steps 2 --save_steps 15 --eval_steps 15 "
+               "--temperature 0 --n_samples 1")
+    done = subprocess.run(seq2seq.split(), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (mount / "models/orig-seq2seq/config.json").is_file()
+    again = subprocess.run(["python", "-m", "workflow.seq2seq", "--model_init_path", str(mount / "models/orig-seq2seq"),
+                            "--data_name=demo.json", "--no_train", "--training_run_name", "orig-eval"],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    clf = (f"python -m workflow.clf --model_pretrain_name {mount / 'models/tiny-t5'} --data_name clf.json "
+           "--max_st 40 --eval_steps 20 --save_steps 20 --learning_rate 0.003 --training_run_name orig-clf")
+    done = subprocess.run(clf.split(), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (mount / "models/orig-clf/config.json").is_file()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    names = {r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+    assert {"orig-seq2seq", "orig-eval", "orig-clf"} <= names
