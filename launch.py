@@ -34,7 +34,7 @@ class Commands:
     """Cluster job launcher and experiment orchestrator for T5 fine-tuning."""
 
     def sweep(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
-              retry: str | None = None, force: bool = False):
+              retry: str | None = None, force: bool = False, fail_fast: bool = False):
         """Expand a sweep file and run or submit every point that is neither done nor running.
 
         Args:
@@ -44,11 +44,13 @@ class Commands:
             backend: override the spec's backend (local).
             retry: "failed" resubmits only failed, cancelled and timed-out points.
             force: submit even when the memory planner says a point cannot fit its GPUs.
+            fail_fast: stop the sweep after its first failed point (local: cancel the rest;
+                slurm: the failing job cancels its array).
         """
         from workflow import sweep as sweeps
 
         extra = {"backend": backend} if backend else None
-        return self._launch(sweeps.expand(path, overrides, extra), dry_run, retry, force)
+        return self._launch(sweeps.expand(path, overrides, extra), dry_run, retry, force, fail_fast)
 
     def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
             force: bool = False):
@@ -66,12 +68,12 @@ class Commands:
         extra = {"backend": backend} if backend else None
         return self._launch(sweeps.single(path, overrides, extra), dry_run, None, force)
 
-    def _launch(self, sweep, dry_run: bool, retry: str | None, force: bool = False):
+    def _launch(self, sweep, dry_run: bool, retry: str | None, force: bool = False, fail_fast: bool = False):
         from workflow import backends, launcher
         from workflow.plan import make_plan
 
         ui = _ui()
-        plan = make_plan(sweep, force=force or dry_run)
+        plan = make_plan(sweep, force=force or dry_run, fail_fast=fail_fast)
         if dry_run:
             existing = manifests.load(sweep.name) if sweep.name in manifests.known_sweeps() else None
             chosen = launcher.select(plan, existing, retry)
@@ -92,8 +94,7 @@ class Commands:
             ui.console.print(f"submitted {len(result.submitted)} point(s). Follow them with: python launch.py status "
                              f"{sweep.name}  |  logs {sweep.name}  |  cancel {sweep.name}", highlight=False)
             return None
-        warning = launcher.finish_parent(manifest)
-        if warning:
+        for warning in launcher.reconcile(manifest):
             ui.print_warning(warning)
         self._summary(manifest, sweep.varying)
         failed = [r for r in manifest.points.values() if r.hash in result.submitted and r.state == "FAILED"]
@@ -141,9 +142,24 @@ class Commands:
         ui = _ui()
         manifest = lifecycle.refresh(manifests.load(sweep))
         ui.console.print(ui.status_table(manifest, lifecycle.status_rows(manifest)))
-        warning = launcher.finish_parent(manifest)
-        if warning:
+        for warning in launcher.reconcile(manifest):
             ui.print_warning(warning)
+
+    def sync(self, sweep: str):
+        """Send metrics and params spooled during an MLflow outage into the same runs, and close
+        runs whose job ended without closing them. Status does this too, automatically."""
+        from workflow import launcher
+
+        ui = _ui()
+        manifest = lifecycle.refresh(manifests.load(sweep))
+        for record in manifest.points.values():
+            record.extra.pop("mlflow_closed", None)
+        warnings = launcher.reconcile(manifest)
+        for warning in warnings:
+            ui.print_warning(warning)
+        if warnings:
+            raise WorkflowError(f"sync of {sweep} incomplete")
+        ui.console.print(f"synced {len(manifest.points)} point(s) of {sweep} to MLflow", highlight=False)
 
     def logs(self, sweep: str, point: str | None = None, tail: int = 40):
         """Print the last lines of each point's log (point: index, hash prefix or name)."""

@@ -84,7 +84,7 @@ def test_a_config_that_cannot_fit_is_refused_with_a_suggestion(env, tmp_path):
     (["deepspeed.offload_param=cpu"], "offload_param needs stage 3"),
     (["deepspeed.fp16=true", "deepspeed.bf16=true"], "fp16 and bf16 cannot both"),
     (["lora.target_modules=[q, query_proj]"], "'query_proj' (not in the model)"),
-    (["train.global_batch_size=100", "resources.tasks_per_node=2"], "global batch 100"),
+    (["train.global_batch_size=100", "resources.tasks_per_node=2"], "train.global_batch_size: expected micro batch 32 x accumulation 1 x world size 2 = 64 (a multiple of 64), got 100"),
 ])
 def test_bad_deepspeed_and_lora_input(args, needle, env, tmp_path):
     result = run_cli("run", "jobs/demo.yaml", "deepspeed.enabled=true", *args, env=env)

@@ -13,6 +13,7 @@ from workflow.errors import ManifestError, Problem, suggest
 from workflow.lifecycle import rank
 from workflow.manifest import Manifest
 from workflow.metrics import primary_metric
+from workflow.paths import usable_tracking_uri
 
 
 def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[list[dict], list[str], list[str]]:
@@ -22,7 +23,7 @@ def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[li
     if not manifest.parent_run_id or not manifest.tracking_uri:
         raise ManifestError(f"Sweep {manifest.sweep} has no MLflow parent run", [Problem(
             str(manifest.path), "parent_run_id", "a sweep launched with tracking", "none")])
-    runs = child_runs(manifest.tracking_uri, manifest.parent_run_id)
+    runs = child_runs(usable_tracking_uri(manifest.tracking_uri), manifest.parent_run_id)
     names = sorted({m for r in runs for m in r["metrics"]})
     if metric is not None and metric not in names:
         raise ManifestError(f"No metric '{metric}' in sweep {manifest.sweep}", [Problem(

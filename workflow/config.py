@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.paths import PROJECT_ROOT
-from workflow.spec import JobSpec, block_at, field_paths
+from workflow.spec import MARK, JobSpec, block_at, field_paths
 
 CLI = "<command line>"
 
@@ -137,11 +137,16 @@ def _problem(err: dict, file: str) -> Problem:
     if kind == "extra_forbidden":
         block = block_at(loc[:-1])
         options = block.model_fields.keys() if block else []
-        return Problem(file, key, "a known key", f"unknown key '{loc[-1]}'", suggest(str(loc[-1]), options))
+        elsewhere = [p for p in field_paths() if p.rsplit(".", 1)[-1] == loc[-1]]
+        hint = f"did you mean '{elsewhere[0]}'?" if len(elsewhere) == 1 else suggest(str(loc[-1]), options)
+        return Problem(file, key, "a known key", f"unknown key '{loc[-1]}'", hint)
     if kind == "missing":
         return Problem(file, key, "a value (this key is required)", "nothing")
     message = err.get("msg", "a valid value")
     message = message.removeprefix("Value error, ")
+    if message.startswith(MARK):
+        sub, expected, given = message.split(MARK)[1:4]
+        return Problem(file, ".".join(x for x in (key, sub) if x), expected, given)
     expected = message.removeprefix("Input should be ") if message.startswith("Input should be") else message
     given = short(err.get("input")) if kind != "value_error" or loc else None
     return Problem(file, key, expected, given)

@@ -55,6 +55,8 @@ def main(run_dir: str) -> dict:
     dist = dist_env()
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s [rank {dist.rank}] %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactSecrets())
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
     if spec["deepspeed"]["enabled"]:
@@ -77,21 +79,35 @@ def main(run_dir: str) -> dict:
         raise
     except BaseException as exc:
         killed = isinstance(exc, KeyboardInterrupt)
-        summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        from workflow.secrets import redact
+
+        summary = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
         traceback.print_exc(file=sys.stdout)
         sys.stdout.flush()
         if dist.is_main:
-            tail = _tail(rd.log, ERROR_TAIL_LINES)
+            tail = redact(_tail(rd.log, ERROR_TAIL_LINES))
             rd.write_state(state="CANCELLED" if killed else "FAILED", ended_at=time.time(),
                            error=summary, error_tail=tail)
             tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
             tracker.finish("KILLED" if killed else "FAILED")
+            if context.get("fail_fast") and not killed:
+                _cancel_siblings()
         raise
     if dist.is_main:
         rd.write_state(state="COMPLETED", ended_at=time.time(), results=results)
         tracker.finish("FINISHED")
     log.info("point %s done: %s", context["point_name"], results)
     return results
+
+
+def _cancel_siblings() -> None:
+    """--fail_fast on SLURM: a failing array task cancels the rest of its array."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array:
+        import subprocess
+
+        log.warning("--fail_fast: cancelling array %s after this failure", array)
+        subprocess.run(["scancel", array], timeout=60, check=False)
 
 
 def _deepspeed_env(spec: dict) -> None:
@@ -119,11 +135,26 @@ def _tracker(spec: dict, context: dict, rd: RunDir, dist: DistEnv):
     tags = {"sweep": context["sweep"], "sweep_id": context["sweep_id"], "point_hash": context["point_hash"],
             "point_index": str(context["point_index"]), "point_name": context["point_name"],
             "backend": context["backend"], "git_commit": context["git_commit"], "host": socket.gethostname()}
-    tracker = Tracker(context["tracking_uri"], run_id, rd.metrics, enabled=dist.is_main,
+    from workflow.paths import usable_tracking_uri
+
+    tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, rd.metrics, enabled=dist.is_main,
                       experiment=context["experiment"], parent_run_id=context.get("parent_run_id"),
                       run_name=context["point_name"], tags=tags)
     tracker.start()
     return tracker
+
+
+class _RedactSecrets(logging.Filter):
+    """Mask credential values in every log record this tool writes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from workflow.secrets import redact
+
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from workflow import backends, manifest as manifests
 from workflow.backends.base import Request
 from workflow.errors import Problem, SpecError
 from workflow.manifest import ACTIVE, DONE, TERMINAL_FAILED, Manifest, PointRecord
-from workflow.paths import PROJECT_ROOT
+from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.plan import Plan
 from workflow.rundir import write_json
+from workflow.secrets import redact
 from workflow.sweep import Point
 
 RETRY_CHOICES = ("failed",)
@@ -68,8 +70,8 @@ def launch(plan: Plan, retry: Optional[str] = None,
     backend = backends.get(plan.backend)
     chosen = select(plan, _existing(plan), retry)
     if chosen.submit:
-        backend.preflight()
         request = backend.render(plan, chosen.submit)
+        backend.preflight()
     with manifests.locked(plan.sweep.name):
         manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
         again = select(plan, manifest, retry)
@@ -77,7 +79,7 @@ def launch(plan: Plan, retry: Optional[str] = None,
             return LaunchResult(manifest, [], again.skipped, [])
         if [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
             request = backend.render(plan, again.submit)
-        manifest.tracking_uri, manifest.experiment = plan.tracking_uri, plan.experiment
+        manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
         manifest.parent_closed = False
         for point in again.submit:
             _write_run_dir(plan, manifest, point)
@@ -109,9 +111,9 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
     context = {
         "sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "point_hash": point.hash,
         "point_index": point.index, "point_name": point.name, "backend": plan.backend,
-        "tracking_uri": plan.tracking_uri, "experiment": plan.experiment,
+        "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
         "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
-        "git_commit": git_commit(), "submit_host": socket.gethostname(),
+        "git_commit": git_commit(), "submit_host": socket.gethostname(), "fail_fast": plan.fail_fast,
     }
     write_json(plan.run_dir(point).job, {"spec": point.spec, "context": context})
 
@@ -154,6 +156,35 @@ def call_tracking(command: str, request: dict) -> dict:
     return json.loads(proc.stdout)
 
 
+def reconcile(manifest: Manifest) -> list[str]:
+    """Bring MLflow in line with the manifest: send spooled rows MLflow never got (outages),
+    close runs whose job ended without closing them (SIGKILL, scancel, node failure, time
+    limit), tag failures with their error, and close the parent when every point has ended.
+    Done once per ended point; returns warnings (MLflow unreachable: retried next time)."""
+    ended = [r for r in manifest.ordered() if r.state in (DONE,) + TERMINAL_FAILED
+             and not r.extra.get("mlflow_closed") and (Path(r.run_dir) / "job.json").is_file()]
+    warnings = []
+    if ended and manifest.tracking_uri:
+        request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
+                   "parent_run_id": manifest.parent_run_id,
+                   "points": [{"hash": r.hash, "name": r.name, "run_dir": r.run_dir, "run_id": r.mlflow_run_id,
+                               "state": r.state, "error": r.error,
+                               "tags": {"sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "point_hash": r.hash,
+                                        "point_index": str(r.index), "point_name": r.name,
+                                        "backend": r.backend or ""}} for r in ended]}
+        try:
+            reply = call_tracking("sync", request)
+        except RuntimeError as exc:
+            warnings.append(f"MLflow not updated ({exc}); metrics stay spooled, retried on the next status or sync")
+        else:
+            for record in ended:
+                record.mlflow_run_id = reply[record.hash]["run_id"]
+                record.extra["mlflow_closed"] = True
+            manifest.save()
+    warning = finish_parent(manifest)
+    return warnings + ([warning] if warning else [])
+
+
 def finish_parent(manifest: Manifest) -> str | None:
     """Close the sweep's parent run when every point has ended; returns a warning or None."""
     if not manifest.parent_run_id or not manifest.tracking_uri or manifest.parent_closed:
@@ -162,7 +193,7 @@ def finish_parent(manifest: Manifest) -> str | None:
         return None
     failed = any(r.state != DONE for r in manifest.points.values())
     try:
-        call_tracking("finish", {"uri": manifest.tracking_uri,
+        call_tracking("finish", {"uri": usable_tracking_uri(manifest.tracking_uri),
                                  "runs": {manifest.parent_run_id: "FAILED" if failed else "FINISHED"}})
     except RuntimeError as exc:
         return f"could not close the MLflow parent run: {exc}"

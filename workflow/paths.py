@@ -52,3 +52,8 @@ def default_artifact_root() -> str:
 def resolve_tracking_uri(spec_uri: str | None) -> str:
     """The spec's value, else $MLFLOW_TRACKING_URI, else the project's sqlite store."""
     return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def usable_tracking_uri(stored: str) -> str:
+    """A URI persisted with its password masked is completed from $MLFLOW_TRACKING_URI."""
+    return os.environ.get("MLFLOW_TRACKING_URI", stored) if "***" in stored else stored

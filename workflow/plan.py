@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflow import data, memory
+from workflow import data, memory, secrets
 from workflow.errors import Problem, SpecError
 from workflow.manifest import sweep_dir
 from workflow.paths import models_dir, resolve_tracking_uri
@@ -29,6 +29,7 @@ class Plan:
     experiment: str
     data_counts: dict
     memory: dict = field(default_factory=dict)  # point hash -> memory.Estimate (GPU jobs with a known T5)
+    fail_fast: bool = False  # stop the sweep after its first failed point
 
     @property
     def root(self) -> Path:
@@ -98,7 +99,7 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
     return problems
 
 
-def make_plan(sweep: Sweep, force: bool = False) -> Plan:
+def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Plan:
     """Check every point's model, LoRA targets, memory and data, and pin the tracking store.
     ``force`` submits configurations the memory planner says cannot fit."""
     problems: list[Problem] = []
@@ -110,6 +111,9 @@ def make_plan(sweep: Sweep, force: bool = False) -> Plan:
         for problem in (check_model(point.spec, sweep.file), check_lora(point.spec, sweep.file)):
             if problem and problem not in problems:
                 problems.append(problem)
+    for key, reason in secrets.find_in_spec(sweep.points[0].spec):
+        problems.append(Problem(sweep.file, key, "no credentials in a spec: jobs inherit them from the environment "
+                                "(e.g. MLFLOW_TRACKING_PASSWORD, HF_TOKEN)", reason + " (hidden)"))
     if problems:
         raise SpecError(f"Cannot plan {sweep.file}", problems)
     estimates = {p.hash: memory.estimate(p.spec, model_source(p.spec)) for p in sweep.points}
@@ -126,4 +130,4 @@ def make_plan(sweep: Sweep, force: bool = False) -> Plan:
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first["tracking"]["uri"])
     return Plan(sweep, backends.pop(), uri, first["tracking"]["experiment"],
-                {key[1]: c for key, c in counts.items()}, estimates)
+                {key[1]: c for key, c in counts.items()}, estimates, fail_fast)

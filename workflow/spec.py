@@ -19,6 +19,14 @@ from typing import Any, Literal, Optional, get_args
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeInt, model_validator
 
 
+MARK = "\x1f"  # separates key, expected and given in validator messages (see config._problem)
+
+
+def fail(key: str, expected: str, given: Any) -> ValueError:
+    """A validator error that names its key path, what was expected and what was given."""
+    return ValueError(f"{MARK}{key}{MARK}{expected}{MARK}{given!r}")
+
+
 class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -59,7 +67,8 @@ class GenerateSpec(Block):
     @model_validator(mode="after")
     def _samples_need_temperature(self) -> "GenerateSpec":
         if self.n_samples > 1 and self.temperature == 0:
-            raise ValueError("n_samples > 1 needs temperature > 0 (greedy decoding gives identical samples)")
+            raise fail("temperature", "temperature > 0 when n_samples > 1 (greedy samples are identical)",
+                       self.temperature)
         return self
 
 
@@ -80,11 +89,11 @@ class ClassifierSpec(Block):
     @model_validator(mode="after")
     def _check(self) -> "ClassifierSpec":
         if "{input}" not in self.template:
-            raise ValueError("template must contain {input}")
+            raise fail("template", "a template containing {input}", self.template)
         if not {"{input}", "{label}"} <= {t for t in ("{input}", "{label}") if t in self.multilabel_template}:
-            raise ValueError("multilabel_template must contain {input} and {label}")
+            raise fail("multilabel_template", "a template containing {input} and {label}", self.multilabel_template)
         if any(not 0 <= t <= 1 for t in self.thresholds):
-            raise ValueError("thresholds must lie in [0, 1]")
+            raise fail("thresholds", "thresholds in [0, 1]", self.thresholds)
         self.thresholds = sorted(self.thresholds, reverse=True)
         return self
 
@@ -123,11 +132,12 @@ class DeepSpeedSpec(Block):
     @model_validator(mode="after")
     def _check(self) -> "DeepSpeedSpec":
         if self.stage not in (0, 2, 3):
-            raise ValueError(f"ZeRO stage must be 0, 2 or 3, got {self.stage}")
+            raise fail("stage", "a ZeRO stage of 0, 2 or 3", self.stage)
         if self.offload_param != "none" and self.stage != 3:
-            raise ValueError(f"offload_param needs stage 3, got stage {self.stage}")
+            raise fail("offload_param", "offload_param 'none' unless stage is 3 (offload_param needs stage 3)",
+                       f"offload_param={self.offload_param!r} with stage {self.stage}")
         if self.bf16 and self.fp16:
-            raise ValueError("fp16 and bf16 cannot both be enabled; choose one")
+            raise fail("fp16", "one of fp16 and bf16 (fp16 and bf16 cannot both be enabled)", "both true")
         return self
 
 
@@ -198,7 +208,7 @@ class JobSpec(Block):
         alias = "bf16" if ds.bf16 else "fp16" if ds.fp16 else None
         if alias:
             if "precision" in self.train.model_fields_set and self.train.precision != alias:
-                raise ValueError(f"deepspeed.{alias} contradicts train.precision={self.train.precision}")
+                raise fail(f"deepspeed.{alias}", f"train.precision {alias} or unset", self.train.precision)
             self.train.precision = alias
         return self
 
@@ -212,20 +222,21 @@ class JobSpec(Block):
             train.gradient_accumulation_steps = train.global_batch_size // per_step
         product = per_step * train.gradient_accumulation_steps
         if product != train.global_batch_size:
-            raise ValueError(
-                f"global batch {train.global_batch_size} != micro batch {train.train_batch_size} x accumulation "
-                f"{train.gradient_accumulation_steps} x world size {world} (= {product}); "
-                + (f"use gradient_accumulation_steps={train.global_batch_size // per_step}"
-                   if train.global_batch_size % per_step == 0 else
-                   f"the global batch must be a multiple of {per_step}"))
+            hint = (f"set gradient_accumulation_steps={train.global_batch_size // per_step}"
+                    if train.global_batch_size % per_step == 0 else f"a multiple of {per_step}")
+            raise fail("train.global_batch_size",
+                       f"micro batch {train.train_batch_size} x accumulation {train.gradient_accumulation_steps} "
+                       f"x world size {world} = {product} ({hint})", train.global_batch_size)
         return self
 
     @model_validator(mode="after")
     def _one_model_source(self) -> "JobSpec":
         if not self.model_init_name and not self.model_init_path:
-            raise ValueError("set model_init_name (a folder under mount/models) or model_init_path")
+            raise fail("model_init_name", "model_init_name (a folder under mount/models) or model_init_path",
+                       None)
         if self.model_init_name and self.model_init_path:
-            raise ValueError("set only one of model_init_name and model_init_path")
+            raise fail("model_init_path", "only one of model_init_name and model_init_path",
+                       f"both ({self.model_init_name!r}, {self.model_init_path!r})")
         return self
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.paths import default_artifact_root, default_tracking_uri
+from workflow.secrets import redact
 
 log = logging.getLogger("workflow.tracking")
 
@@ -111,10 +112,16 @@ class Tracker:
         self.uri, self.run_id, self.spool, self.enabled = uri, run_id, spool, enabled
         self.experiment, self.parent_run_id, self.run_name = experiment, parent_run_id, run_name
         self.tags = dict(tags or {})
-        self.pending: list[dict] = []
         self.client = None
         self.next_try = 0.0
         self.errors = 0
+        self.state_path = spool.with_name("tracking.json")
+        saved = _read_json(self.state_path)
+        self.run_id = self.run_id or saved.get("run_id")
+        self.synced = int(saved.get("synced", 0))
+        rows = _read_spool(spool)
+        self.lines = len(rows)
+        self.pending: list[dict] = rows[self.synced:]  # spooled by an earlier attempt, never sent
 
     def start(self) -> None:
         if not self.enabled:
@@ -129,6 +136,7 @@ class Tracker:
             if self.parent_run_id:
                 tags["mlflow.parentRunId"] = self.parent_run_id
             self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
+            self._save_state()
         self.client.update_run(self.run_id, status="RUNNING")
         if self.tags:
             self.client.log_batch(self.run_id, tags=self._tag_objects(self.tags))
@@ -162,9 +170,11 @@ class Tracker:
     def _record(self, rows: list[dict]) -> None:
         if not self.enabled or not rows:
             return
+        rows = [{**r, "value": redact(r["value"])} if isinstance(r.get("value"), str) else r for r in rows]
         with self.spool.open("a") as handle:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
+        self.lines += len(rows)
         self.pending.extend(rows)
         self._flush()
 
@@ -178,19 +188,32 @@ class Tracker:
         batch, self.pending = self.pending, []
         if not self._guard("log", lambda: self._send(batch)):
             self.pending = batch + self.pending
+        elif not self.pending:
+            self.synced = self.lines
+            self._save_state()
 
     def _send(self, rows: list[dict]) -> None:
         from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
 
         metrics = [Metric(r["key"], r["value"], r["ts"], r["step"]) for r in rows if r["kind"] == "metric"]
-        params = [Param(r["key"], r["value"]) for r in rows if r["kind"] == "param"]
+        params = list({r["key"]: Param(r["key"], r["value"]) for r in rows if r["kind"] == "param"}.values())
         tags = self._tag_objects({r["key"]: r["value"] for r in rows if r["kind"] == "tag"})
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
-        for i in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
         if tags:
             self.client.log_batch(self.run_id, tags=tags)
+        for i in range(0, len(params), 100):
+            try:
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+            except MlflowException as exc:  # a requeued attempt re-logs params; same values are fine
+                if "INVALID_PARAMETER_VALUE" not in str(exc.error_code):
+                    raise
+
+    def _save_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"run_id": self.run_id, "synced": self.synced}))
+        os.replace(tmp, self.state_path)
 
     @staticmethod
     def _tag_objects(tags: dict) -> list:
@@ -210,10 +233,61 @@ class Tracker:
             return False
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _read_spool(path: Path) -> list[dict]:
+    rows = []
+    try:
+        with path.open() as handle:
+            for line in handle:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line from a kill mid-write
+    except OSError:
+        pass
+    return rows
+
+
+# Node states -> MLflow run statuses, for runs whose job ended without closing its run.
+RUN_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "OUT_OF_MEMORY": "FAILED", "CANCELLED": "KILLED",
+              "TIMEOUT": "KILLED", "PREEMPTED": "KILLED", "NODE_FAIL": "KILLED", "UNKNOWN": "KILLED"}
+
+
+def sync(request: dict) -> dict:
+    """Send every point's unsent spool rows into its run (created if the job never reached MLflow),
+    then close runs whose job has ended: {"uri", "experiment", "parent_run_id", "points": [...]}."""
+    out = {}
+    for point in request["points"]:
+        run_dir = Path(point["run_dir"])
+        tracker = Tracker(request["uri"], point.get("run_id"), run_dir / "metrics.jsonl",
+                          experiment=request["experiment"], parent_run_id=request.get("parent_run_id"),
+                          run_name=point["name"], tags=point["tags"])
+        tracker.client = _client(request["uri"])
+        if not tracker.run_id:
+            tracker._start()
+        tracker.next_try = 0.0
+        tracker._flush()
+        if tracker.pending:
+            raise RuntimeError(f"could not send {len(tracker.pending)} rows of {run_dir}")
+        status = RUN_STATUS.get(point.get("state") or "")
+        if status:
+            if point.get("error"):
+                tracker.client.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])
+            tracker.client.set_terminated(tracker.run_id, status)
+        out[point["hash"]] = {"run_id": tracker.run_id, "sent": tracker.synced}
+    return out
+
+
 def main(argv: list[str]) -> int:
     """``python -m workflow.tracking prepare|finish``: JSON request on stdin, JSON reply on stdout."""
     command = argv[0] if argv else ""
-    handlers = {"prepare": prepare, "finish": finish_runs}
+    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync}
     if command not in handlers:
         print(f"usage: python -m workflow.tracking {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)
         return 2

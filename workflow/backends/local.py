@@ -37,6 +37,7 @@ class LocalRequest(Request):
     jobs: tuple[LocalJob, ...]
     max_parallel: int
     env: tuple[tuple[str, str], ...]
+    fail_fast: bool = False
 
     def describe(self) -> str:
         env = " ".join(f"{k}={v}" for k, v in self.env)
@@ -66,7 +67,7 @@ class LocalBackend(Backend):
         threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
         jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root),
                               entry_argv(plan.run_dir(p).root, _nproc(p.spec))) for p in points)
-        return LocalRequest(jobs, max_parallel, (("OMP_NUM_THREADS", str(threads)),))
+        return LocalRequest(jobs, max_parallel, (("OMP_NUM_THREADS", str(threads)),), plan.fail_fast)
 
     def submit(self, request: LocalRequest, manifest: Manifest, on_event: EventHook) -> None:
         queue = list(request.jobs)
@@ -81,6 +82,8 @@ class LocalBackend(Backend):
                     if proc.poll() is not None:
                         del running[digest]
                         self._finish(manifest.points[digest], proc.returncode, manifest, on_event)
+                        if proc.returncode != 0 and request.fail_fast:
+                            queue = self._stop_after_failure(queue, running, manifest)
                 time.sleep(POLL_S)
         except BaseException:
             for digest, proc in running.items():
@@ -89,6 +92,19 @@ class LocalBackend(Backend):
                 record.state, record.ended_at = "CANCELLED", time.time()
             manifest.save()
             raise
+
+    @staticmethod
+    def _stop_after_failure(queue: list, running: dict, manifest: Manifest) -> list:
+        """--fail_fast: cancel what runs, and leave queued points unsubmitted (PLANNED)."""
+        for digest, proc in running.items():
+            _terminate(proc)
+            record = manifest.points[digest]
+            record.state, record.ended_at, record.error = "CANCELLED", time.time(), "cancelled by --fail_fast"
+        for job in queue:
+            manifest.points[job.hash].error = "not run: --fail_fast after an earlier failure"
+        running.clear()
+        manifest.save()
+        return []
 
     def _start(self, job: LocalJob, env: dict, manifest: Manifest, on_event: EventHook) -> subprocess.Popen:
         run_dir = RunDir(Path(job.run_dir))
