@@ -153,7 +153,10 @@ def call_tracking(command: str, request: dict) -> dict:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(last[:300])
-    return json.loads(proc.stdout)
+    replies = [line for line in proc.stdout.splitlines() if line.startswith("@@reply ")]
+    if not replies:
+        raise RuntimeError("no reply from the tracking helper")
+    return json.loads(replies[-1].removeprefix("@@reply "))
 
 
 def reconcile(manifest: Manifest) -> list[str]:

@@ -32,6 +32,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 RETRY_AFTER_S = 30.0
+REPLY_MARK = "@@reply "
 PARAM_VALUE_LIMIT = 6000
 
 
@@ -292,8 +293,14 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m workflow.tracking {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    reply = handlers[command](json.loads(sys.stdin.read()))
-    sys.stdout.write(json.dumps(reply))
+    request = json.loads(sys.stdin.read())
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the reply
+    try:
+        reply = handlers[command](request)
+    finally:
+        sys.stdout = real_stdout
+    real_stdout.write(REPLY_MARK + json.dumps(reply) + "\n")
     return 0
 
 
