@@ -49,7 +49,7 @@ class TrainSpec(Block):
     max_source_length: PositiveInt = Field(256, description="Prompt tokens kept (longer ones are truncated and counted).")
     max_target_length: PositiveInt = Field(128, description="Completion tokens kept (longer ones are truncated and counted).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (less memory).")
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
 
