@@ -15,13 +15,16 @@ deepspeed or mlflow.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-import fire
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")  # skips an entry-point scan at start-up
 
-from workflow import lifecycle, manifest as manifests
-from workflow.errors import WorkflowError
+import fire  # noqa: E402
+
+from workflow import lifecycle, manifest as manifests  # noqa: E402
+from workflow.errors import WorkflowError  # noqa: E402
 
 
 def _ui():

@@ -50,12 +50,16 @@ def resolve_path(ref: str, relative_to: Path) -> Path:
 
 
 def deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
+    """A new dict: ``over`` merged into ``base`` key by key. Neither input is modified; nested
+    dicts along merged paths are new, other values are shared (specs never mutate them)."""
+    out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
-        else:
+        elif isinstance(value, (dict, list)):
             out[key] = copy.deepcopy(value)
+        else:
+            out[key] = value
     return out
 
 

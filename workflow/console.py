@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from workflow.errors import WorkflowError
@@ -32,6 +31,16 @@ def print_warning(text: str) -> None:
     err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
 
 
+SHOWN_ROWS = 40  # large sweeps: the first rows and the last few, with a count of the rest
+SHOWN_REQUEST_LINES = 200  # sbatch scripts stay whole; a local request of 1,000 commands does not
+
+
+def _shown(items: list, limit: int = SHOWN_ROWS) -> tuple[list, int]:
+    if len(items) <= limit:
+        return items, 0
+    return items[:limit - 5] + items[-5:], len(items) - limit
+
+
 def points_table(sweep: Sweep, title: str | None = None) -> Table:
     table = Table(title=title or f"sweep {sweep.name}: {len(sweep.points)} point(s)")
     table.add_column("#", justify="right")
@@ -39,13 +48,20 @@ def points_table(sweep: Sweep, title: str | None = None) -> Table:
     table.add_column("hash")
     for key in sweep.varying:
         table.add_column(key)
-    for point in sweep.points:
+    points, hidden = _shown(sweep.points)
+    for i, point in enumerate(points):
+        if hidden and i == SHOWN_ROWS - 5:
+            table.add_row("...", f"({hidden} more points)", "", *([""] * len(sweep.varying)))
         table.add_row(str(point.index), point.name, point.hash,
                       *(format_value(point.overrides[k]) for k in sweep.varying))
     return table
 
 
 def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict, skipped: dict) -> None:
+    lines, hidden = _shown(request_text.splitlines(), SHOWN_REQUEST_LINES)
+    if hidden:
+        lines.insert(SHOWN_REQUEST_LINES - 5, f"# ... {hidden} more lines of the same form")
+        request_text = "\n".join(lines)
     console.print(points_table(sweep))
     for name, counts in data_counts.items():
         console.print(f"data {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
@@ -92,6 +108,8 @@ def memory_table(est, name: str) -> Table:
 @contextmanager
 def sweep_progress(total: int) -> Iterator:
     """A progress bar over a sweep's points; yields the backend event hook."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=False)
     task = progress.add_task("points", total=total)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import yaml
 
@@ -19,10 +19,12 @@ from workflow.backends.base import Request
 from workflow.errors import Problem, SpecError
 from workflow.manifest import ACTIVE, DONE, TERMINAL_FAILED, Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
-from workflow.plan import Plan
 from workflow.rundir import write_json
 from workflow.secrets import redact
-from workflow.sweep import Point
+
+if TYPE_CHECKING:  # annotations only: status never loads the spec machinery
+    from workflow.plan import Plan
+    from workflow.sweep import Point
 
 RETRY_CHOICES = ("failed",)
 TRACKING_TIMEOUT_S = 120

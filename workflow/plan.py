@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,15 @@ class Plan:
 
     @property
     def root(self) -> Path:
-        return sweep_dir(self.sweep.name)
+        return _sweep_root(self.sweep.name, os.environ.get("WF_RUNS_DIR"))
 
     def run_dir(self, point: Point) -> RunDir:
         return RunDir(self.root / point.slug)
+
+
+@lru_cache(maxsize=16)
+def _sweep_root(name: str, _runs_env: str | None) -> Path:
+    return sweep_dir(name)
 
 
 def model_source(spec: dict) -> str:

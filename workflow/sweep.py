@@ -75,13 +75,17 @@ class Sweep:
 
 def spec_hash(spec: dict) -> str:
     """Stable id of a resolved spec: sha256 over the keys that change what is computed."""
-    kept = json.loads(json.dumps(spec))
+    kept = dict(spec)
     for dotted in HASH_EXCLUDED:
-        node = kept
         *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(leaf, None)
+        node = kept
+        for part in parents:  # copy only the dicts on the way to an excluded key
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = node = dict(child)
+        else:
+            node.pop(leaf, None)
     blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -3,13 +3,17 @@ prints), submits that same request, and reads back or cancels the jobs it made."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from workflow.manifest import Manifest, PointRecord
-from workflow.plan import Plan
-from workflow.sweep import Point
+
+if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
+    from workflow.plan import Plan
+    from workflow.sweep import Point
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
 EventHook = Callable[[str, PointRecord], None]

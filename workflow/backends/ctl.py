@@ -11,6 +11,8 @@ writes into its run directory.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 import shlex
 import shutil
@@ -24,9 +26,11 @@ from workflow.errors import BackendError, Problem
 from workflow.legacy import MODULES
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
-from workflow.plan import Plan
 from workflow.rundir import RunDir
-from workflow.sweep import Point
+
+if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
+    from workflow.plan import Plan
+    from workflow.sweep import Point
 
 SUBMIT_TIMEOUT_S = 120
 

@@ -4,6 +4,8 @@ process on this machine, the same entrypoint a cluster node runs. Sequential by 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import shlex
 import signal
@@ -17,9 +19,11 @@ from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
-from workflow.plan import Plan
 from workflow.rundir import RunDir
-from workflow.sweep import Point
+
+if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
+    from workflow.plan import Plan
+    from workflow.sweep import Point
 
 POLL_S = 0.2
 
@@ -44,11 +48,11 @@ class LocalRequest(Request):
         lines = [f"# local backend: {len(self.jobs)} process(es), at most {self.max_parallel} at a time"]
         for job in self.jobs:
             lines.append(f"cd {shlex.quote(str(PROJECT_ROOT))} && {env} {shlex.join(job.argv)} "
-                         f"> {shlex.quote(str(RunDir(Path(job.run_dir)).log))} 2>&1")
+                         f"> {shlex.quote(job.run_dir + '/log.txt')} 2>&1")
         return "\n".join(lines)
 
 
-def entry_argv(run_dir: Path, nproc: int = 1) -> tuple[str, ...]:
+def entry_argv(run_dir: Path | str, nproc: int = 1) -> tuple[str, ...]:
     """One process, or torchrun with ``nproc`` ranks on this node (gloo on CPU)."""
     if nproc == 1:
         return (sys.executable, "-m", "workflow.entrypoint", str(run_dir))
@@ -65,8 +69,9 @@ class LocalBackend(Backend):
         max_parallel = min(p.spec["local"]["max_parallel"] for p in points) if points else 1
         ranks = max(_nproc(p.spec) for p in points) if points else 1
         threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
-        jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root),
-                              entry_argv(plan.run_dir(p).root, _nproc(p.spec))) for p in points)
+        root = str(plan.root)
+        jobs = tuple(LocalJob(p.hash, p.name, f"{root}/{p.slug}", entry_argv(f"{root}/{p.slug}", _nproc(p.spec)))
+                     for p in points)
         return LocalRequest(jobs, max_parallel, (("OMP_NUM_THREADS", str(threads)),), plan.fail_fast)
 
     def submit(self, request: LocalRequest, manifest: Manifest, on_event: EventHook) -> None:

@@ -12,6 +12,8 @@ and one ``sacct``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import re
 import shutil
@@ -24,9 +26,11 @@ from pathlib import Path
 from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem, suggest
 from workflow.manifest import Manifest, PointRecord
-from workflow.plan import Plan
 from workflow.rundir import RunDir
-from workflow.sweep import Point
+
+if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
+    from workflow.plan import Plan
+    from workflow.sweep import Point
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 COMMAND_TIMEOUT_S = 60

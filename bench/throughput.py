@@ -1,0 +1,326 @@
+"""Benchmark P4: training throughput of the tool's seq2seq task against a plain HF script.
+
+Run it from the repository root:
+
+    python bench/throughput.py --runs 5
+
+"ours" runs the tool for real (``python launch.py run <spec>``, local backend, the default
+``train.group_by_length: true``) and reads ``train_runtime`` / ``train_samples_per_second_avg``
+and ``eval_loss`` from the point's ``metrics.jsonl``. "baseline" is ``bench/baseline_seq2seq.py``:
+``Seq2SeqTrainer`` with dynamic padding and the default random sampler, the same hyperparameters,
+the same eval/save strategy, the same seed and the same thread count. Both train the same tiny
+T5 on the same generated data for the same number of steps, on two data sets:
+
+- uniform: every prompt has 10 to 12 words (about 20 to 30 tokens);
+- mixed:   prompt lengths follow a long tail (about 3 to 210 tokens), so padding matters.
+
+Runs alternate (ours first, then baseline first) to spread machine noise; run i of both sides
+uses seed 1000 + i, so the spread of eval loss over runs is the seed noise. Everything is
+written to a temporary directory (``WF_MOUNT_DIR``, ``WF_RUNS_DIR``, ``WF_MLFLOW_DIR`` point
+into it); nothing lands in the repository. Results: a markdown table on stdout and JSON at --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = REPO / "bench" / "baseline_seq2seq.py"
+MODEL = "tiny-t5"
+SEED0 = 1000
+# Identical on both sides (the tool gets them through its spec, the baseline as flags).
+HYPER = {"learning_rate": 1e-3, "warmup_steps": 30, "train_batch_size": 32, "eval_batch_size": 64,
+         "logging_steps": 25, "max_source_length": 256, "max_target_length": 32}
+GOAL_RATIO = {"uniform": 1.0, "mixed": 1.3}
+COMPLETION_WORDS = 5  # a completion translates the first five words of its prompt
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="P4: training throughput, tool vs plain Seq2SeqTrainer.")
+    p.add_argument("--runs", type=int, default=5, help="runs per side per data set")
+    p.add_argument("--steps", type=int, default=300, help="max_steps of every run")
+    p.add_argument("--datasets", default="uniform,mixed", help="comma-separated: uniform, mixed")
+    p.add_argument("--n_train", type=int, default=2000)
+    p.add_argument("--n_eval", type=int, default=200)
+    p.add_argument("--out", default="/tmp/p4.json", help="JSON results")
+    p.add_argument("--work_dir", help="scratch directory (default: a new one under /tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- machine and environment
+
+def tool_threads() -> int:
+    """OMP_NUM_THREADS the tool's local backend sets for one point (max_parallel 1, one rank):
+    cpu_count // (max_parallel * ranks), see workflow/backends/local.py LocalBackend.render."""
+    return max(1, os.cpu_count() or 1)
+
+
+def machine_info() -> dict:
+    import torch
+    import transformers
+
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "threads_per_side": tool_threads()}
+
+
+def child_env(work: Path) -> dict:
+    """Environment of every run: isolated mount/runs/MLflow dirs and the same thread count."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(WF_MOUNT_DIR=str(work / "mount"), WF_RUNS_DIR=str(work / "runs"),
+               WF_MLFLOW_DIR=str(work / "mlflow"), OMP_NUM_THREADS=str(tool_threads()),
+               TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+# ---------------------------------------------------------------- model and data
+
+def prepare_model(work: Path, env: dict) -> Path:
+    """The tiny T5 in <work>/mount/models: a copy of the repo's, else built by the tool."""
+    target = work / "mount" / "models" / MODEL
+    existing = REPO / "mount" / "models" / MODEL
+    if (existing / "config.json").is_file():
+        shutil.copytree(existing, target)
+    else:
+        check_call([sys.executable, "launch.py", "tiny_model"], env, work / "tiny_model.log")
+    return target
+
+
+def lexicon() -> dict[str, str]:
+    """Source word -> target word, every word the tiny tokenizer was trained on."""
+    sys.path.insert(0, str(REPO))
+    from workflow.demo import LEXICON
+
+    return {src: tgt for table in LEXICON for src, tgt in table.items()}
+
+
+def word_count(kind: str, rng: random.Random) -> int:
+    """Prompt length in words (a word is 1 to 4 tokens, about 2 on average)."""
+    if kind == "uniform":
+        return rng.randint(10, 12)
+    return min(100, max(1, round(rng.lognormvariate(math.log(10), 1.0))))  # median 10, long tail
+
+
+def make_dataset(kind: str, n_train: int, n_eval: int, seed: int = 0) -> dict:
+    """{"train": [...], "eval": [...]}: a prompt of random words; its completion translates the first words."""
+    words = lexicon()
+    vocab = sorted(words)
+    rng = random.Random(f"{kind}-{seed}")
+    records = []
+    for _ in range(n_train + n_eval):
+        prompt = [rng.choice(vocab) for _ in range(word_count(kind, rng))]
+        records.append({"prompt": " ".join(prompt),
+                        "completion": " ".join(words[w] for w in prompt[:COMPLETION_WORDS])})
+    return {"train": records[:n_train], "eval": records[n_train:]}
+
+
+def write_dataset(work: Path, kind: str, n_train: int, n_eval: int) -> Path:
+    path = work / "mount" / "data" / f"p4-{kind}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(make_dataset(kind, n_train, n_eval)))
+    return path
+
+
+def length_stats(data_path: Path, model_dir: Path) -> dict:
+    """Prompt token lengths, and the share of real (non-pad) prompt tokens per batch under the
+    random sampler and under HF's length grouping (simulated with the same megabatch rule)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    train = json.loads(data_path.read_text())["train"]
+    src = [min(len(ids), HYPER["max_source_length"])
+           for ids in tokenizer([r["prompt"] for r in train])["input_ids"]]
+    tgt = [len(ids) for ids in tokenizer(text_target=[r["completion"] for r in train])["input_ids"]]
+    q = statistics.quantiles(src, n=100)
+    bs = HYPER["train_batch_size"]
+    return {"prompt_tokens": {"min": min(src), "p50": q[49], "p90": q[89], "p99": q[98], "max": max(src),
+                              "mean": statistics.fmean(src)},
+            "completion_tokens": {"min": min(tgt), "max": max(tgt), "mean": statistics.fmean(tgt)},
+            "real_token_share_random": _real_share(src, _random_order(len(src)), bs),
+            "real_token_share_grouped": _real_share(src, _grouped_order(src, bs), bs)}
+
+
+def _random_order(n: int) -> list[int]:
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    return order
+
+
+def _grouped_order(lengths: list[int], bs: int) -> list[int]:
+    """transformers.trainer_pt_utils.get_length_grouped_indices, without torch."""
+    mult = max(1, min(len(lengths) // (bs * 4), 50))
+    order, mega = _random_order(len(lengths)), mult * bs
+    return [i for s in range(0, len(order), mega)
+            for i in sorted(order[s:s + mega], key=lambda i: lengths[i], reverse=True)]
+
+
+def _real_share(lengths: list[int], order: list[int], bs: int) -> float:
+    batches = [[lengths[i] for i in order[s:s + bs]] for s in range(0, len(order), bs)]
+    return sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
+
+
+# ---------------------------------------------------------------- one run of each side
+
+def check_call(argv: list[str], env: dict, log: Path) -> float:
+    """Run a command from the repo root with its output in ``log``; return the wall time."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.call(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
+        raise RuntimeError(f"{' '.join(argv)} exited {code}; log {log}:\n{tail}")
+    return time.perf_counter() - start
+
+
+def run_ours(work: Path, env: dict, data: Path, steps: int, seed: int, tag: str) -> dict:
+    """``python launch.py run`` on a spec based on jobs/demo.yaml; results from metrics.jsonl."""
+    train = {**HYPER, "max_steps": steps, "eval_steps": steps, "save_steps": steps, "seed": seed,
+             "group_by_length": True}
+    spec = work / "specs" / f"{tag}.yaml"  # the file name is the sweep name: one fresh point per run
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(json.dumps({"base": str(REPO / "jobs" / "demo.yaml"), "data_name": str(data),
+                                "train": train}, indent=1))  # JSON is YAML
+    wall = check_call([sys.executable, "launch.py", "run", str(spec)], env, work / "logs" / f"{tag}.log")
+    metrics = last_metrics(next((work / "runs" / tag).glob("*/metrics.jsonl")))
+    return {"train_runtime": metrics["train_runtime"],
+            "train_samples_per_second": metrics["train_samples_per_second_avg"],
+            "eval_runtime_in_train": metrics.get("eval_runtime", 0.0),
+            "eval_loss": metrics["eval_loss"], "best_eval_loss": metrics.get("best_eval_loss"), "wall_s": wall}
+
+
+def last_metrics(path: Path) -> dict:
+    """The last value of every metric in a point's metrics.jsonl."""
+    out = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "metric":
+            out[row["key"]] = row["value"]
+    return out
+
+
+def run_baseline(work: Path, env: dict, model: Path, data: Path, steps: int, seed: int, tag: str) -> dict:
+    result = work / "baseline" / f"{tag}.json"
+    result.parent.mkdir(exist_ok=True)
+    flags = {**HYPER, "max_steps": steps, "eval_steps": steps, "save_steps": steps, "seed": seed}
+    argv = [sys.executable, str(BASELINE), "--model", str(model), "--data", str(data),
+            "--output_dir", str(work / "baseline" / tag), "--result_json", str(result)]
+    argv += [f"--{k}={v}" for k, v in flags.items()]
+    wall = check_call(argv, env, work / "logs" / f"{tag}.log")
+    return {**json.loads(result.read_text()), "wall_s": wall}
+
+
+def run_pairs(work: Path, env: dict, model: Path, kind: str, data: Path, runs: int, steps: int) -> list[dict]:
+    """``runs`` pairs, alternating which side goes first; pair i uses seed SEED0 + i on both sides."""
+    pairs = []
+    for i in range(runs):
+        seed, pair = SEED0 + i, {}
+        order = ("ours", "baseline") if i % 2 == 0 else ("baseline", "ours")
+        for side in order:
+            tag = f"p4-{kind}-{i}-{side}"
+            pair[side] = (run_ours(work, env, data, steps, seed, tag) if side == "ours"
+                          else run_baseline(work, env, model, data, steps, seed, tag))
+            print(f"  {kind} run {i + 1}/{runs} {side:8s}: {pair[side]['train_samples_per_second']:7.1f} "
+                  f"samples/s, train_runtime {pair[side]['train_runtime']:6.1f} s, "
+                  f"eval_loss {pair[side]['eval_loss']:.4f}", flush=True)
+        pairs.append({"seed": seed, "order": list(order), **pair})
+    return pairs
+
+
+# ---------------------------------------------------------------- summary
+
+def train_only_sps(side: dict, steps: int) -> float:
+    """Samples/s over training alone: train_runtime minus the one evaluation run inside train()."""
+    return steps * HYPER["train_batch_size"] / (side["train_runtime"] - side["eval_runtime_in_train"])
+
+
+def summarize(kind: str, pairs: list[dict], steps: int) -> dict:
+    med = statistics.median
+    sps = {s: [p[s]["train_samples_per_second"] for p in pairs] for s in ("ours", "baseline")}
+    only = {s: [train_only_sps(p[s], steps) for p in pairs] for s in ("ours", "baseline")}
+    loss = {s: [p[s]["eval_loss"] for p in pairs] for s in ("ours", "baseline")}
+    ratios = [o / b for o, b in zip(sps["ours"], sps["baseline"])]
+    ratio = med(ratios)
+    rel_diff = (med(loss["ours"]) - med(loss["baseline"])) / med(loss["baseline"])
+    noise = max((max(v) - min(v)) / med(v) for v in loss.values())  # seed spread, the larger side
+    return {"dataset": kind, "runs": len(pairs), "steps": steps,
+            "ours_samples_per_s": med(sps["ours"]), "baseline_samples_per_s": med(sps["baseline"]),
+            "ratio": ratio, "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "train_only_ratio": med([o / b for o, b in zip(only["ours"], only["baseline"])]),
+            "ours_eval_loss": med(loss["ours"]), "baseline_eval_loss": med(loss["baseline"]),
+            "eval_loss_rel_diff": rel_diff, "eval_loss_seed_spread": noise,
+            "goal_ratio": GOAL_RATIO[kind], "ratio_ok": ratio >= GOAL_RATIO[kind],
+            "eval_loss_ok": abs(rel_diff) <= max(noise, 0.01)}
+
+
+def markdown(machine: dict, summaries: list[dict], stats: dict) -> str:
+    lines = [f"P4 training throughput: {machine['cpu_count']} CPUs, {machine['platform']}, "
+             f"torch {machine['torch']}, transformers {machine['transformers']}, "
+             f"{machine['threads_per_side']} threads per side", "",
+             "| data | runs x steps | ours samples/s | baseline samples/s | ratio ours/baseline (min-max) "
+             "| goal | train-only ratio | eval loss ours | eval loss baseline | rel. diff (seed spread) | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        lines.append(
+            f"| {s['dataset']} | {s['runs']} x {s['steps']} | {s['ours_samples_per_s']:.1f} "
+            f"| {s['baseline_samples_per_s']:.1f} | **{s['ratio']:.2f}** ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) "
+            f"| >= {s['goal_ratio']} {_mark(s['ratio_ok'])} | {s['train_only_ratio']:.2f} "
+            f"| {s['ours_eval_loss']:.4f} | {s['baseline_eval_loss']:.4f} "
+            f"| {s['eval_loss_rel_diff']:+.1%} ({s['eval_loss_seed_spread']:.1%}) "
+            f"| unchanged within noise {_mark(s['eval_loss_ok'])} |")
+    lines += ["", "Samples/s is HF's train_samples_per_second (train_runtime includes the one eval at the "
+              "last step, on both sides); train-only excludes it. Ratio: median of per-pair ratios.", "",
+              "| data | prompt tokens p50 / p90 / p99 / max | real-token share per batch: random -> grouped |",
+              "|---|---|---|"]
+    for kind, st in stats.items():
+        pt = st["prompt_tokens"]
+        lines.append(f"| {kind} | {pt['p50']:.0f} / {pt['p90']:.0f} / {pt['p99']:.0f} / {pt['max']} "
+                     f"| {st['real_token_share_random']:.0%} -> {st['real_token_share_grouped']:.0%} |")
+    return "\n".join(lines)
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="p4-"))
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    env = child_env(work)
+    machine = machine_info()
+    print(f"scratch: {work}\nmachine: {json.dumps(machine)}", flush=True)
+    model = prepare_model(work, env)
+    kinds = [k.strip() for k in args.datasets.split(",") if k.strip()]
+    summaries, stats, raw = [], {}, {}
+    for kind in kinds:
+        data = write_dataset(work, kind, args.n_train, args.n_eval)
+        stats[kind] = length_stats(data, model)
+        print(f"{kind}: {json.dumps(stats[kind])}", flush=True)
+        raw[kind] = run_pairs(work, env, model, kind, data, args.runs, args.steps)
+        summaries.append(summarize(kind, raw[kind], args.steps))
+    table = markdown(machine, summaries, stats)
+    print("\n" + table)
+    report = {"machine": machine, "hyperparameters": HYPER, "steps": args.steps, "summary": summaries,
+              "data": stats, "runs": raw, "markdown": table, "command": " ".join(sys.argv)}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"\nJSON: {args.out}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
