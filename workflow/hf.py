@@ -14,7 +14,7 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 
 from workflow.plan import model_source
 from workflow.preempt import FLAG, Preempted
-from workflow.rundir import RunDir
+from workflow.rundir import RunDir, write_json
 from workflow.zero import deepspeed_config
 
 log = logging.getLogger("workflow.hf")
@@ -125,6 +125,16 @@ def save_final(trainer, tokenizer, spec: dict, rd: RunDir) -> Path:
         tokenizer.save_pretrained(str(folder))
         log.info("saved the final model to %s", folder)
     return folder
+
+
+def record_results(results: dict, callback, trainer, rd: RunDir, tracker) -> dict:
+    """Final metrics: eval_results.json, MLflow metrics, and the predictions and results artifacts."""
+    results["best_eval_loss"] = callback.best_eval_loss
+    write_json(rd.eval_results, results)
+    tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
+    for path in (rd.predictions, rd.eval_results):
+        tracker.log_artifact(path)
+    return results
 
 
 def inference_model(trainer, saved: Path):

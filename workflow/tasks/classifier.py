@@ -21,7 +21,7 @@ from transformers import Trainer, set_seed
 from workflow import data as data_files
 from workflow import hf, metrics
 from workflow.errors import DataError, Problem
-from workflow.rundir import RunDir, write_json
+from workflow.rundir import RunDir
 
 log = logging.getLogger("workflow.classifier")
 
@@ -50,12 +50,7 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
         return {}
     scores = score(hf.inference_model(trainer, out_dir), tokenizer, rows["eval"], spec, yes_no, start)
     results = evaluate(raw["eval"], rows["eval"], scores, spec, labels, rd)
-    results["best_eval_loss"] = callback.best_eval_loss
-    write_json(rd.eval_results, results)
-    tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
-    for path in (rd.predictions, rd.eval_results):
-        tracker.log_artifact(path)
-    return results
+    return hf.record_results(results, callback, trainer, rd, tracker)
 
 
 def yes_no_ids(tokenizer) -> tuple[int, int]:

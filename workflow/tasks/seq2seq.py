@@ -14,7 +14,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, set_seed
 
 from workflow import data as data_files
 from workflow import hf, metrics
-from workflow.rundir import RunDir, write_json
+from workflow.rundir import RunDir
 
 log = logging.getLogger("workflow.seq2seq")
 
@@ -35,12 +35,7 @@ def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
     if not dist.is_main:
         return {}
     results = evaluate(spec, hf.inference_model(trainer, out_dir), tokenizer, records["eval"], rd)
-    results["best_eval_loss"] = callback.best_eval_loss
-    write_json(rd.eval_results, results)
-    tracker.log_metrics({k: v for k, v in results.items() if v != float("inf")}, trainer.state.global_step)
-    for path in (rd.predictions, rd.eval_results):
-        tracker.log_artifact(path)
-    return results
+    return hf.record_results(results, callback, trainer, rd, tracker)
 
 
 def setup_data(spec: dict, tokenizer, tracker):
