@@ -93,10 +93,12 @@ def main(argv=None) -> dict:
     train = trainer.train().metrics
     eval_in_train = _eval_runtime_in_train(trainer)  # before the final evaluate() adds its own row
     final_eval = trainer.evaluate()
+    trainer.save_model(str(Path(a.output_dir) / "final"))
     results = {"train_runtime": train["train_runtime"],
                "train_samples_per_second": train["train_samples_per_second"],
                "eval_runtime_in_train": eval_in_train,
                "eval_loss": final_eval["eval_loss"],
+               "model_dir": str(Path(a.output_dir) / "final"),
                "torch_threads": torch.get_num_threads()}
     line = json.dumps(results)
     print(line)

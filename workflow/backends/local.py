@@ -173,11 +173,15 @@ def _pythonpath() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """True while the process runs; a zombie (dead, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _terminate(proc: subprocess.Popen) -> None:
