@@ -137,7 +137,8 @@ def results(manifest: Manifest, varying: list[str] | None = None) -> tuple[list[
     names = sorted({m for r in rows for m in r["metrics"]})
     primary = primary_metric(names)
     metrics = ([primary] if primary else []) + [m for m in names if m != primary]
-    rows.sort(key=lambda r: rank(r["metrics"].get(primary), primary))
+    rows.sort(key=lambda r: (rank(r["metrics"].get(primary), primary),
+                             rank(r["metrics"].get("best_eval_loss"), "best_eval_loss")))  # ties: lower loss
     return rows, params, metrics[:8]
 
 
