@@ -73,7 +73,9 @@ def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict,
 
 
 def print_memory(plan) -> None:
-    """One table per distinct memory estimate in the plan."""
+    """One table per distinct memory estimate in the plan, after what deepspeed.stage auto chose."""
+    for reason in dict.fromkeys(plan.auto_choices.values()):
+        console.print(reason, highlight=False)
     seen = set()
     for point in plan.sweep.points:
         est = plan.memory.get(point.hash)

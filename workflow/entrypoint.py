@@ -62,6 +62,10 @@ def main(run_dir: str) -> dict:
     if spec["deepspeed"]["enabled"]:
         _deepspeed_env(spec)
     tracker = _tracker(spec, context, rd, dist)
+    _check_versions(tracker)
+    if context.get("deepspeed_auto"):
+        log.info("%s", context["deepspeed_auto"])
+        tracker.set_tags({"deepspeed_auto": context["deepspeed_auto"]})
     if dist.is_main:
         rd.write_state(state="RUNNING", started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
                        mlflow_run_id=tracker.run_id, error=None)
@@ -115,11 +119,28 @@ def _deepspeed_env(spec: dict) -> None:
     the CPU accelerator when there is no GPU."""
     if spec["resources"]["gpus_per_node"] == 0:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from workflow.cuda_arch import fix_environment
+
+    change = fix_environment(os.environ)
+    if change:
+        log.warning("%s", change)
     if "WORLD_SIZE" not in os.environ:
         defaults = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
                     "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
         for key, value in defaults.items():
             os.environ.setdefault(key, value)
+
+
+def _check_versions(tracker) -> None:
+    """Log the training stack's versions; warn (log and MLflow tag) when one is outside its pin."""
+    from workflow import versions
+
+    found = versions.installed()
+    log.info("versions: %s", ", ".join(f"{k} {v}" for k, v in found.items()))
+    wrong = versions.mismatches(found, versions.pins())
+    if wrong:
+        log.warning("installed versions differ from the project's pins: %s", "; ".join(wrong))
+        tracker.set_tags({"version_mismatch": "; ".join(wrong)})
 
 
 def _free_port() -> int:

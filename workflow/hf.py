@@ -19,7 +19,6 @@ from workflow.zero import deepspeed_config
 
 log = logging.getLogger("workflow.hf")
 COMPLETE_MARKER = ".complete"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def load_model(spec: dict, tracker=None):
@@ -27,32 +26,63 @@ def load_model(spec: dict, tracker=None):
     Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
     source = model_source(spec)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSeq2SeqLM.from_pretrained(source)
+    model = AutoModelForSeq2SeqLM.from_pretrained(source, **quantized_loading(spec))
     total = _param_count(model)
     log.info("loaded %s: %.2fM parameters", source, total / 1e6)
     if _zero3_partitioned(model):
         local = sum(p.ds_tensor.numel() for p in model.parameters())
         log.info("ZeRO-3: parameters partitioned, %d of %d held by this rank", local, total)
     if spec["lora"]:
-        model = apply_lora(model, spec["lora"])
+        model = apply_lora(model, spec["lora"], spec["train"]["gradient_checkpointing"])
     if tracker is not None:
-        trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+        trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
         tracker.log_params({"model.parameters": total, "model.trainable_parameters": trainable})
         log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     return model, tokenizer
 
 
 def _param_count(model) -> int:
-    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    return sum(_numel(p) for p in model.parameters())
+
+
+def _numel(param) -> int:
+    """Elements of a parameter: ZeRO-3 keeps the full count aside, and 4-bit weights pack two per byte."""
+    if hasattr(param, "ds_numel"):
+        return param.ds_numel
+    quant = getattr(param, "quant_state", None)
+    return quant.shape.numel() if quant is not None else param.numel()
 
 
 def _zero3_partitioned(model) -> bool:
     return any(hasattr(p, "ds_tensor") for p in model.parameters())
 
 
-def apply_lora(model, lora: dict):
+def quantized_loading(spec: dict) -> dict:
+    """QLoRA: ``from_pretrained`` arguments that load the frozen base in 4-bit NF4 (bf16 compute,
+    double quantisation) or 8-bit through bitsandbytes, on this rank's GPU. Empty otherwise."""
+    lora = spec["lora"]
+    if not lora or lora["quantize"] == "none":
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.float16 if spec["train"]["precision"] == "fp16" else torch.bfloat16
+    if lora["quantize"] == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=compute)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
+
+
+def apply_lora(model, lora: dict, gradient_checkpointing: bool = False):
     from peft import LoraConfig, TaskType, get_peft_model
 
+    if lora["quantize"] != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=lora["r"], lora_alpha=lora["alpha"],
                         lora_dropout=lora["dropout"], target_modules=list(lora["target_modules"]))
     return get_peft_model(model, config)
@@ -94,6 +124,8 @@ def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
         use_cpu=cpu,
         deepspeed=deepspeed_config(ds) if use_ds else None,
         gradient_checkpointing=train["gradient_checkpointing"],
+        # Non-reentrant checkpointing also works when the inputs need no grad (LoRA, QLoRA: frozen embeddings).
+        gradient_checkpointing_kwargs={"use_reentrant": False} if train["gradient_checkpointing"] else None,
         train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
         # T5 ignores num_items_in_batch, so averaging tokens across devices scales the loss by world size.
         average_tokens_across_devices=False,
@@ -113,6 +145,10 @@ def train_or_evaluate(trainer, spec: dict, rd: RunDir, tracker) -> None:
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    if torch.cuda.is_available() and trainer.args.device.type == "cuda":
+        peak = torch.cuda.max_memory_reserved(trainer.args.device) / 2 ** 30
+        tracker.log_metrics({"gpu_peak_memory_gb": peak}, trainer.state.global_step)
+        log.info("peak GPU memory reserved: %.2f GiB", peak)
     if FLAG.requested:
         raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
 
@@ -147,11 +183,11 @@ def inference_model(trainer, saved: Path):
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     unset_hf_deepspeed_config()  # load as a plain model on this rank alone, not partitioned
+    loader = AutoModelForSeq2SeqLM
     if (saved / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForSeq2SeqLM
-
-        return AutoPeftModelForSeq2SeqLM.from_pretrained(str(saved))
-    return AutoModelForSeq2SeqLM.from_pretrained(str(saved))
+        from peft import AutoPeftModelForSeq2SeqLM as loader
+    dtype = torch.bfloat16 if trainer.args.bf16 else torch.float32  # T5 overflows in fp16 inference
+    return loader.from_pretrained(str(saved), dtype=dtype).to(trainer.args.device)  # on this rank's GPU
 
 
 class TrackingCallback(TrainerCallback):
@@ -187,22 +223,38 @@ class TrackingCallback(TrainerCallback):
 
 
 class PreemptionCallback(TrainerCallback):
-    """On a preemption request (any rank), save a checkpoint at this step and stop training."""
+    """On a preemption request (any rank), save a checkpoint at this step and stop training.
+
+    Ranks must agree on the step, so with more than one process the flag is max-reduced at
+    every step; a single process reads its own flag and runs no collective."""
 
     def on_step_end(self, args, state, control, **kwargs):
-        if _any_rank(FLAG.requested):
+        if _any_rank(FLAG.requested, args.device):
             log.warning("preemption requested at step %d: saving a checkpoint and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True
         return control
 
 
-def _any_rank(value: bool) -> bool:
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+def _any_rank(value: bool, device: torch.device) -> bool:
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
-    flag = torch.tensor([1 if value else 0])
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    flag = torch.tensor([1 if value else 0], dtype=torch.int32,
+                        device=collective_device(dist.get_backend(), device))
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
+
+
+def collective_device(backend: str, device: torch.device) -> torch.device:
+    """Where a tensor for a collective on ``backend`` must live: NCCL takes only CUDA tensors
+    (this rank's, ``TrainingArguments.device``), gloo takes CPU tensors. A mixed backend such
+    as ``cpu:gloo,cuda:nccl`` handles CPU tensors."""
+    if backend == "gloo" or "cpu:" in backend:
+        return torch.device("cpu")
+    if device.type == "cpu":
+        raise RuntimeError(f"the {backend} process group needs an accelerator device, but this rank runs on CPU")
+    return device
 
 
 def _metric_name(key: str) -> str:
@@ -222,12 +274,6 @@ def latest_checkpoint(rd: RunDir) -> str | None:
 
 
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from workflow.versions import installed
 
-    out = {}
-    for name in ("torch", "transformers", "deepspeed", "peft", "datasets", "mlflow", "accelerate"):
-        try:
-            out[f"version.{name}"] = version(name)
-        except PackageNotFoundError:
-            out[f"version.{name}"] = "absent"
-    return out
+    return {f"version.{name}": value for name, value in installed().items()}

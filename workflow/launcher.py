@@ -116,6 +116,7 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
         "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
         "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
         "git_commit": git_commit(), "submit_host": socket.gethostname(), "fail_fast": plan.fail_fast,
+        "deepspeed_auto": plan.auto_choices.get(point.hash),
     }
     write_json(plan.run_dir(point).job, {"spec": point.spec, "context": context})
 

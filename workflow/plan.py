@@ -31,6 +31,7 @@ class Plan:
     data_counts: dict
     memory: dict = field(default_factory=dict)  # point hash -> memory.Estimate (GPU jobs with a known T5)
     fail_fast: bool = False  # stop the sweep after its first failed point
+    auto_choices: dict = field(default_factory=dict)  # point hash -> what deepspeed.stage auto chose, in words
 
     @property
     def root(self) -> Path:
@@ -120,6 +121,7 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Pla
     for key, reason in secrets.find_in_spec(sweep.points[0].spec):
         problems.append(Problem(sweep.file, key, "no credentials in a spec: jobs inherit them from the environment "
                                 "(e.g. MLFLOW_TRACKING_PASSWORD, HF_TOKEN)", reason + " (hidden)"))
+    choices = resolve_auto_stages(sweep, problems)
     if problems:
         raise SpecError(f"Cannot plan {sweep.file}", problems)
     estimates = {p.hash: memory.estimate(p.spec, model_source(p.spec)) for p in sweep.points}
@@ -136,4 +138,29 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Pla
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first["tracking"]["uri"])
     return Plan(sweep, backends.pop(), uri, first["tracking"]["experiment"],
-                {key[1]: c for key, c in counts.items()}, estimates, fail_fast)
+                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices)
+
+
+def resolve_auto_stages(sweep: Sweep, problems: list[Problem]) -> dict[str, str]:
+    """Replace ``deepspeed.stage: auto`` in each point's spec by the planner's choice, so the
+    dry run, the run directory and the node all see the concrete setup. The point hash stays
+    that of the declared spec. Returns {point hash: the choice in words}."""
+    choices = {}
+    for point in sweep.points:
+        ds = point.spec["deepspeed"]
+        if not (ds["enabled"] and ds["stage"] == "auto"):
+            continue
+        found = memory.auto_stage(point.spec, model_source(point.spec))
+        if found is None:
+            problem = Problem(sweep.file, "deepspeed.stage", "a GPU size (resources.gpu_type or resources.gpu_mem_gb) "
+                              "and a T5 config.json or flan-t5 preset, to plan stage auto",
+                              f"gpu_type={point.spec['resources']['gpu_type']!r}, "
+                              f"gpu_mem_gb={point.spec['resources']['gpu_mem_gb']!r}",
+                              f"known GPU types: {', '.join(memory.GPU_MEMORY_GB)}")
+            if problem not in problems:
+                problems.append(problem)
+            continue
+        choice, reason = found
+        ds.update(choice)
+        choices[point.hash] = reason
+    return choices

@@ -14,7 +14,7 @@ from the same fields. Blocks:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeInt, model_validator
 
@@ -122,7 +122,9 @@ class TrackingSpec(Block):
 
 class DeepSpeedSpec(Block):
     enabled: bool = Field(False, description="Train through DeepSpeed.")
-    stage: int = Field(2, description="ZeRO stage: 0, 2 or 3.")
+    stage: Union[int, str] = Field(
+        2, description="ZeRO stage: 0, 2 or 3; auto: the fastest choice the memory plan says fits the GPUs "
+        "(no ZeRO, else ZeRO-2, else ZeRO-3, then offload), shown in the dry run.")
     offload_optimizer: Literal["none", "cpu"] = Field("none", description="Optimizer state offload.")
     offload_param: Literal["none", "cpu"] = Field("none", description="Parameter offload (ZeRO-3 only).")
     gather_16bit_weights_on_save: bool = Field(True, description="ZeRO-3: save a consolidated 16-bit model.")
@@ -131,8 +133,15 @@ class DeepSpeedSpec(Block):
 
     @model_validator(mode="after")
     def _check(self) -> "DeepSpeedSpec":
-        if self.stage not in (0, 2, 3):
-            raise fail("stage", "a ZeRO stage of 0, 2 or 3", self.stage)
+        if isinstance(self.stage, str) and self.stage.strip().isdigit():
+            self.stage = int(self.stage)
+        if self.stage not in (0, 2, 3, "auto"):
+            raise fail("stage", "a ZeRO stage of 0, 2 or 3, or auto", self.stage)
+        if self.stage == "auto":
+            for key in ("offload_optimizer", "offload_param"):
+                if getattr(self, key) != "none":
+                    raise fail(key, f"{key} unset with stage auto (auto chooses the offload)", getattr(self, key))
+            return self
         if self.offload_param != "none" and self.stage != 3:
             raise fail("offload_param", "offload_param 'none' unless stage is 3 (offload_param needs stage 3)",
                        f"offload_param={self.offload_param!r} with stage {self.stage}")
@@ -146,6 +155,9 @@ class LoraSpec(Block):
     alpha: PositiveInt = Field(16, description="LoRA scaling numerator (alpha / r).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
     target_modules: list[str] = Field(["q", "v"], min_length=1, description="Module names to adapt (T5: q k v o wi wo).")
+    quantize: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="QLoRA: load the frozen base in 4-bit NF4 (bf16 compute) or 8-bit through "
+        "bitsandbytes (GPU only; pip install -e '.[gpu]'). export merges into a full-precision model.")
 
 
 class LocalSpec(Block):
@@ -227,6 +239,21 @@ class JobSpec(Block):
             raise fail("train.global_batch_size",
                        f"micro batch {train.train_batch_size} x accumulation {train.gradient_accumulation_steps} "
                        f"x world size {world} = {product} ({hint})", train.global_batch_size)
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_only_choices(self) -> "JobSpec":
+        gpus, ds = self.resources.gpus_per_node, self.deepspeed
+        if self.lora and self.lora.quantize != "none":
+            if gpus == 0:
+                raise fail("lora.quantize", "'none' on CPU-only resources (bitsandbytes quantisation runs on "
+                           "GPUs; set resources.gpus_per_node or drop lora.quantize)", self.lora.quantize)
+            if ds.enabled and ds.stage in (3, "auto"):
+                raise fail("lora.quantize", f"'none' with ZeRO stage {ds.stage} (quantised weights cannot be "
+                           "partitioned; use deepspeed.stage 2 or deepspeed.enabled false)", self.lora.quantize)
+        if ds.enabled and ds.stage == "auto" and gpus == 0:
+            raise fail("deepspeed.stage", "a stage of 0, 2 or 3 on CPU-only resources (auto plans GPU memory)",
+                       "auto")
         return self
 
     @model_validator(mode="after")

@@ -1,0 +1,266 @@
+"""CPU unit tests for the GPU path: the device of every collective, TORCH_CUDA_ARCH_LIST for
+DeepSpeed's op builds, the version check, QLoRA and ``deepspeed.stage: auto``. The GPU runs
+themselves are in tests/gpu/."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+from workflow import cuda_arch, memory, versions
+from workflow.errors import SpecError
+
+
+# --- collectives: the tensor lives where the process group's backend wants it -------------------
+
+@pytest.mark.parametrize("backend, device, expected", [
+    ("nccl", "cuda:3", "cuda:3"),
+    ("gloo", "cpu", "cpu"),
+    ("gloo", "cuda:1", "cpu"),             # gloo on a GPU box: CPU tensors
+    ("cpu:gloo,cuda:nccl", "cuda:0", "cpu"),
+])
+def test_collective_device_follows_the_backend(backend, device, expected):
+    import torch
+
+    from workflow.hf import collective_device
+
+    assert collective_device(backend, torch.device(device)) == torch.device(expected)
+
+
+def test_nccl_on_a_cpu_rank_is_an_error_not_a_hang():
+    import torch
+
+    from workflow.hf import collective_device
+
+    with pytest.raises(RuntimeError, match="needs an accelerator device"):
+        collective_device("nccl", torch.device("cpu"))
+
+
+class FakeGroup:
+    """torch.distributed at the call boundary: records what the preemption check sends."""
+
+    def __init__(self, backend: str, world: int, others_requested: bool):
+        self.backend, self.world, self.others = backend, world, others_requested
+        self.sent: list = []
+
+    def install(self, monkeypatch, torch):
+        dist = torch.distributed
+        monkeypatch.setattr(dist, "is_available", lambda: True)
+        monkeypatch.setattr(dist, "is_initialized", lambda: True)
+        monkeypatch.setattr(dist, "get_world_size", lambda: self.world)
+        monkeypatch.setattr(dist, "get_backend", lambda: self.backend)
+        monkeypatch.setattr(dist, "all_reduce", self.all_reduce)
+        real = torch.tensor
+        monkeypatch.setattr(torch, "tensor", lambda data, **kw: self.tensor(real, data, **kw))
+
+    def tensor(self, real, data, device=None, **kw):
+        self.sent.append(str(device))
+        return real(data, **kw)  # CPU tensor here, whatever was asked: no GPU on this machine
+
+    def all_reduce(self, tensor, op=None):
+        if self.others:
+            tensor.fill_(1)
+
+
+@pytest.mark.parametrize("backend, device", [("nccl", "cuda:1"), ("gloo", "cpu")])
+def test_preemption_check_reduces_on_the_group_device(backend, device, monkeypatch):
+    import torch
+
+    from workflow import hf
+
+    group = FakeGroup(backend, world=2, others_requested=True)
+    group.install(monkeypatch, torch)
+    assert hf._any_rank(False, torch.device(device)) is True  # another rank was signalled
+    assert group.sent == [device if backend == "nccl" else "cpu"]
+
+
+def test_a_single_process_runs_no_collective(monkeypatch):
+    import torch
+
+    from workflow import hf
+
+    group = FakeGroup("nccl", world=1, others_requested=True)
+    group.install(monkeypatch, torch)
+    assert hf._any_rank(False, torch.device("cuda:0")) is False and group.sent == []
+
+
+# --- TORCH_CUDA_ARCH_LIST ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, fixed", [
+    ("9.0a", "9.0"),
+    ("8.0;9.0a;10.0a+PTX", "8.0;9.0;10.0+PTX"),
+    ("12.0f 10.0a", "12.0;10.0"),
+    ("9.0a;9.0", "9.0"),
+    ("Ampere;Hopper+PTX", "8.0;8.6;9.0+PTX"),
+    ("9.0;sm_banana", "9.0"),
+])
+def test_arch_list_normalised(value, fixed):
+    assert cuda_arch.normalize(value)[0] == fixed
+
+
+def test_plain_arch_lists_are_left_alone():
+    env = {"TORCH_CUDA_ARCH_LIST": "7.5 8.0;8.6+PTX"}
+    assert cuda_arch.fix_environment(env) is None and env["TORCH_CUDA_ARCH_LIST"] == "7.5 8.0;8.6+PTX"
+
+
+def test_nothing_usable_unsets_the_variable():
+    env = {"TORCH_CUDA_ARCH_LIST": "banana"}
+    assert "unset" in cuda_arch.fix_environment(env) and "TORCH_CUDA_ARCH_LIST" not in env
+
+
+def test_deepspeed_op_builder_parses_the_normalised_list(monkeypatch):
+    """DeepSpeed's own parser: 9.0a fails (its issue 7589); the normalised list builds sm_90."""
+    from deepspeed.ops.op_builder.builder import CUDAOpBuilder
+
+    class Probe(CUDAOpBuilder):
+        BUILD_VAR, NAME = "DS_BUILD_PROBE", "probe"
+
+        def __init__(self):
+            super().__init__(name=self.NAME)
+
+        def absolute_name(self):
+            return self.NAME
+
+        def sources(self):
+            return []
+
+    env = {"TORCH_CUDA_ARCH_LIST": "8.0;9.0a;10.0a+PTX"}
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", env["TORCH_CUDA_ARCH_LIST"])
+    with pytest.raises(ValueError, match="0a"):
+        Probe().compute_capability_args()
+    assert "9.0a -> 9.0" in cuda_arch.fix_environment(env)
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", env["TORCH_CUDA_ARCH_LIST"])
+    flags = Probe().compute_capability_args()
+    assert "-gencode=arch=compute_90,code=sm_90" in flags and "-gencode=arch=compute_100,code=compute_100" in flags
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+def test_pins_come_from_setup_cfg():
+    pins = versions.pins()
+    assert pins["transformers"].startswith("==") and pins["peft"].startswith("==")
+    assert "<=2.14.1" in pins["torch"]
+
+
+def test_version_mismatches_are_reported():
+    pins = versions.parse_requirements(["peft==0.21.2", "torch>=2.3,<=2.14.1", "deepspeed==0.19.8",
+                                        "transformers==5.23.0  # comment", "rich>=13"])
+    found = {"peft": "0.21.0", "torch": "2.13.0+cpu", "deepspeed": "absent", "transformers": "5.23.0"}
+    assert versions.mismatches(found, pins) == ["deepspeed absent (pinned ==0.19.8)",
+                                                "peft 0.21.0 (pinned ==0.21.2)"]
+    assert versions.mismatches({**found, "peft": "0.21.2", "deepspeed": "0.19.8"}, pins) == []
+
+
+def test_installed_stack_matches_the_pins():
+    """This environment is the pinned one; a drift here is an install bug worth seeing."""
+    assert versions.mismatches(versions.installed(), versions.pins()) == []
+
+
+# --- QLoRA ---------------------------------------------------------------------------------------
+
+def test_qlora_is_refused_on_cpu_with_nothing_written(env, tmp_path):
+    result = run_cli("run", "jobs/demo.yaml", "lora.quantize=4bit", env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "lora.quantize" in result.stderr and "CPU-only" in result.stderr and "'4bit'" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
+
+
+def test_qlora_is_refused_with_zero3(env, tmp_path):
+    result = run_cli("run", "jobs/flan-t5-xl-lora.yaml", "lora.quantize=4bit", "deepspeed.stage=3", env=env)
+    assert result.returncode != 0 and "ZeRO stage 3" in result.stderr, result.stderr
+
+
+def test_plan_accounts_for_quantised_base():
+    spec = _xl_lora_spec()
+    sizes = {q: memory.estimate({**spec, "lora": {**spec["lora"], "quantize": q}}, "google/flan-t5-xl").chosen.gpu_gb
+             for q in ("none", "8bit", "4bit")}
+    assert sizes["4bit"] < sizes["8bit"] < sizes["none"]
+    size = memory.t5_params(memory.t5_config("google/flan-t5-xl"))
+    embeddings = 2 * 32128 * 2048  # untied input and output embeddings stay 16-bit
+    saved = (2 - (0.5 + 1 / 64)) * (size.total - embeddings) / memory.GIB
+    assert sizes["none"] - sizes["4bit"] == pytest.approx(saved, rel=1e-6)
+
+
+def test_plan_command_shows_qlora(env):
+    plain = run_cli("plan", "jobs/flan-t5-xl-lora.yaml", env=env)
+    qlora = run_cli("plan", "jobs/flan-t5-xl-lora.yaml", "lora.quantize=4bit", env=env)
+    assert plain.returncode == 0 and qlora.returncode == 0, qlora.stderr
+    chosen = [next(l for l in r.stdout.splitlines() if "(chosen)" in l) for r in (plain, qlora)]
+    assert chosen[0] != chosen[1]
+
+
+def _xl_lora_spec() -> dict:
+    from workflow.config import load_spec
+
+    return load_spec("jobs/flan-t5-xl-lora.yaml").model_dump(mode="json")
+
+
+# --- deepspeed.stage: auto -------------------------------------------------------------------------
+
+def _auto(path: str, **resources) -> tuple[dict, str]:
+    from workflow.config import load_spec
+
+    spec = load_spec(path, ["deepspeed.stage=auto"]).model_dump(mode="json")
+    spec["resources"].update(resources)
+    from workflow.plan import model_source
+
+    return memory.auto_stage(spec, model_source(spec))
+
+
+def test_auto_picks_the_fastest_setup_that_fits():
+    choice, reason = _auto("jobs/flan-t5-xl-lora.yaml")  # LoRA on A100-80GB: no sharding needed
+    assert choice == {"enabled": False, "stage": 0, "offload_optimizer": "none", "offload_param": "none"}
+    assert reason.startswith("deepspeed.stage auto -> no ZeRO") and "within 90% of the usable" in reason
+    choice, reason = _auto("jobs/flan-t5-xxl-zero3.yaml")  # 11B full fine-tuning on 4 x 80 GB
+    assert (choice["stage"], choice["offload_optimizer"]) == (2, "none") and "ZeRO-2: 68.0 GB/GPU" in reason
+    choice, reason = _auto("jobs/flan-t5-xxl-zero3-2x8.yaml", gpu_type="V100-32GB")  # 16 x 32 GB
+    assert (choice["stage"], choice["offload_optimizer"]) == (3, "none") and "ZeRO-3:" in reason
+    choice, _ = _auto("jobs/flan-t5-xxl-zero3.yaml", gpu_type="A100-40GB")  # 4 x 40 GB: offload
+    assert choice["stage"] == 3 and choice["offload_optimizer"] == "cpu" and choice["offload_param"] == "none"
+
+
+def test_auto_takes_each_rung_in_order():
+    """Every rung before the chosen one does not fit, and the chosen one does."""
+    from workflow.config import load_spec
+
+    for gpu in ("H100", "A100-40GB", "L40S", "A10G", "V100-16GB"):
+        spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}"]
+                         ).model_dump(mode="json")
+        choice, _ = memory.auto_stage(spec, "google/flan-t5-xxl")
+        rungs = [{"enabled": s != 0, "stage": s, "offload_optimizer": "cpu" if o else "none",
+                  "offload_param": "cpu" if p else "none"} for s, o, p in memory.AUTO_LADDER]
+        usable = memory.gpu_memory_gb(gpu) * memory.HEADROOM * memory.AUTO_MARGIN
+        fit = [memory.estimate({**spec, "deepspeed": {**spec["deepspeed"], **r}}, "google/flan-t5-xxl"
+                               ).chosen.total_gb <= usable for r in rungs]
+        index = rungs.index(choice)
+        assert not any(fit[:index]) and (fit[index] or index == len(rungs) - 1), (gpu, fit, index)
+
+
+def test_auto_is_shown_in_the_dry_run(env, tmp_path):
+    result = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=auto", "--dry_run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "deepspeed.stage auto -> ZeRO-2: 68.0 GB/GPU" in result.stdout
+    chosen = next(l for l in result.stdout.splitlines() if "(chosen)" in l)
+    assert "ZeRO-2" in chosen and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["resources.gpus_per_node=0", "train.global_batch_size=null"], "a stage of 0, 2 or 3 on CPU-only resources"),
+    (["resources.gpu_type=null"], "resources.gpu_type or resources.gpu_mem_gb"),
+    (["deepspeed.offload_optimizer=cpu"], "auto chooses the offload"),
+])
+def test_auto_refusals(args, needle, env, tmp_path):
+    result = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=auto", *args, env=env)
+    assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_plan_rewrites_auto_and_keeps_the_declared_hash(isolated):
+    from workflow import sweep as sweeps
+    from workflow.plan import make_plan
+
+    sweep = sweeps.single("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto"])
+    declared = sweep.points[0].hash
+    plan = make_plan(sweep)
+    assert sweep.points[0].spec["deepspeed"]["stage"] == 2 and sweep.points[0].hash == declared
+    assert plan.auto_choices[declared].startswith("deepspeed.stage auto -> ZeRO-2")
