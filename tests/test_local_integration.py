@@ -63,3 +63,24 @@ def test_two_point_sweep_trains_and_tracks(env, tmp_path):
     rerun = run_cli("sweep", str(sweep), env=env)
     assert rerun.returncode == 0 and "skipped 2 point(s)" in rerun.stdout
     assert len(client.search_runs([experiment.experiment_id])) == 3, "a re-run must not create runs"
+
+
+def test_usr2_preemption_of_a_local_job_resumes_into_the_same_run(env, tmp_path):
+    from local_preemption import preempt_then_resume
+
+    args = ("train.max_steps=600", "train.save_steps=5000", "train.eval_steps=5000", "train.logging_steps=20")
+    p = preempt_then_resume(env, tmp_path / "runs", "jobs/demo.yaml", *args, at_step=60)
+    assert p.first["state"] == "PREEMPTED" and "run the point again" in p.first["error"], p.first
+    assert p.first_state["state"] == "REQUEUED" and p.first_state["preemptions"] == 1
+    assert p.second["state"] == "COMPLETED" and p.second["mlflow_run_id"] == p.first["mlflow_run_id"]
+    assert "preemption requested at step" in p.log and "resuming from" in p.log
+    saved = int(p.log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
+    assert 60 <= saved < 600
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    steps = [m.step for m in client.get_metric_history(p.second["mlflow_run_id"], "loss")]
+    assert steps == list(range(20, 601, 20)), "the step count continues; no metric lost or repeated"
+    run = client.get_run(p.second["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags.get("preemptions") == "1"

@@ -219,6 +219,7 @@ def _redirect_output(log_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    FLAG.install()  # local and ctl jobs: USR2 saves a checkpoint and stops (state PREEMPTED); a re-run resumes
     try:
         main(sys.argv[1])
     except BaseException:

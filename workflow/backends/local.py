@@ -125,11 +125,11 @@ class LocalBackend(Backend):
         return proc
 
     def _finish(self, record: PointRecord, code: int, manifest: Manifest, on_event: EventHook) -> None:
-        state = RunDir(Path(record.run_dir)).read_state()
-        record.state = "COMPLETED" if code == 0 else state.get("state") if state.get("state") in (
-            "FAILED", "CANCELLED") else "FAILED"
+        node = RunDir(Path(record.run_dir)).read_state()
+        record.state = _final_state(code, node.get("state"))
         record.ended_at = time.time()
-        record.error = None if code == 0 else state.get("error") or f"exit code {code}"
+        record.error = None if code == 0 else PREEMPTED_NOTE if record.state == "PREEMPTED" else (
+            node.get("error") or f"exit code {code}")
         manifest.save()
         on_event("finished", record)
 
@@ -139,6 +139,8 @@ class LocalBackend(Backend):
             state = RunDir(Path(record.run_dir)).read_state()
             pid = int(record.job_id.split(":")[1]) if record.job_id and record.job_id.startswith("local:") else None
             current = state.get("state", record.state)
+            if current == "REQUEUED" and not (pid and _alive(pid)):
+                current = "PREEMPTED"  # no scheduler requeues a local job: a re-run resumes it
             if current == "RUNNING" and not (pid and _alive(pid)):
                 current = "FAILED" if record.state not in ("COMPLETED", "CANCELLED") else record.state
             out[record.hash] = JobState(current, record.job_id)
@@ -153,6 +155,18 @@ class LocalBackend(Backend):
                     os.killpg(pid, signal.SIGTERM)
                     done.append(record.hash)
         return done
+
+
+PREEMPTED_NOTE = "preempted (USR2): a checkpoint was saved; run the point again to resume from it"
+
+
+def _final_state(code: int, node_state: str | None) -> str:
+    """The manifest state of a finished local process from its exit code and the node's state."""
+    if code == 0:
+        return "COMPLETED"
+    if node_state == "REQUEUED":
+        return "PREEMPTED"
+    return node_state if node_state in ("FAILED", "CANCELLED") else "FAILED"
 
 
 def _nproc(spec: dict) -> int:
