@@ -240,8 +240,13 @@ def _any_rank(value: bool, device: torch.device) -> bool:
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
-    flag = torch.tensor([1 if value else 0], dtype=torch.int32,
-                        device=collective_device(dist.get_backend(), device))
+    return reduce_max(value, device)
+
+
+def reduce_max(value: bool, device: torch.device) -> bool:
+    """True on every rank when ``value`` is True on any rank."""
+    dist = torch.distributed
+    flag = torch.tensor([1 if value else 0], dtype=torch.int32, device=collective_device(dist.get_backend(), device))
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
