@@ -1,5 +1,6 @@
 """The DeepSpeed config: a pure function of the spec's ``deepspeed`` block.
 
+The optimizer is torch's fused AdamW unless it is offloaded (see ``_torch_fused_adam``).
 Values the HF Trainer knows (batch sizes, learning rate, precision, clipping) are "auto", so
 the TrainingArguments stay the single source and cannot disagree with DeepSpeed. There is no
 scheduler entry: the Trainer then builds the same linear warm-up/decay schedule as without
@@ -8,6 +9,13 @@ A golden-file test pins the output.
 """
 
 from __future__ import annotations
+
+
+def _torch_fused_adam(ds: dict) -> dict:
+    """torch's fused AdamW (``torch_adam``, ``fused``) instead of DeepSpeed's FusedAdam, which is
+    JIT-compiled with nvcc on each new node (minutes, and it fails on arch lists such as 9.0a).
+    ZeRO wraps any torch optimizer; an offloaded optimizer keeps DeepSpeed's CPU Adam."""
+    return {} if ds["offload_optimizer"] != "none" else {"torch_adam": True, "fused": True}
 
 
 def deepspeed_config(ds: dict) -> dict:
@@ -35,7 +43,7 @@ def deepspeed_config(ds: dict) -> dict:
         "fp16": {"enabled": "auto", "loss_scale": 0, "initial_scale_power": 16, "loss_scale_window": 1000,
                  "hysteresis": 2, "min_loss_scale": 1},
         "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
-                                                  "weight_decay": "auto"}},
+                                                  "weight_decay": "auto", **_torch_fused_adam(ds)}},
         "zero_optimization": zero,
         "steps_per_print": 1000000,
         "wall_clock_breakdown": False,
