@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def quantized_loading(spec: dict) -> dict:
                                     bnb_4bit_compute_dtype=compute)
     else:
         config = BitsAndBytesConfig(load_in_8bit=True)
-    return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
+    return {"quantization_config": config, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
 
 
 def apply_lora(model, lora: dict, gradient_checkpointing: bool = False):
