@@ -354,6 +354,7 @@ def summarize(kind: str, rounds: list[dict], steps: int) -> dict:
     ratios = [o / b for o, b in zip(sps["ours"], sps["baseline"])]
     ratio = med(ratios)
     rel_diff = (med(loss["ours"]) - med(loss["baseline"])) / med(loss["baseline"])
+    paired = [o / b - 1 for o, b in zip(loss["ours"], loss["baseline"])]  # same seed, same data
     noise = max((max(loss[s]) - min(loss[s])) / med(loss[s]) for s in ("ours", "baseline"))  # seed spread
     out = {"dataset": kind, "runs": len(rounds), "steps": steps,
            "ours_samples_per_s": med(sps["ours"]), "baseline_samples_per_s": med(sps["baseline"]),
@@ -362,6 +363,7 @@ def summarize(kind: str, rounds: list[dict], steps: int) -> dict:
            "goal_ratio": GOAL_RATIO[kind], "ratio_ok": ratio >= GOAL_RATIO[kind],
            "ours_eval_loss": med(loss["ours"]), "baseline_eval_loss": med(loss["baseline"]),
            "eval_loss_rel_diff": rel_diff, "eval_loss_seed_spread": noise,
+           "eval_loss_paired_diffs": paired, "eval_loss_paired_median": med(paired),
            "eval_loss_ok": abs(rel_diff) <= max(noise, 0.01),
            "ours_recorded_eval_loss": recorded["ours"], "baseline_recorded_eval_loss": recorded["baseline"],
            "max_other_load_cores": max(r[s]["foreign_cores"] for r in rounds for s in sides),
@@ -406,10 +408,13 @@ def throughput_table(summaries: list[dict]) -> list[str]:
 
 def loss_table(summaries: list[dict]) -> list[str]:
     lines = ["| data | eval loss ours | eval loss baseline | rel. diff | seed spread | goal: unchanged within noise "
-             "| recorded eval_loss ours / baseline |", "|---|---|---|---|---|---|---|"]
+             "| same-seed diffs: median (min..max) | recorded eval_loss ours / baseline |",
+             "|---|---|---|---|---|---|---|---|"]
     return lines + [
         f"| {s['dataset']} | {s['ours_eval_loss']:.4f} | {s['baseline_eval_loss']:.4f} "
         f"| {s['eval_loss_rel_diff']:+.1%} | {s['eval_loss_seed_spread']:.1%} | {_mark(s['eval_loss_ok'])} "
+        f"| {s['eval_loss_paired_median']:+.1%} ({min(s['eval_loss_paired_diffs']):+.1%}.."
+        f"{max(s['eval_loss_paired_diffs']):+.1%}) "
         f"| {s['ours_recorded_eval_loss']:.4f} / {s['baseline_recorded_eval_loss']:.4f} |" for s in summaries]
 
 

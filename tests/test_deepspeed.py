@@ -164,3 +164,48 @@ def test_lora_trains_saves_adapters_and_merges_exactly(tmp_path, env):
     diff = float(result.stdout.split("max |logit difference| ")[1].split()[0])
     assert diff <= 1e-5
     assert (Path(record["run_dir"]) / "export/model.safetensors").is_file()
+
+
+ZERO3_LOAD = """
+import json, os, sys
+os.environ.update(DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2], RANK="0", WORLD_SIZE="1",
+                  LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+import deepspeed, torch
+from safetensors.torch import load_file
+deepspeed.init_distributed(dist_backend="gloo")
+from transformers import Seq2SeqTrainingArguments
+from workflow import hf
+from workflow.zero import deepspeed_config
+ds = {"stage": 3, "offload_optimizer": "none", "offload_param": "none", "gather_16bit_weights_on_save": True}
+args = Seq2SeqTrainingArguments(output_dir=sys.argv[1] + "/out", use_cpu=True, report_to="none",
+                                deepspeed=deepspeed_config(ds))  # zero.Init: from_pretrained loads partitioned
+spec = {"model_init_name": None, "model_init_path": sys.argv[1], "lora": None, "train": {"gradient_checkpointing": False}}
+model, _ = hf.load_model(spec)
+saved = load_file(sys.argv[1] + "/model.safetensors")
+with deepspeed.zero.GatheredParameters([model.lm_head.weight, model.shared.weight]):
+    print(json.dumps({"tied": model.lm_head.weight is model.shared.weight, "count": hf._param_count(model),
+                      "head_equal": torch.equal(model.lm_head.weight, saved["lm_head.weight"]),
+                      "shared_equal": torch.equal(model.shared.weight, saved["shared.weight"])}))
+"""
+
+
+@pytest.mark.integration
+def test_zero3_keeps_an_untied_lm_head_untied(mount, tmp_path):
+    """flan-t5 checkpoints have their own LM head; under ZeRO-3 transformers 5.x tied it to the
+    embedding (empty partitions compare equal) and dropped its weights."""
+    import torch
+
+    from workflow import tiny
+
+    untied = tmp_path / "untied-t5"
+    model = tiny.make_model(300)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.1)
+    model.config.tie_word_embeddings = False  # as in flan-t5's config.json
+    model.save_pretrained(str(untied))
+    expected = sum(p.numel() for p in model.parameters())
+    assert expected == tiny.make_model(300).num_parameters() + model.shared.weight.numel()
+    done = subprocess.run([sys.executable, "-c", ZERO3_LOAD, str(untied), str(29500 + os.getpid() % 500)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"tied": False, "count": expected, "head_equal": True, "shared_equal": True}, found

@@ -27,7 +27,7 @@ def load_model(spec: dict, tracker=None):
     Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
     source = model_source(spec)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSeq2SeqLM.from_pretrained(source, **quantized_loading(spec))
+    model = model_class(source).from_pretrained(source, **quantized_loading(spec))
     total = _param_count(model)
     log.info("loaded %s: %.2fM parameters", source, total / 1e6)
     if _zero3_partitioned(model):
@@ -40,6 +40,28 @@ def load_model(spec: dict, tracker=None):
         tracker.log_params({"model.parameters": total, "model.trainable_parameters": trainable})
         log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     return model, tokenizer
+
+
+def model_class(source: str):
+    """The seq2seq class for ``source``, keeping an untied LM head untied (flan-t5 and every T5
+    v1.1 checkpoint: ``"tie_word_embeddings": false`` in config.json).
+
+    transformers 5.x forces ``tie_word_embeddings=True`` on T5Config and leaves the head untied
+    only when the checkpoint's two matrices load with different values. Under ZeRO-3 both are
+    empty partitions, which compare equal, so the head was tied to the embedding and its weights
+    dropped (an xl-shaped model trained 2.78B instead of 2.85B parameters, eval loss far off).
+    A subclass without the head in its tied-weights map keeps the two apart on every path; the
+    input embeddings stay tied to ``shared`` as in the checkpoint."""
+    from transformers import AutoConfig, PretrainedConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
+
+    config = AutoConfig.from_pretrained(source)
+    cls = MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING[type(config)]
+    tied = dict(getattr(cls, "_tied_weights_keys", None) or {})
+    if PretrainedConfig.get_config_dict(source)[0].get("tie_word_embeddings") is not False or "lm_head.weight" not in tied:
+        return cls
+    tied.pop("lm_head.weight")
+    return type(cls.__name__, (cls,), {"_tied_weights_keys": tied, "__module__": cls.__module__})
 
 
 def _param_count(model) -> int:
