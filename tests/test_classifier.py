@@ -91,13 +91,21 @@ def test_classifier_separable_task_reaches_auc(env, tmp_path):
     assert len(predictions) == 112 and 0 <= predictions[0]["score"] <= 1 and "target" in predictions[0]
 
 
+# Spread measured on this machine kind (2 cores, 2 threads), jobs/multilabel.yaml, seeds 42, 1, 2, 3, 4:
+#   200 steps: exact_set 1.00 0.50 0.64 0.98 0.82, f1_at_2 1.00 0.97 0.92 1.00 1.00 (0.705 / 0.929 in one fresh clone)
+#   300 steps: exact_set 0.76 0.97 1.00 1.00 1.00, f1_at_2 0.98 1.00 1.00 1.00 1.00
+#   600 steps: exact_set 0.88 0.88 (seeds 42, 1), f1_at_2 1.00 1.00
+# The ranking (F1 at 2) converges; the exact set also depends on the calibration of the second
+# label against the thresholds, which varies with the trajectory. So: the job's 300 steps, and
+# bounds under the minimum over seeds with a margin (F1@2 0.98 -> 0.9, exact set 0.76 -> 0.6;
+# a model that ranks at random scores about 0.5 and 0.1).
 @pytest.mark.integration
 def test_multilabel_top_k_and_exact_set(env, tmp_path):
-    result = run_cli("run", "jobs/multilabel.yaml", "train.max_steps=200", env=env)
+    result = run_cli("run", "jobs/multilabel.yaml", env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     run_dir = next((tmp_path / "runs/multilabel").glob("multilabel-*"))
     results = json.loads((run_dir / "eval_results.json").read_text())
-    assert results["f1_at_2"] >= 0.9 and results["exact_set_accuracy"] >= 0.8
+    assert results["f1_at_2"] >= 0.9 and results["exact_set_accuracy"] >= 0.6, results
     first = json.loads((run_dir / "predictions.json").read_text())[0]
     assert set(first["scores"]) == {"warm", "cool", "pet", "wild"} and first["predicted"]
 
