@@ -59,3 +59,29 @@ def test_concurrent_launch_of_the_same_sweep_is_refused(env, tmp_path, monkeypat
         result = run_cli("sweep", str(path), env=env)
     assert result.returncode != 0 and "is being launched by pid" in result.stderr, result.stderr
     assert not (tmp_path / "runs/lock/manifest.json").exists()
+
+
+def test_elapsed_time_does_not_wrap_after_a_day():
+    from workflow.console import _elapsed
+
+    assert _elapsed(3661) == "1:01:01"
+    assert _elapsed(25 * 3600) == "1 day, 1:00:00"
+    assert _elapsed(None) == "-"
+
+
+def test_export_consolidates_the_newest_complete_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint cut off while being written (no .complete marker) is skipped, as in resume."""
+    from workflow import export
+
+    run_dir = tmp_path / "point"
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = run_dir / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+        if complete:
+            (folder / ".complete").write_text("{}")
+    (run_dir / "model").mkdir()  # ZeRO-3 without consolidated weights: nothing but the checkpoints
+    seen = []
+    monkeypatch.setattr(export, "_consolidate_zero", lambda checkpoint, out, rd: seen.append(checkpoint.name))
+    export.export(run_dir / "model", tmp_path / "out", run_dir)
+    assert seen == ["checkpoint-10"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -164,6 +165,7 @@ def _metric(value) -> str:
 
 
 def _elapsed(seconds) -> str:
+    """H:MM:SS, with days beyond 24 hours (1 day, 1:00:00), never wrapping."""
     if seconds is None:
         return "-"
-    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+    return str(timedelta(seconds=int(seconds)))

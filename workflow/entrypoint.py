@@ -57,6 +57,9 @@ def main(run_dir: str) -> dict:
                         format=f"%(asctime)s [rank {dist.rank}] %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RedactSecrets())
+    # bitsandbytes' CPU backend warns at import on AVX512-BF16 hosts that an optional kernel package is
+    # missing; nothing a user can act on (it is a CPU fallback, unused on GPUs).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
     if spec["deepspeed"]["enabled"]:

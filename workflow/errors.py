@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,3 @@ def suggest(word: str, options: Iterable[str]) -> str | None:
 def short(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def one(error_type: type[WorkflowError], headline: str, file: str | None, key: str | None,
-        expected: str, given: str | None = None, hint: str | None = None) -> WorkflowError:
-    return error_type(headline, [Problem(file, key, expected, given, hint)])
-
-
-def raise_if(problems: Sequence[Problem], error_type: type[WorkflowError], headline: str) -> None:
-    if problems:
-        raise error_type(headline, list(problems))

@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from workflow.checkpoints import latest_checkpoint
 from workflow.errors import JobError, Problem
+from workflow.rundir import RunDir
 
 TOLERANCE = 1e-5
 
@@ -28,9 +30,9 @@ class ExportResult:
 def export(model_dir: Path, out: Path, run_dir: Path) -> ExportResult:
     if (model_dir / "adapter_config.json").is_file():
         return _merge_lora(model_dir, out, run_dir)
-    checkpoints = sorted(run_dir.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not _has_weights(model_dir) and checkpoints:
-        return _consolidate_zero(checkpoints[-1], out, run_dir)
+    checkpoint = latest_checkpoint(RunDir(run_dir))  # the newest *complete* one, as training resumes from
+    if not _has_weights(model_dir) and checkpoint:
+        return _consolidate_zero(Path(checkpoint), out, run_dir)
     if not _has_weights(model_dir):
         raise JobError(f"Nothing to export in {model_dir}", [Problem(str(model_dir), None,
                        "model weights, LoRA adapters or a ZeRO checkpoint", "none found")])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 
@@ -15,11 +14,11 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 
 from workflow.plan import model_source
 from workflow.preempt import FLAG, Preempted
+from workflow.checkpoints import COMPLETE_MARKER, latest_checkpoint
 from workflow.rundir import RunDir, write_json
 from workflow.zero import deepspeed_config
 
 log = logging.getLogger("workflow.hf")
-COMPLETE_MARKER = ".complete"
 
 
 def load_model(spec: dict, tracker=None):
@@ -287,18 +286,6 @@ def collective_device(backend: str, device: torch.device) -> torch.device:
 
 def _metric_name(key: str) -> str:
     return {"train_samples_per_second": "train_samples_per_second_avg"}.get(key, key)
-
-
-def latest_checkpoint(rd: RunDir) -> str | None:
-    """The newest checkpoint that was completely written; partial ones are skipped."""
-    if not rd.checkpoints.is_dir():
-        return None
-    found = []
-    for folder in rd.checkpoints.iterdir():
-        match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
-        if match and (folder / COMPLETE_MARKER).is_file() and (folder / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), folder))
-    return str(max(found)[1]) if found else None
 
 
 def package_versions() -> dict:

@@ -35,15 +35,6 @@ def redact(text: str, values: list[str] | None = None) -> str:
     return re.sub(r"(://[^/:@\s]+:)[^@/\s]+@", rf"\1{MASK}@", text)
 
 
-def redact_tree(obj: Any, values: list[str] | None = None) -> Any:
-    values = secret_values() if values is None else values
-    if isinstance(obj, dict):
-        return {k: redact_tree(v, values) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact_tree(v, values) for v in obj]
-    return redact(obj, values) if isinstance(obj, str) else obj
-
-
 def find_in_spec(tree: Any, path: str = "") -> list[tuple[str, str]]:
     """(key path, reason) for every credential value or password-bearing URI in a spec."""
     values = secret_values()

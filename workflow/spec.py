@@ -54,9 +54,6 @@ class TrainSpec(Block):
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
 
 
-SEQ2SEQ_METRICS = ("exact_match", "bleu", "rouge_l")
-
-
 class GenerateSpec(Block):
     temperature: float = Field(0.0, ge=0, description="0 means greedy decoding; above 0 samples.")
     metrics: list[Literal["exact_match", "bleu", "rouge_l"]] = Field(
