@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from baseline_seq2seq import load_splits  # the same tokenisation as the CPU baseline (P4)
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
                           Seq2SeqTrainingArguments, TrainerCallback, set_seed)
 
@@ -48,22 +48,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save_model", action="store_true", help="save the final model to <output_dir>/final")
     p.add_argument("--result_json", help="also write the results here")
     return p.parse_args(argv)
-
-
-def load_splits(path: str, tokenizer, max_source: int, max_target: int) -> tuple[Dataset, Dataset]:
-    raw = json.loads(Path(path).read_text())
-
-    def encode(batch):
-        enc = tokenizer(batch["prompt"], max_length=max_source, truncation=True)
-        enc["labels"] = tokenizer(text_target=batch["completion"], max_length=max_target,
-                                  truncation=True)["input_ids"]
-        return enc
-
-    out = []
-    for split in ("train", "eval"):
-        ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in raw[split]])
-        out.append(ds.map(encode, batched=True, remove_columns=["prompt", "completion"]))
-    return out[0], out[1]
 
 
 class Throughput(TrainerCallback):

@@ -101,6 +101,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from flops import XL, mfu, train_flops_per_sample  # noqa: E402
+from workflow.rundir import read_json  # noqa: E402
 
 BASELINE = REPO / "bench" / "gpu_baseline.py"
 GIB = 2 ** 30
@@ -566,7 +567,7 @@ class Bench:
         if call["code"] == 0 and trained:
             side["status"] = "ok"
         else:
-            error = (_read_json(point_dir / "state.json") if point_dir else {}).get("error")
+            error = (read_json(point_dir / "state.json") if point_dir else {}).get("error")
             reason = _failure(call) + (f": {error}" if error else "")
             side.update(status="partial" if trained else "failed", reason=reason,
                         log_tail=tail(point_dir / "log.txt") if point_dir and (point_dir / "log.txt").exists()
@@ -816,13 +817,6 @@ def _int(value) -> int | None:
         return int(float(value))
     except (TypeError, ValueError):
         return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _failure(call: dict) -> str:
