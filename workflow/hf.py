@@ -57,7 +57,8 @@ def model_class(source: str):
     config = AutoConfig.from_pretrained(source)
     cls = MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING[type(config)]
     tied = dict(getattr(cls, "_tied_weights_keys", None) or {})
-    if PretrainedConfig.get_config_dict(source)[0].get("tie_word_embeddings") is not False or "lm_head.weight" not in tied:
+    untied_head = PretrainedConfig.get_config_dict(source)[0].get("tie_word_embeddings") is False
+    if not untied_head or "lm_head.weight" not in tied:
         return cls
     tied.pop("lm_head.weight")
     return type(cls.__name__, (cls,), {"_tied_weights_keys": tied, "__module__": cls.__module__})
