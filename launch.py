@@ -25,6 +25,7 @@ import fire  # noqa: E402
 
 from workflow import lifecycle, manifest as manifests  # noqa: E402
 from workflow.errors import WorkflowError  # noqa: E402
+from workflow.states import State  # noqa: E402
 
 
 def _ui():
@@ -100,7 +101,7 @@ class Commands:
         for warning in launcher.reconcile(manifest):
             ui.print_warning(warning)
         self._summary(manifest, sweep.varying)
-        failed = [r for r in manifest.points.values() if r.hash in result.submitted and r.state == "FAILED"]
+        failed = [r for r in manifest.points.values() if r.hash in result.submitted and r.state == State.FAILED]
         if failed:
             raise WorkflowError(f"{len(failed)} point(s) failed; see: python launch.py logs {sweep.name}")
         return None

@@ -85,3 +85,15 @@ def test_export_consolidates_the_newest_complete_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(export, "_consolidate_zero", lambda checkpoint, out, rd: seen.append(checkpoint.name))
     export.export(run_dir / "model", tmp_path / "out", run_dir)
     assert seen == ["checkpoint-10"]
+
+
+def test_states_are_typed_and_read_old_manifests():
+    import json
+
+    from workflow.states import State
+
+    assert State.RUNNING.is_active and not State.RUNNING.is_terminal
+    assert State.PREEMPTED.is_terminal and State.COMPLETED.is_terminal and not State.PLANNED.is_terminal
+    record = PointRecord(0, "p", "h", "/tmp/p")
+    assert json.loads(json.dumps({"state": record.state})) == {"state": "PLANNED"}  # files hold plain names
+    assert State("FAILED") == "FAILED" and f"{State.FAILED:>8}" == "  FAILED"

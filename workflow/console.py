@@ -12,14 +12,15 @@ from rich.table import Table
 
 from workflow.errors import WorkflowError
 from workflow.manifest import Manifest, PointRecord
+from workflow.states import State
 from workflow.sweep import Sweep, format_value
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 
-STATE_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "FAILED": "red",
-               "CANCELLED": "magenta", "TIMEOUT": "red", "OUT_OF_MEMORY": "red", "NODE_FAIL": "red",
-               "PREEMPTED": "yellow", "PLANNED": "dim"}
+STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.FAILED: "red",
+               State.CANCELLED: "magenta", State.TIMEOUT: "red", State.OUT_OF_MEMORY: "red", State.NODE_FAIL: "red",
+               State.PREEMPTED: "yellow", State.PLANNED: "dim"}
 
 
 def print_error(exc: WorkflowError) -> None:

@@ -22,6 +22,7 @@ import submitit
 
 from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
+from workflow.states import State
 
 log = logging.getLogger("workflow")
 ERROR_TAIL_LINES = 8
@@ -70,7 +71,7 @@ def main(run_dir: str) -> dict:
         log.info("%s", context["deepspeed_auto"])
         tracker.set_tags({"deepspeed_auto": context["deepspeed_auto"]})
     if dist.is_main:
-        rd.write_state(state="RUNNING", started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
+        rd.write_state(state=State.RUNNING, started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
                        mlflow_run_id=tracker.run_id, error=None)
     log.info("point %s (%s) starting on %s, world size %d", context["point_name"], context["point_hash"],
              socket.gethostname(), dist.world_size)
@@ -81,7 +82,7 @@ def main(run_dir: str) -> dict:
         log.warning("%s", exc)
         if dist.is_main:
             count = rd.read_state().get("preemptions", 0) + 1
-            rd.write_state(state="REQUEUED", preempted_at=time.time(), preemptions=count)
+            rd.write_state(state=State.REQUEUED, preempted_at=time.time(), preemptions=count)
             tracker.set_tags({"preemptions": count})
         raise
     except BaseException as exc:
@@ -93,7 +94,7 @@ def main(run_dir: str) -> dict:
         sys.stdout.flush()
         if dist.is_main:
             tail = redact(_tail(rd.log, ERROR_TAIL_LINES))
-            rd.write_state(state="CANCELLED" if killed else "FAILED", ended_at=time.time(),
+            rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
                            error=summary, error_tail=tail)
             tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
             tracker.finish("KILLED" if killed else "FAILED")
@@ -101,7 +102,7 @@ def main(run_dir: str) -> dict:
                 _cancel_siblings()
         raise
     if dist.is_main:
-        rd.write_state(state="COMPLETED", ended_at=time.time(), results=results)
+        rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
         tracker.finish("FINISHED")
     log.info("point %s done: %s", context["point_name"], results)
     return results

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from workflow.errors import Problem, SpecError, WorkflowError
+from workflow.states import State
 
 # flag -> (spec key path, type, help)
 COMMON_FLAGS = {
@@ -114,9 +115,9 @@ def run_spec(raw: dict, name: str) -> int:
     plan = make_plan(Sweep(name, "<command line>", [Point(0, spec["run_name"], spec_hash(spec), {}, spec)], []))
     result = launcher.launch(plan)
     manifest = lifecycle.refresh(result.manifest)
-    failed = [r for r in manifest.points.values() if r.state == "FAILED"]
+    failed = [r for r in manifest.points.values() if r.state == State.FAILED]
     if failed:
         raise SpecError(f"{name} failed: {failed[0].error}", [Problem(failed[0].run_dir, "log.txt", "a finished run",
-                                                                     "FAILED")])
+                                                                     State.FAILED)])
     return 0
 

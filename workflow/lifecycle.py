@@ -13,6 +13,7 @@ from workflow.errors import ManifestError, Problem, suggest
 from workflow.manifest import ACTIVE, Manifest, PointRecord
 from workflow.metrics import lower_is_better, primary_metric
 from workflow.rundir import RunDir
+from workflow.states import State
 
 # Metrics shown as "latest metric" by status.
 SHOWN_METRICS = ("loss", "eval_loss", "exact_match")
@@ -118,7 +119,7 @@ def cancel(sweep: str, point: str | None) -> list[str]:
     for name, group in by_backend.items():
         cancelled += backends.get(name).cancel(group)
     for digest in cancelled:
-        manifest.points[digest].state = "CANCELLED"
+        manifest.points[digest].state = State.CANCELLED
         manifest.points[digest].ended_at = time.time()
     manifest.save()
     return [manifest.points[d].name for d in cancelled]

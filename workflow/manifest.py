@@ -18,11 +18,9 @@ from typing import Iterator, Optional
 
 from workflow.errors import ManifestError, Problem
 from workflow.paths import runs_dir
+from workflow.states import ACTIVE, TERMINAL_FAILED, State  # noqa: F401 (re-exported)
 
-# Terminal states never change again; active ones may.
-DONE = "COMPLETED"
-TERMINAL_FAILED = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")
-ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "SUBMITTED")
+DONE = State.COMPLETED
 
 
 @dataclass
@@ -31,7 +29,7 @@ class PointRecord:
     name: str
     hash: str
     run_dir: str
-    state: str = "PLANNED"
+    state: str = State.PLANNED
     backend: Optional[str] = None
     job_id: Optional[str] = None
     mlflow_run_id: Optional[str] = None

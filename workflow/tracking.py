@@ -21,6 +21,7 @@ from typing import Any
 
 from workflow.paths import default_artifact_root, default_tracking_uri
 from workflow.secrets import redact
+from workflow.states import State
 
 log = logging.getLogger("workflow.tracking")
 
@@ -256,8 +257,10 @@ def _read_spool(path: Path) -> list[dict]:
 
 
 # Node states -> MLflow run statuses, for runs whose job ended without closing its run.
-RUN_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "OUT_OF_MEMORY": "FAILED", "CANCELLED": "KILLED",
-              "TIMEOUT": "KILLED", "PREEMPTED": "KILLED", "NODE_FAIL": "KILLED", "UNKNOWN": "KILLED"}
+# Our terminal states -> MLflow run statuses.
+RUN_STATUS = {State.COMPLETED: "FINISHED", State.FAILED: "FAILED", State.OUT_OF_MEMORY: "FAILED",
+              State.CANCELLED: "KILLED", State.TIMEOUT: "KILLED", State.PREEMPTED: "KILLED", State.NODE_FAIL: "KILLED",
+              State.UNKNOWN: "KILLED"}
 
 
 def sync(request: dict) -> dict:

@@ -27,6 +27,7 @@ from workflow.legacy import MODULES
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
 from workflow.rundir import RunDir
+from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
     from workflow.plan import Plan
@@ -106,9 +107,9 @@ class CtlBackend(Backend):
             proc = subprocess.run(job.argv, capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
             record = manifest.points[job.hash]
             if proc.returncode != 0:
-                record.state, record.error = "FAILED", f"ctl job run failed: {proc.stderr.strip()[:300]}"
+                record.state, record.error = State.FAILED, f"ctl job run failed: {proc.stderr.strip()[:300]}"
             else:
-                record.state, record.job_id, record.submitted_at = "SUBMITTED", job.name, time.time()
+                record.state, record.job_id, record.submitted_at = State.SUBMITTED, job.name, time.time()
                 record.extra["ctl_job_name"] = job.name
             manifest.save()
             on_event("submitted", record)

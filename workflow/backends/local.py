@@ -20,6 +20,7 @@ from workflow.errors import BackendError, Problem
 from workflow.manifest import Manifest, PointRecord
 from workflow.paths import PROJECT_ROOT
 from workflow.rundir import RunDir
+from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
     from workflow.plan import Plan
@@ -94,7 +95,7 @@ class LocalBackend(Backend):
             for digest, proc in running.items():
                 _terminate(proc)
                 record = manifest.points[digest]
-                record.state, record.ended_at = "CANCELLED", time.time()
+                record.state, record.ended_at = State.CANCELLED, time.time()
             manifest.save()
             raise
 
@@ -104,7 +105,7 @@ class LocalBackend(Backend):
         for digest, proc in running.items():
             _terminate(proc)
             record = manifest.points[digest]
-            record.state, record.ended_at, record.error = "CANCELLED", time.time(), "cancelled by --fail_fast"
+            record.state, record.ended_at, record.error = State.CANCELLED, time.time(), "cancelled by --fail_fast"
         for job in queue:
             manifest.points[job.hash].error = "not run: --fail_fast after an earlier failure"
         running.clear()
@@ -117,7 +118,7 @@ class LocalBackend(Backend):
             proc = subprocess.Popen(job.argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         record = manifest.points[job.hash]
-        record.job_id, record.state = f"local:{proc.pid}", "RUNNING"
+        record.job_id, record.state = f"local:{proc.pid}", State.RUNNING
         record.submitted_at = record.started_at = time.time()
         record.ended_at, record.error = None, None
         manifest.save()
@@ -128,7 +129,7 @@ class LocalBackend(Backend):
         node = RunDir(Path(record.run_dir)).read_state()
         record.state = _final_state(code, node.get("state"))
         record.ended_at = time.time()
-        record.error = None if code == 0 else PREEMPTED_NOTE if record.state == "PREEMPTED" else (
+        record.error = None if code == 0 else PREEMPTED_NOTE if record.state == State.PREEMPTED else (
             node.get("error") or f"exit code {code}")
         manifest.save()
         on_event("finished", record)
@@ -139,10 +140,10 @@ class LocalBackend(Backend):
             state = RunDir(Path(record.run_dir)).read_state()
             pid = int(record.job_id.split(":")[1]) if record.job_id and record.job_id.startswith("local:") else None
             current = state.get("state", record.state)
-            if current == "REQUEUED" and not (pid and _alive(pid)):
-                current = "PREEMPTED"  # no scheduler requeues a local job: a re-run resumes it
-            if current == "RUNNING" and not (pid and _alive(pid)):
-                current = "FAILED" if record.state not in ("COMPLETED", "CANCELLED") else record.state
+            if current == State.REQUEUED and not (pid and _alive(pid)):
+                current = State.PREEMPTED  # no scheduler requeues a local job: a re-run resumes it
+            if current == State.RUNNING and not (pid and _alive(pid)):
+                current = State.FAILED if record.state not in (State.COMPLETED, State.CANCELLED) else record.state
             out[record.hash] = JobState(current, record.job_id)
         return out
 
@@ -163,10 +164,10 @@ PREEMPTED_NOTE = "preempted (USR2): a checkpoint was saved; run the point again 
 def _final_state(code: int, node_state: str | None) -> str:
     """The manifest state of a finished local process from its exit code and the node's state."""
     if code == 0:
-        return "COMPLETED"
-    if node_state == "REQUEUED":
-        return "PREEMPTED"
-    return node_state if node_state in ("FAILED", "CANCELLED") else "FAILED"
+        return State.COMPLETED
+    if node_state == State.REQUEUED:
+        return State.PREEMPTED
+    return node_state if node_state in (State.FAILED, State.CANCELLED) else State.FAILED
 
 
 def _nproc(spec: dict) -> int:

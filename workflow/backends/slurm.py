@@ -27,6 +27,7 @@ from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem, suggest
 from workflow.manifest import Manifest, PointRecord
 from workflow.rundir import RunDir
+from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
     from workflow.plan import Plan
@@ -37,19 +38,19 @@ COMMAND_TIMEOUT_S = 60
 
 # SLURM job states -> the tool's states (one mapping, used by status and lifecycle).
 STATE_MAP = {
-    "PENDING": "PENDING", "CONFIGURING": "RUNNING", "RUNNING": "RUNNING", "COMPLETING": "RUNNING",
-    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
-    "PREEMPTED": "PREEMPTED", "OUT_OF_MEMORY": "OUT_OF_MEMORY", "NODE_FAIL": "NODE_FAIL",
-    "BOOT_FAIL": "NODE_FAIL", "DEADLINE": "TIMEOUT", "REQUEUED": "PENDING", "REQUEUE_FED": "PENDING",
-    "REQUEUE_HOLD": "PENDING", "RESIZING": "RUNNING", "SUSPENDED": "PENDING", "STOPPED": "PENDING",
-    "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING", "SPECIAL_EXIT": "FAILED", "REVOKED": "CANCELLED",
+    "PENDING": State.PENDING, "CONFIGURING": State.RUNNING, "RUNNING": State.RUNNING, "COMPLETING": State.RUNNING,
+    "COMPLETED": State.COMPLETED, "FAILED": State.FAILED, "CANCELLED": State.CANCELLED, "TIMEOUT": State.TIMEOUT,
+    "PREEMPTED": State.PREEMPTED, "OUT_OF_MEMORY": State.OUT_OF_MEMORY, "NODE_FAIL": State.NODE_FAIL,
+    "BOOT_FAIL": State.NODE_FAIL, "DEADLINE": State.TIMEOUT, "REQUEUED": State.PENDING, "REQUEUE_FED": State.PENDING,
+    "REQUEUE_HOLD": State.PENDING, "RESIZING": State.RUNNING, "SUSPENDED": State.PENDING, "STOPPED": State.PENDING,
+    "SIGNALING": State.RUNNING, "STAGE_OUT": State.RUNNING, "SPECIAL_EXIT": State.FAILED, "REVOKED": State.CANCELLED,
 }
 
 
 def map_state(raw: str) -> str:
     """'CANCELLED by 0' -> CANCELLED; unknown states stay visible as UNKNOWN."""
     word = raw.strip().split(" ")[0].rstrip("+") if raw.strip() else ""
-    return STATE_MAP.get(word, "UNKNOWN")
+    return STATE_MAP.get(word, State.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class SlurmBackend(Backend):
             now = time.time()
             for digest, job in zip(chunk.hashes, jobs):
                 record = manifest.points[digest]
-                record.job_id, record.state, record.submitted_at = job.job_id, "PENDING", now
+                record.job_id, record.state, record.submitted_at = job.job_id, State.PENDING, now
                 record.started_at = record.ended_at = record.error = None
             manifest.save()
             for digest in chunk.hashes:
@@ -218,7 +219,7 @@ class SlurmBackend(Backend):
                 state, elapsed, reason = accounted[job_id]
             else:  # sacct has no record (purged, or accounting lag): trust what the node wrote
                 node_state = RunDir(Path(record.run_dir)).read_state().get("state")
-                state = node_state if node_state in ("COMPLETED", "FAILED", "CANCELLED") else "UNKNOWN"
+                state = node_state if node_state in (State.COMPLETED, State.FAILED, State.CANCELLED) else State.UNKNOWN
                 elapsed, reason = None, "no scheduler record"
             out[record.hash] = JobState(state, job_id, elapsed, reason)
         return out
