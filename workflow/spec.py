@@ -1,7 +1,7 @@
 """The job spec: one pydantic model, every default and its documentation in one place.
 
-``python launch.py schema`` prints this reference; the README's spec section is generated
-from the same fields. Blocks:
+``python launch.py schema`` prints this reference from the fields (the README's spec section is a
+summary, not the reference). Blocks:
 
 - top level: task, model, data, backend, output
 - ``train``: optimisation and checkpointing
