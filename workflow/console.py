@@ -12,6 +12,7 @@ from rich.table import Table
 
 from workflow.errors import WorkflowError
 from workflow.manifest import Manifest, PointRecord
+from workflow.memory import fits
 from workflow.states import State
 from workflow.sweep import Sweep, format_value
 
@@ -102,7 +103,7 @@ def memory_table(est, name: str) -> Table:
         rows.insert(0, est.chosen)
     for option in rows:
         mark = " (chosen)" if option == est.chosen else ""
-        fit = "-" if est.gpu_mem_gb is None else ("yes" if option.total_gb <= est.gpu_mem_gb * 0.95 else "[red]no[/]")
+        fit = "-" if est.gpu_mem_gb is None else ("yes" if fits(option, est.gpu_mem_gb) else "[red]no[/]")
         table.add_row(option.label + mark, f"{option.gpu_gb:.1f}", f"{est.activations_gb:.1f}",
                       f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit)
     table.caption = f"{gpus} GPU(s) in all; model states from DeepSpeed's cold estimator formulas"
