@@ -264,3 +264,18 @@ def test_the_plan_rewrites_auto_and_keeps_the_declared_hash(isolated):
     plan = make_plan(sweep)
     assert sweep.points[0].spec["deepspeed"]["stage"] == 2 and sweep.points[0].hash == declared
     assert plan.auto_choices[declared].startswith("deepspeed.stage auto -> ZeRO-2")
+
+
+def test_a_gpu_point_without_cuda_fails_loudly(monkeypatch):
+    """No silent fallback to the CPU: a GPU job on a node where CUDA is unusable stops at once."""
+    import torch
+
+    from workflow import hf
+    from workflow.errors import JobError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(JobError) as caught:
+        hf.on_cpu({"resources": {"gpus_per_node": 2}})
+    text = caught.value.problems[0].render()
+    assert "resources.gpus_per_node" in text and "2 GPU(s) asked" in text and "gpus_per_node=0" in text
+    assert hf.on_cpu({"resources": {"gpus_per_node": 0}}) is True

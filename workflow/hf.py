@@ -112,7 +112,19 @@ def apply_lora(model, lora: dict, gradient_checkpointing: bool = False):
 
 
 def on_cpu(spec: dict) -> bool:
-    return spec["resources"]["gpus_per_node"] == 0 or not torch.cuda.is_available()
+    """True for a CPU point. A point that asks for GPUs on a node where CUDA is unusable fails here,
+    before any work, instead of training silently on the CPU at a fraction of the speed."""
+    gpus = spec["resources"]["gpus_per_node"]
+    if gpus and not torch.cuda.is_available():
+        import socket
+
+        from workflow.errors import JobError, Problem
+
+        raise JobError(f"No usable GPU on {socket.gethostname()}", [Problem(
+            "job.json", "resources.gpus_per_node", "a node where torch sees CUDA devices",
+            f"{gpus} GPU(s) asked, torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}) sees none",
+            "check the driver, CUDA_VISIBLE_DEVICES and the torch build; set resources.gpus_per_node=0 to run on CPU")])
+    return gpus == 0
 
 
 def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
