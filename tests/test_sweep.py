@@ -116,3 +116,14 @@ def test_hash_is_stable_and_ignores_execution_only_keys():
 
 def test_format_value():
     assert [format_value(v) for v in (3e-4, 0.01, 1e-3, 2, "x", 123456.0)] == ["3e-4", "0.01", "1e-3", "2", "x", "1.235e5"]
+
+
+def test_keys_added_later_keep_old_hashes():
+    """lora.quantize arrived after LoRA points were hashed: at "none" it leaves the hash alone."""
+    from workflow.sweep import spec_hash
+
+    old = {"task": "seq2seq", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"]}}
+    new = {**old, "lora": {**old["lora"], "quantize": "none"}}
+    assert spec_hash(new) == spec_hash(old)
+    assert spec_hash({**old, "lora": {**old["lora"], "quantize": "4bit"}}) != spec_hash(old)
+    assert spec_hash({"task": "seq2seq", "lora": None}) == spec_hash({"task": "seq2seq", "lora": None})

@@ -268,6 +268,9 @@ class JobSpec(Block):
 # of the point hash, so moving a sweep to another backend does not re-run finished points.
 HASH_EXCLUDED = ("backend", "tracking", "local", "slurm", "ctl", "run_name",
                  "resources.timeout_min", "resources.mem_gb", "resources.cpus_per_task")
+# Keys added after points were first hashed, with the value that means "as before". At that value
+# a key is left out of the hash, so upgrading the tool does not re-run finished points.
+HASH_OMITTED_AT = {"lora.quantize": "none"}
 
 
 def _block_type(annotation: Any) -> type[BaseModel] | None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from workflow import config
 from workflow.errors import Problem, SpecError, short, suggest
-from workflow.spec import HASH_EXCLUDED, JobSpec, field_paths
+from workflow.spec import HASH_EXCLUDED, HASH_OMITTED_AT, JobSpec, field_paths
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 
@@ -76,7 +76,8 @@ class Sweep:
 def spec_hash(spec: dict) -> str:
     """Stable id of a resolved spec: sha256 over the keys that change what is computed."""
     kept = dict(spec)
-    for dotted in HASH_EXCLUDED:
+    omitted = [(dotted, None) for dotted in HASH_EXCLUDED] + list(HASH_OMITTED_AT.items())
+    for dotted, only_at in omitted:
         *parents, leaf = dotted.split(".")
         node = kept
         for part in parents:  # copy only the dicts on the way to an excluded key
@@ -85,7 +86,8 @@ def spec_hash(spec: dict) -> str:
                 break
             node[part] = node = dict(child)
         else:
-            node.pop(leaf, None)
+            if only_at is None or node.get(leaf) == only_at:
+                node.pop(leaf, None)
     blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
