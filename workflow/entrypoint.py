@@ -104,8 +104,18 @@ def main(run_dir: str) -> dict:
     if dist.is_main:
         rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
         tracker.finish("FINISHED")
+    _close_process_group()
     log.info("point %s done: %s", context["point_name"], results)
     return results
+
+
+def _close_process_group() -> None:
+    """Tear torch.distributed down before the interpreter exits. Left to exit, the process group's
+    worker threads can abort a rank that finished while rank 0 still generates ("terminate
+    called without an active exception", SIGABRT), and torchrun then fails the whole job."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _cancel_siblings() -> None:
