@@ -134,3 +134,11 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
 
 def test_durations():
     assert slurm._seconds("1-02:03:04") == 93784 and slurm._seconds("05:06") == 306 and slurm._seconds("") is None
+
+
+def test_master_port_is_per_job_and_outside_the_ephemeral_range():
+    from workflow.entrypoint import master_port
+
+    ports = {master_port(f"{1000 + i}_{t}") for i in range(200) for t in range(5)}
+    assert all(20000 <= p < 32000 for p in ports) and len(ports) > 900
+    assert master_port("4242") == master_port("4242")

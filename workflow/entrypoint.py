@@ -211,7 +211,10 @@ class SlurmTask(submitit.helpers.Checkpointable):
     def __call__(self, run_dir: str) -> dict:
         _redirect_output(RunDir(Path(run_dir)).log)
         os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        job = submitit.JobEnvironment()
+        if job.num_tasks > 1:  # one task needs no rendezvous (DeepSpeed alone gets a free port)
+            os.environ.setdefault("MASTER_PORT", str(master_port(job.job_id)))
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         FLAG.install()
         try:
             return main(run_dir)
@@ -220,6 +223,16 @@ class SlurmTask(submitit.helpers.Checkpointable):
                 FLAG.previous(FLAG.signum, None)  # submitit: checkpoint + requeue + exit
             time.sleep(600)  # other ranks: the requeue ends this task
             raise
+
+
+def master_port(job_id: str) -> int:
+    """The rendezvous port of a multi-task job: the same on every task and node (derived from the
+    job id), and below Linux's ephemeral range (32768-60999), where an outgoing connection can
+    hold a port picked at random. submitit picks in 20000-60000: a single-task array point that
+    rendezvoused on such a port failed with EADDRINUSE in the SLURM tests."""
+    import hashlib
+
+    return 20000 + int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % 12000
 
 
 def _redirect_output(log_path: Path) -> None:
