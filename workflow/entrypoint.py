@@ -7,6 +7,7 @@ never in the launcher.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
@@ -104,18 +105,20 @@ def main(run_dir: str) -> dict:
     if dist.is_main:
         rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
         tracker.finish("FINISHED")
-    _close_process_group()
     log.info("point %s done: %s", context["point_name"], results)
     return results
 
 
-def _close_process_group() -> None:
-    """Tear torch.distributed down before the interpreter exits. Left to exit, the process group's
-    worker threads can abort a rank that finished while rank 0 still generates ("terminate
-    called without an active exception", SIGABRT), and torchrun then fails the whole job."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+def exit_without_finalizing(code: int) -> None:
+    """Flush and leave, skipping interpreter finalization. torch's process-group worker threads can
+    still be releasing collective work that holds Python tensors when the interpreter finalizes;
+    such a thread is then torn down inside a C++ destructor and the process aborts ("terminate
+    called without an active exception"; seen on a gloo ZeRO-3 rank right after a completed job,
+    which torchrun then failed)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cancel_siblings() -> None:
@@ -213,11 +216,14 @@ class SlurmTask(submitit.helpers.Checkpointable):
         os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
         job = submitit.JobEnvironment()
         if job.num_tasks > 1:  # one task needs no rendezvous (DeepSpeed alone gets a free port)
-            os.environ.setdefault("MASTER_PORT", str(master_port(job.job_id)))
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            os.environ["MASTER_PORT"] = str(master_port(job.job_id))  # read by submitit's export
+            # overwrite: values inherited from the submitting shell describe another job
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         FLAG.install()
         try:
-            return main(run_dir)
+            result = main(run_dir)
+            atexit.register(exit_without_finalizing, 0)  # after submitit has saved the result
+            return result
         except Preempted:
             if submitit.JobEnvironment().global_rank == 0 and callable(FLAG.previous):
                 FLAG.previous(FLAG.signum, None)  # submitit: checkpoint + requeue + exit
@@ -250,4 +256,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1])
     except BaseException:
-        sys.exit(1)
+        exit_without_finalizing(1)
+    exit_without_finalizing(0)

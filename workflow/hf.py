@@ -195,7 +195,17 @@ def save_final(trainer, tokenizer, spec: dict, rd: RunDir) -> Path:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(folder))
         log.info("saved the final model to %s", folder)
+    end_collectives(trainer)
     return folder
+
+
+def end_collectives(trainer) -> None:
+    """The final save is the job's last collective: every rank meets here, then the process group
+    goes, before rank 0 generates alone and the others leave (see entrypoint.exit_without_finalizing
+    for why they leave without finalizing the interpreter)."""
+    trainer.accelerator.wait_for_everyone()  # the library's device-aware barrier (NCCL or gloo)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def record_results(results: dict, callback, trainer, rd: RunDir, tracker) -> dict:
