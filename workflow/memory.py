@@ -243,12 +243,13 @@ def auto_stage(spec: dict, source: str) -> tuple[dict, str] | None:
     mem = spec["resources"].get("gpu_mem_gb") or gpu_memory_gb(spec["resources"].get("gpu_type"))
     if mem is None or t5_config(source) is None:
         return None
+    budget = mem * HEADROOM * AUTO_MARGIN
     for stage, off_opt, off_par in AUTO_LADDER:
         choice = {"enabled": stage != 0, "stage": stage, "offload_optimizer": "cpu" if off_opt else "none",
                   "offload_param": "cpu" if off_par else "none"}
         est = estimate({**spec, "deepspeed": {**spec["deepspeed"], **choice}}, source)
-        if est.chosen.total_gb <= mem * HEADROOM * AUTO_MARGIN:
+        if est.chosen.total_gb <= budget:
             break
-    verdict = "within" if est.chosen.total_gb <= mem * HEADROOM * AUTO_MARGIN else "above"
+    verdict = "within" if est.chosen.total_gb <= budget else "above"
     return choice, (f"deepspeed.stage auto -> {est.chosen.label.rsplit(',', 1)[0]}: {est.chosen.total_gb:.1f} "
                     f"GB/GPU, {verdict} {AUTO_MARGIN:.0%} of the usable {mem * HEADROOM:.1f} of {mem:.0f} GB")
