@@ -328,7 +328,7 @@ def tool_uses_fused_adam_op() -> bool:
     """Whether the tool's ZeRO config (without offload) leaves DeepSpeed its own FusedAdam (a CUDA op
     JIT-compiled with nvcc on first use) rather than torch's fused AdamW (``torch_adam``)."""
     try:
-        from workflow.zero import deepspeed_config
+        from workflow.node.zero import deepspeed_config
 
         ds = {"enabled": True, "stage": 2, "offload_optimizer": "none", "offload_param": "none",
               "gather_16bit_weights_on_save": True}
@@ -341,7 +341,7 @@ def prebuild_fused_adam(env: dict, log: Path) -> subprocess.Popen:
     """DeepSpeed JIT-compiles FusedAdam (ZeRO's optimizer on GPU) on first use; build it into
     the shared extension cache now, while the model is built, instead of inside a ZeRO side."""
     code = ("import os, time; t = time.time()\n"
-            "try:\n    from workflow.cuda_arch import fix_environment; fix_environment(os.environ)\n"
+            "try:\n    from workflow.node.cuda_arch import fix_environment; fix_environment(os.environ)\n"
             "except Exception as exc: print('cuda_arch:', exc)\n"
             "from deepspeed.ops.op_builder import FusedAdamBuilder\n"
             "FusedAdamBuilder().load(); print(f'FusedAdam ready in {time.time() - t:.0f} s')\n")
@@ -470,7 +470,7 @@ class Bench:
         """The planner's per-GPU figure for this configuration on one GPU of unknown type."""
         try:
             from workflow import memory
-            from workflow.config import load_spec
+            from workflow.launch.config import load_spec
 
             path = self.specs / f"{config}.yaml"
             if not path.exists():

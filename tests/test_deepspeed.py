@@ -14,7 +14,7 @@ import yaml
 
 from conftest import ROOT, run_cli
 from workflow.memory import model_states_gb, t5_config, t5_params
-from workflow.zero import deepspeed_config
+from workflow.node.zero import deepspeed_config
 
 GOLDEN = Path(__file__).parent / "golden"
 STEPS = {"eval_steps": 10, "save_steps": 10, "logging_steps": 5}
@@ -122,7 +122,7 @@ def test_zero3_partitions_checkpoints_resumes_and_exports(tmp_path, env):
     job["spec"]["train"]["max_steps"] = 15
     (run_dir / "job.json").write_text(json.dumps(job))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "workflow.entrypoint", str(run_dir)]
+                "-m", "workflow.node.entrypoint", str(run_dir)]
     done = subprocess.run(torchrun, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resuming from" in done.stdout and "checkpoint-10" in done.stdout
@@ -174,8 +174,8 @@ import deepspeed, torch
 from safetensors.torch import load_file
 deepspeed.init_distributed(dist_backend="gloo")
 from transformers import Seq2SeqTrainingArguments
-from workflow import hf
-from workflow.zero import deepspeed_config
+from workflow.node import hf
+from workflow.node.zero import deepspeed_config
 ds = {"stage": 3, "offload_optimizer": "none", "offload_param": "none", "gather_16bit_weights_on_save": True}
 args = Seq2SeqTrainingArguments(output_dir=sys.argv[1] + "/out", use_cpu=True, report_to="none",
                                 deepspeed=deepspeed_config(ds))  # zero.Init: from_pretrained loads partitioned

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from workflow import cuda_arch, memory, versions
+from workflow import memory, versions
+from workflow.node import cuda_arch
 from workflow.errors import SpecError
 
 
@@ -22,7 +23,7 @@ from workflow.errors import SpecError
 def test_collective_device_follows_the_backend(backend, device, expected):
     import torch
 
-    from workflow.hf import collective_device
+    from workflow.node.hf import collective_device
 
     assert collective_device(backend, torch.device(device)) == torch.device(expected)
 
@@ -30,7 +31,7 @@ def test_collective_device_follows_the_backend(backend, device, expected):
 def test_nccl_on_a_cpu_rank_is_an_error_not_a_hang():
     import torch
 
-    from workflow.hf import collective_device
+    from workflow.node.hf import collective_device
 
     with pytest.raises(RuntimeError, match="needs an accelerator device"):
         collective_device("nccl", torch.device("cpu"))
@@ -66,7 +67,7 @@ class FakeGroup:
 def test_preemption_check_reduces_on_the_group_device(backend, device, monkeypatch):
     import torch
 
-    from workflow import hf
+    from workflow.node import hf
 
     group = FakeGroup(backend, world=2, others_requested=True)
     group.install(monkeypatch, torch)
@@ -77,7 +78,7 @@ def test_preemption_check_reduces_on_the_group_device(backend, device, monkeypat
 def test_a_single_process_runs_no_collective(monkeypatch):
     import torch
 
-    from workflow import hf
+    from workflow.node import hf
 
     group = FakeGroup("nccl", world=1, others_requested=True)
     group.install(monkeypatch, torch)
@@ -190,7 +191,7 @@ def test_plan_command_shows_qlora(env):
 
 
 def _xl_lora_spec() -> dict:
-    from workflow.config import load_spec
+    from workflow.launch.config import load_spec
 
     return load_spec("jobs/flan-t5-xl-lora.yaml").model_dump(mode="json")
 
@@ -198,7 +199,7 @@ def _xl_lora_spec() -> dict:
 # --- deepspeed.stage: auto -------------------------------------------------------------------------
 
 def _auto(path: str, **resources) -> tuple[dict, str]:
-    from workflow.config import load_spec
+    from workflow.launch.config import load_spec
 
     spec = load_spec(path, ["deepspeed.stage=auto"]).model_dump(mode="json")
     spec["resources"].update(resources)
@@ -221,7 +222,7 @@ def test_auto_picks_the_fastest_setup_that_fits():
 
 def test_auto_takes_each_rung_in_order():
     """Every rung before the chosen one does not fit, and the chosen one does."""
-    from workflow.config import load_spec
+    from workflow.launch.config import load_spec
 
     for gpu in ("H100", "A100-40GB", "L40S", "A10G", "V100-16GB"):
         spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}"]
@@ -256,8 +257,8 @@ def test_auto_refusals(args, needle, env, tmp_path):
 
 
 def test_the_plan_rewrites_auto_and_keeps_the_declared_hash(isolated):
-    from workflow import sweep as sweeps
-    from workflow.plan import make_plan
+    from workflow.launch import sweep as sweeps
+    from workflow.launch.plan import make_plan
 
     sweep = sweeps.single("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto"])
     declared = sweep.points[0].hash
@@ -270,7 +271,7 @@ def test_a_gpu_point_without_cuda_fails_loudly(monkeypatch):
     """No silent fallback to the CPU: a GPU job on a node where CUDA is unusable stops at once."""
     import torch
 
-    from workflow import hf
+    from workflow.node import hf
     from workflow.errors import JobError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

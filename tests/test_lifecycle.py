@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from workflow import manifest as manifests
-from workflow.launcher import select
-from workflow.manifest import Manifest, PointRecord
-from workflow.plan import make_plan
-from workflow.sweep import expand
+from workflow.launch import manifest as manifests
+from workflow.launch.driver import select
+from workflow.launch.manifest import Manifest, PointRecord
+from workflow.launch.plan import make_plan
+from workflow.launch.sweep import expand
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_concurrent_launch_of_the_same_sweep_is_refused(env, tmp_path, monkeypat
 
 
 def test_elapsed_time_does_not_wrap_after_a_day():
-    from workflow.console import _elapsed
+    from workflow.launch.console import _elapsed
 
     assert _elapsed(3661) == "1:01:01"
     assert _elapsed(25 * 3600) == "1 day, 1:00:00"
@@ -71,7 +71,7 @@ def test_elapsed_time_does_not_wrap_after_a_day():
 
 def test_export_consolidates_the_newest_complete_checkpoint(tmp_path, monkeypatch):
     """A checkpoint cut off while being written (no .complete marker) is skipped, as in resume."""
-    from workflow import export
+    from workflow.node import export
 
     run_dir = tmp_path / "point"
     for step, complete in ((5, True), (10, True), (15, False)):

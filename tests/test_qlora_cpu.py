@@ -18,8 +18,8 @@ def test_qlora_loads_4bit_trains_adapters_and_exports_full_precision(mount, tmp_
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from workflow import hf
-    from workflow.export import export
+    from workflow.node import hf
+    from workflow.node.export import export
 
     source = str(mount / "models/tiny-t5")
     spec = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q", "v", "wi", "wo"],

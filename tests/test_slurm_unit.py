@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow.backends import slurm
+from workflow.launch.backends import slurm
 from workflow.errors import BackendError
-from workflow.manifest import PointRecord
-from workflow.plan import make_plan
-from workflow.sweep import expand
+from workflow.launch.manifest import PointRecord
+from workflow.launch.plan import make_plan
+from workflow.launch.sweep import expand
 
 from conftest import ROOT
 
@@ -137,7 +137,7 @@ def test_durations():
 
 
 def test_master_port_is_per_job_and_outside_the_ephemeral_range():
-    from workflow.entrypoint import master_port
+    from workflow.node.entrypoint import master_port
 
     ports = {master_port(f"{1000 + i}_{t}") for i in range(200) for t in range(5)}
     assert all(20000 <= p < 32000 for p in ports) and len(ports) > 900

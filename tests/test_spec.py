@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from workflow.config import load_spec, parse_overrides
+from workflow.launch.config import load_spec, parse_overrides
 from workflow.errors import SpecError
 from workflow.spec import JobSpec, field_paths
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from workflow.errors import SpecError
-from workflow.sweep import expand, format_value, spec_hash
+from workflow.launch.sweep import expand, format_value, spec_hash
 
 BASE = {"model_init_name": "tiny-t5", "data_name": "demo.json"}
 
@@ -120,7 +120,7 @@ def test_format_value():
 
 def test_keys_added_later_keep_old_hashes():
     """lora.quantize arrived after LoRA points were hashed: at "none" it leaves the hash alone."""
-    from workflow.sweep import spec_hash
+    from workflow.launch.sweep import spec_hash
 
     old = {"task": "seq2seq", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"]}}
     new = {**old, "lora": {**old["lora"], "quantize": "none"}}

@@ -9,10 +9,8 @@ combinations of known words. Standard library only.
 
 from __future__ import annotations
 
-import json
 import random
 import string
-from pathlib import Path
 
 PREFIX = "translate: "
 # Source word -> target word, one table per slot of the sentence.
@@ -83,11 +81,3 @@ def corpus_texts(data: dict) -> list[str]:
     # Every printable ASCII character, so other text never tokenizes to <unk>.
     texts.append(" ".join(string.ascii_letters + string.digits + string.punctuation))
     return texts
-
-
-def write_json(path, data) -> Path:
-    """Write ``data`` as indented JSON to ``path`` (parents created); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path

@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: status imports this module and never loads pydantic
+    from workflow.spec import JobSpec, LoraSpec
 
 GIB = 2 ** 30
 BUFFER_FACTOR = 1.5  # DeepSpeed's additional_buffer_factor default
@@ -65,15 +69,15 @@ def t5_params(cfg: dict) -> ModelSize:
     return ModelSize(total, max(embedding, mlp, attention), cfg)
 
 
-def lora_params(cfg: dict, lora: dict) -> int:
+def lora_params(cfg: dict, lora: LoraSpec) -> int:
     """Trainable LoRA parameters: r x (fan_in + fan_out) for each adapted module instance."""
-    d, ff, inner, r = cfg["d_model"], cfg["d_ff"], cfg["num_heads"] * cfg["d_kv"], lora["r"]
+    d, ff, inner, r = cfg["d_model"], cfg["d_ff"], cfg["num_heads"] * cfg["d_kv"], lora.r
     enc, dec = cfg["num_layers"], cfg.get("num_decoder_layers") or cfg["num_layers"]
     per = {"q": d + inner, "k": d + inner, "v": d + inner, "o": inner + d, "wi": d + ff, "wi_0": d + ff,
            "wi_1": d + ff, "wo": ff + d}
     attention = {"q", "k", "v", "o"}
     total = 0
-    for name in lora["target_modules"]:
+    for name in lora.target_modules:
         count = (enc + 2 * dec) if name in attention else (enc + dec)
         total += r * per.get(name, 0) * count
     return total
@@ -195,36 +199,39 @@ def fits(option: Option, gpu_mem_gb: float) -> bool:
     return option.total_gb <= gpu_mem_gb * HEADROOM
 
 
-def estimate(spec: dict, source: str) -> Estimate | None:
+def estimate(spec: JobSpec) -> Estimate | None:
     """Per-GPU memory for the spec's choice and every ZeRO/offload alternative; None without a
     known T5 config or without GPUs."""
-    res, train, ds = spec["resources"], spec["train"], spec["deepspeed"]
-    cfg = t5_config(source)
-    if cfg is None or res["gpus_per_node"] == 0:
+    res, train, ds, lora = spec.resources, spec.train, spec.deepspeed, spec.lora
+    cfg = t5_config(spec.model_source)
+    if cfg is None or res.on_cpu:
         return None
     size = t5_params(cfg)
-    acts = (checkpointed_activations_gb if train.get("gradient_checkpointing") else activations_gb)(
-        cfg, train["train_batch_size"], train["max_source_length"], train["max_target_length"], train["precision"])
-    gpus = res["gpus_per_node"]
-    trainable = lora_params(cfg, spec["lora"]) if spec.get("lora") else None
-    quantize = spec["lora"]["quantize"] if spec.get("lora") else "none"
+    acts = (checkpointed_activations_gb if train.gradient_checkpointing else activations_gb)(
+        cfg, train.train_batch_size, train.max_source_length, train.max_target_length, train.precision)
+    gpus = res.gpus_per_node
+    trainable = lora_params(cfg, lora) if lora else None
+    quantize = lora.quantize if lora else "none"
 
     def option(stage: int, off_opt: bool, off_par: bool, nodes: int) -> Option:
         gpu, host = model_states_gb(size, stage, gpus, nodes, off_opt, off_par, trainable, quantize)
         return Option(stage, off_opt, off_par, nodes, gpu, host, gpu + acts)
 
-    stage = ds["stage"] if ds["enabled"] else 0
-    chosen = option(stage, ds["offload_optimizer"] != "none", ds["offload_param"] != "none", res["nodes"])
+    stage = ds.stage if ds.enabled else 0
+    chosen = option(stage, ds.offload_optimizer != "none", ds.offload_param != "none", res.nodes)
     grid = [(0, False, False), (2, False, False), (3, False, False), (2, True, False), (3, True, False),
             (3, True, True)]
-    options = tuple(option(s, o, p, res["nodes"]) for s, o, p in grid)
-    mem = res.get("gpu_mem_gb") or gpu_memory_gb(res.get("gpu_type"))
+    options = tuple(option(s, o, p, res.nodes) for s, o, p in grid)
+    mem = gpu_size_gb(spec)
     suggestion = None
     if mem is not None and not fits(chosen, mem):
-        ladder = [option(s, o, p, n) for n in (res["nodes"], res["nodes"] * 2, res["nodes"] * 4)
-                  for s, o, p in grid]
+        ladder = [option(s, o, p, n) for n in (res.nodes, res.nodes * 2, res.nodes * 4) for s, o, p in grid]
         suggestion = next((o for o in ladder if fits(o, mem)), None)
-    return Estimate(source, size, gpus, mem, acts, chosen, options, suggestion)
+    return Estimate(spec.model_source, size, gpus, mem, acts, chosen, options, suggestion)
+
+
+def gpu_size_gb(spec: JobSpec) -> float | None:
+    return spec.resources.gpu_mem_gb or gpu_memory_gb(spec.resources.gpu_type)
 
 
 # deepspeed.stage auto, fastest first: plain data parallel (the HF Trainer without DeepSpeed ran
@@ -236,18 +243,18 @@ AUTO_LADDER = ((0, False, False), (2, False, False), (3, False, False), (3, True
 AUTO_MARGIN = 0.9
 
 
-def auto_stage(spec: dict, source: str) -> tuple[dict, str] | None:
+def auto_stage(spec: JobSpec) -> tuple[dict, str] | None:
     """For ``deepspeed.stage: auto``: the first rung of AUTO_LADDER whose estimate fits the GPU,
     as deepspeed block values, with the reason in words. The last rung when none fits (the
     memory check then refuses it with a suggestion). None when the model or GPU size is unknown."""
-    mem = spec["resources"].get("gpu_mem_gb") or gpu_memory_gb(spec["resources"].get("gpu_type"))
-    if mem is None or t5_config(source) is None:
+    mem = gpu_size_gb(spec)
+    if mem is None or t5_config(spec.model_source) is None:
         return None
     budget = mem * HEADROOM * AUTO_MARGIN
     for stage, off_opt, off_par in AUTO_LADDER:
         choice = {"enabled": stage != 0, "stage": stage, "offload_optimizer": "cpu" if off_opt else "none",
                   "offload_param": "cpu" if off_par else "none"}
-        est = estimate({**spec, "deepspeed": {**spec["deepspeed"], **choice}}, source)
+        est = estimate(spec.model_copy(update={"deepspeed": spec.deepspeed.model_copy(update=choice)}))
         if est.chosen.total_gb <= budget:
             break
     verdict = "within" if est.chosen.total_gb <= budget else "above"

@@ -4,23 +4,79 @@ ranking, and seq2seq generation metrics (sacrebleu, rouge-score)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 EPS = 1e-7
-# The metric a sweep is ranked by: the first of these a run has (prefix match for "_at_k" names).
-PRIMARY = ("exact_match", "roc_auc", "f1_at_", "accuracy", "pearson", "bleu", "rouge_l", "best_eval_loss", "eval_loss")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric name and how the tool treats it. A name ending in ``_`` is a prefix
+    (``f1_at_`` covers ``f1_at_3``); generation metrics also cover their ``_any_of_<n>`` form."""
+
+    name: str
+    lower_is_better: bool = False
+    rank: int | None = None      # order when choosing the metric a sweep is ranked by (lowest first)
+    final: bool = True           # a final metric, shown in results and compare tables
+    live: bool = False           # shown by status as a point's latest metric while it trains
+    generation: bool = False     # selectable in the spec's generate.metrics (seq2seq)
+
+    def matches(self, name: str, variants: bool = True) -> bool:
+        if name == self.name or (self.name.endswith("_") and name.startswith(self.name)):
+            return True
+        return variants and self.generation and name.startswith(self.name + "_any_of_")
+
+
+# The one metric registry: the spec, status, results and compare all read it.
+METRICS = (
+    Metric("exact_match", rank=0, live=True, generation=True),
+    Metric("roc_auc", rank=1),
+    Metric("f1_at_", rank=2),
+    Metric("accuracy", rank=3),
+    Metric("pearson", rank=4),
+    Metric("bleu", rank=5, generation=True),
+    Metric("rouge_l", rank=6, generation=True),
+    Metric("best_eval_loss", lower_is_better=True, rank=7),
+    Metric("eval_loss", lower_is_better=True, rank=8, final=False, live=True),
+    Metric("precision_at_"),
+    Metric("recall_at_"),
+    Metric("exact_set_accuracy"),
+    Metric("bce", lower_is_better=True),
+    Metric("mse", lower_is_better=True),
+    Metric("loss", lower_is_better=True, final=False, live=True),
+)
+GENERATION = tuple(m.name for m in METRICS if m.generation)
+LIVE = tuple(m.name for m in METRICS if m.live)
+
+
+def lookup(name: str) -> Metric | None:
+    return next((m for m in METRICS if m.matches(name)), None)
 
 
 def lower_is_better(name: str) -> bool:
-    return any(part in name for part in ("loss", "bce", "mse"))
+    """From the registry; other names (train_loss, eval_bce, ...) by their loss-like part."""
+    metric = lookup(name)
+    return metric.lower_is_better if metric else any(part in name for part in ("loss", "bce", "mse"))
 
 
 def primary_metric(names) -> str | None:
+    """The metric a sweep is ranked by: the registry's lowest-ranked one among ``names``."""
+    ranked = sorted((m for m in METRICS if m.rank is not None), key=lambda m: m.rank)
     names = list(names)
-    for want in PRIMARY:
-        for name in names:
-            if name == want or (want.endswith("_") and name.startswith(want)):
-                return name
-    return None
+    return next((n for m in ranked for n in names if m.matches(n, variants=False)), None)
+
+
+def table_metrics(names, key: str | None, limit: int = 6) -> list[str]:
+    """The columns of a results table: the ranking metric first, then the final metrics present."""
+    rest = [n for n in sorted(set(names)) if n != key and (m := lookup(n)) is not None and m.final]
+    return ([key] if key else []) + rest[:limit - 1 if key else limit]
+
+
+def rank(value, name: str | None) -> float:
+    """Sort key, best first: missing values last."""
+    if value is None or name is None:
+        return float("inf")
+    return value if lower_is_better(name) else -value
 
 
 def bce(scores: list[float], targets: list[float]) -> float:

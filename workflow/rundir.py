@@ -1,68 +1,50 @@
-"""The layout of one point's run directory, shared by the launcher and the node.
+"""The files of one point's run directory, shared by the launcher and the node. Every path
+into a run directory goes through ``RunDir``.
 
     job.json            what the node runs: resolved spec + context (plain data)
     spec.yaml           the resolved spec, for people
     log.txt             stdout and stderr of every task of the point
     state.json          written by the node: state, times, step, error summary
     metrics.jsonl       every metric and param logged (the tracking spool)
-    checkpoints/        HF Trainer checkpoints (checkpoint-<step>/)
+    tracking.json       the MLflow run id and how much of the spool it has received
+    checkpoints/        HF Trainer checkpoints (checkpoint-<step>/, complete ones marked)
     eval_results.json   final metrics
-    predictions.json    generations on the eval split
+    predictions.json    generations (or scores) on the eval split
     model/              final model and tokenizer
 """
 
 from __future__ import annotations
 
-import json
-import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from workflow.jsonio import read_json, write_json
+
+# Written into a checkpoint folder once the Trainer has finished writing it: a checkpoint cut
+# off by a kill or a full disk is never resumed from, nor exported.
+COMPLETE_MARKER = ".complete"
 
 
 @dataclass(frozen=True)
 class RunDir:
     root: Path
 
-    @property
-    def job(self) -> Path:
-        return self.root / "job.json"
-
-    @property
-    def spec_yaml(self) -> Path:
-        return self.root / "spec.yaml"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "log.txt"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def eval_results(self) -> Path:
-        return self.root / "eval_results.json"
-
-    @property
-    def predictions(self) -> Path:
-        return self.root / "predictions.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
+    job = property(lambda self: self.root / "job.json")
+    spec_yaml = property(lambda self: self.root / "spec.yaml")
+    log = property(lambda self: self.root / "log.txt")
+    state = property(lambda self: self.root / "state.json")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    tracking = property(lambda self: self.root / "tracking.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    eval_results = property(lambda self: self.root / "eval_results.json")
+    predictions = property(lambda self: self.root / "predictions.json")
+    model = property(lambda self: self.root / "model")
 
     def read_job(self) -> dict:
-        return json.loads(self.job.read_text())
+        return read_json(self.job)
 
     def read_state(self) -> dict:
         return read_json(self.state)
@@ -75,16 +57,13 @@ class RunDir:
     def read_results(self) -> dict:
         return read_json(self.eval_results)
 
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint that was completely written; partial ones are skipped."""
+        if not self.checkpoints.is_dir():
+            return None
+        found = []
+        for folder in self.checkpoints.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+            if match and (folder / COMPLETE_MARKER).is_file() and (folder / "trainer_state.json").is_file():
+                found.append((int(match.group(1)), folder))
+        return str(max(found)[1]) if found else None

@@ -1,7 +1,9 @@
 """The job spec: one pydantic model, every default and its documentation in one place.
 
-``python launch.py schema`` prints this reference from the fields (the README's spec section is a
-summary, not the reference). Blocks:
+``python launch.py schema`` prints the reference from the fields, and the README's spec reference
+is generated from them (``reference_markdown``; a test keeps the two equal). Derived values
+(tasks per node, world size, samples per step, model source, final model folder, the point
+hash) are properties and methods of the models, so no other module re-derives them. Blocks:
 
 - top level: task, model, data, backend, output
 - ``train``: optimisation and checkpointing
@@ -14,17 +16,32 @@ summary, not the reference). Blocks:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union, get_args
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeInt, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from workflow.errors import Problem, short, suggest
+from workflow.metrics import GENERATION
+from workflow.paths import models_dir
+from workflow.tasks import TASKS, Task
+from workflow.tree import get_path
+
+if TYPE_CHECKING:
+    from workflow.rundir import RunDir
+
+SPEC_ERROR = "spec"  # the error type of the validators below; its context names key, expected and given
 
 
-MARK = "\x1f"  # separates key, expected and given in validator messages (see config._problem)
-
-
-def fail(key: str, expected: str, given: Any) -> ValueError:
+def fail(key: str, expected: str, given: Any) -> PydanticCustomError:
     """A validator error that names its key path, what was expected and what was given."""
-    return ValueError(f"{MARK}{key}{MARK}{expected}{MARK}{given!r}")
+    return PydanticCustomError(SPEC_ERROR, "{key}: expected {expected}, got {given}",
+                               {"key": key, "expected": expected, "given": repr(given)})
 
 
 class Block(BaseModel):
@@ -56,7 +73,7 @@ class TrainSpec(Block):
 
 class GenerateSpec(Block):
     temperature: float = Field(0.0, ge=0, description="0 means greedy decoding; above 0 samples.")
-    metrics: list[Literal["exact_match", "bleu", "rouge_l"]] = Field(
+    metrics: list[Literal[GENERATION]] = Field(
         ["exact_match"], min_length=1, description="seq2seq eval metrics: exact_match, bleu (sacrebleu), rouge_l.")
     n_samples: PositiveInt = Field(1, description="Samples per eval prompt (needs temperature > 0 when above 1).")
     max_new_tokens: PositiveInt = Field(64, description="Generation length cap.")
@@ -108,7 +125,16 @@ class ResourcesSpec(Block):
 
     @property
     def tasks(self) -> int:
+        """Processes per node."""
         return self.tasks_per_node or max(1, self.gpus_per_node)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.gpus_per_node == 0
 
 
 class TrackingSpec(Block):
@@ -190,7 +216,7 @@ class CtlSpec(Block):
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
-    task: Literal["seq2seq", "classifier"] = Field(
+    task: Literal[tuple(TASKS)] = Field(
         "seq2seq", description="seq2seq (prompt -> completion) or classifier (yes/no score against a target).")
     model_init_name: Optional[str] = Field(
         None, description="Folder under mount/models holding the initial model (from_pretrained).")
@@ -211,6 +237,44 @@ class JobSpec(Block):
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     ctl: CtlSpec = Field(default_factory=CtlSpec)
 
+    @property
+    def task_info(self) -> Task:
+        return TASKS[self.task]
+
+    @property
+    def model_source(self) -> str:
+        """Where ``from_pretrained`` loads the initial model from: a folder or a hub id."""
+        if self.model_init_name:
+            return str(models_dir() / self.model_init_name)
+        return os.path.expanduser(self.model_init_path)
+
+    @property
+    def samples_per_step(self) -> int:
+        """Examples per optimizer step over all ranks."""
+        return self.train.train_batch_size * self.train.gradient_accumulation_steps * self.resources.world_size
+
+    def get(self, dotted: str) -> Any:
+        """The value at a dotted key path, e.g. ``spec.get("train.learning_rate")``."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
+    def model_dir(self, rd: RunDir) -> Path:
+        """Where the final model goes."""
+        return Path(self.output_dir) if self.output_dir else rd.model
+
+    def point_hash(self) -> str:
+        """Stable id of a point: sha256 over the keys that change what is computed."""
+        kept = self.model_dump(mode="json", exclude=HASH_EXCLUDED)
+        for dotted, at in HASH_OMITTED_AT.items():
+            parent, leaf = dotted.rsplit(".", 1)
+            node = get_path(kept, parent, None)
+            if isinstance(node, dict) and node.get(leaf) == at:
+                del node[leaf]
+        blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
     @model_validator(mode="after")
     def _precision_aliases(self) -> "JobSpec":
         ds = self.deepspeed
@@ -223,7 +287,7 @@ class JobSpec(Block):
 
     @model_validator(mode="after")
     def _batch_arithmetic(self) -> "JobSpec":
-        train, world = self.train, self.resources.nodes * self.resources.tasks
+        train, world = self.train, self.resources.world_size
         if train.global_batch_size is None:
             return self
         per_step = train.train_batch_size * world
@@ -266,8 +330,8 @@ class JobSpec(Block):
 
 # Keys that describe where or how a point runs, not what it computes. They are left out
 # of the point hash, so moving a sweep to another backend does not re-run finished points.
-HASH_EXCLUDED = ("backend", "tracking", "local", "slurm", "ctl", "run_name",
-                 "resources.timeout_min", "resources.mem_gb", "resources.cpus_per_task")
+HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
+                 "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True}}
 # Keys added after points were first hashed, with the value that means "as before". At that value
 # a key is left out of the hash, so upgrading the tool does not re-run finished points.
 HASH_OMITTED_AT = {"lora.quantize": "none"}
@@ -294,9 +358,8 @@ def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str,
     return out
 
 
-def block_at(path: tuple) -> type[BaseModel] | None:
+def block_at(path: tuple, model: type[BaseModel] = JobSpec) -> type[BaseModel] | None:
     """The pydantic model found at a key path (ignoring list indices), or None."""
-    model: type[BaseModel] = JobSpec
     for part in path:
         if isinstance(part, int):
             continue
@@ -306,3 +369,38 @@ def block_at(path: tuple) -> type[BaseModel] | None:
             return None
         model = sub
     return model
+
+
+def problems_from(exc: ValidationError, file: str, model: type[BaseModel] = JobSpec,
+                  noun: str = "key") -> list[Problem]:
+    """The one translation of pydantic's errors into Problems: key path, expected, given, hint."""
+    return list(dict.fromkeys(problem_from(err, file, model, noun) for err in exc.errors()))
+
+
+def problem_from(err: dict, file: str, model: type[BaseModel] = JobSpec, noun: str = "key") -> Problem:
+    loc = tuple(err.get("loc", ()))
+    key = ".".join(str(p) for p in loc) or None
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        block = block_at(loc[:-1], model)
+        elsewhere = [p for p in field_paths(model) if p.rsplit(".", 1)[-1] == loc[-1]]
+        hint = (f"did you mean '{elsewhere[0]}'?" if len(elsewhere) == 1
+                else suggest(str(loc[-1]), block.model_fields if block else []))
+        return Problem(file, key, f"a known {noun}", f"unknown key '{loc[-1]}'", hint)
+    if kind == "missing":
+        return Problem(file, key, "a value (this key is required)", "nothing")
+    if kind == SPEC_ERROR:
+        ctx = err["ctx"]
+        return Problem(file, ".".join(x for x in (key, ctx["key"]) if x), ctx["expected"], ctx["given"])
+    message = err.get("msg", "a valid value").removeprefix("Value error, ").removeprefix("Input should be ")
+    given = short(err.get("input")) if kind != "value_error" or loc else None
+    return Problem(file, key, message, given)
+
+
+def reference_markdown() -> str:
+    """The README's spec reference, generated from the fields (a test keeps the README equal)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for path, info in field_paths().items():
+        default = "required" if info.is_required() else f"`{info.get_default(call_default_factory=True)!r}`"
+        lines.append(f"| `{path}` | {default} | {(info.description or '').replace('|', '/')} |")
+    return "\n".join(lines)

@@ -67,7 +67,7 @@ import os, torch, torch.distributed as dist
 os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29531", RANK="0", WORLD_SIZE="1")
 torch.cuda.set_device(0)
 dist.init_process_group("nccl")
-from workflow.hf import reduce_max
+from workflow.node.hf import reduce_max
 assert reduce_max(True, torch.device("cuda:0")) is True and reduce_max(False, torch.device("cuda:0")) is False
 try:
     dist.all_reduce(torch.tensor([1]))

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from workflow.errors import ManifestError, Problem
+from workflow.jsonio import write_json
 from workflow.paths import runs_dir
-from workflow.states import ACTIVE, TERMINAL_FAILED, State  # noqa: F401 (re-exported)
-
-DONE = State.COMPLETED
+from workflow.rundir import RunDir
+from workflow.states import State
 
 
 @dataclass
@@ -37,7 +37,13 @@ class PointRecord:
     started_at: Optional[float] = None
     ended_at: Optional[float] = None
     error: Optional[str] = None
+    commit: Optional[str] = None    # git commit of the code it was submitted with
+    code: Optional[str] = None      # the code snapshot its job runs
     extra: dict = field(default_factory=dict)
+
+    @property
+    def rundir(self) -> RunDir:
+        return RunDir(Path(self.run_dir))
 
 
 @dataclass
@@ -57,11 +63,7 @@ class Manifest:
         return sweep_dir(self.sweep) / "manifest.json"
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        payload = asdict(self)
-        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, asdict(self))
 
     def ordered(self) -> list[PointRecord]:
         return sorted(self.points.values(), key=lambda r: (r.index, r.hash))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workflow import demo
+from workflow.jsonio import write_json
 from workflow.paths import data_dir, models_dir
 
 
@@ -19,7 +20,7 @@ def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int =
     extra = {"clf.json": demo.make_classifier_data(seed=seed), "multilabel.json": demo.make_multilabel_data(seed=seed)}
     for name, payload in [(data_name, records), *extra.items()]:
         if not (data_dir() / name).is_file():
-            demo.write_json(data_dir() / name, payload)
+            write_json(data_dir() / name, payload)
     model_dir = models_dir() / model_name
     if not (model_dir / "config.json").is_file():
         build_tiny_model(model_dir, demo.corpus_texts(records), seed=seed)

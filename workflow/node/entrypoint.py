@@ -1,14 +1,13 @@
 """The one function a node runs: ``main(run_dir)``. Plain data in (``run_dir/job.json``).
 
-Every backend ends here: the local backend as ``python -m workflow.entrypoint <run_dir>``,
-SLURM through submitit, ``ctl`` through the same command line. Heavy imports happen here,
-never in the launcher.
+Every backend ends here: the local backend as ``python -m workflow.node.entrypoint <run_dir>``,
+SLURM through submitit, ``ctl`` through the task's original command line. The node imports
+``workflow`` from the sweep's code snapshot; heavy imports happen here, never in the launcher.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
 import signal
@@ -23,6 +22,8 @@ import submitit
 
 from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
+from workflow.secrets import redact
+from workflow.spec import JobSpec
 from workflow.states import State
 
 log = logging.getLogger("workflow")
@@ -40,6 +41,16 @@ class DistEnv:
         return self.rank == 0
 
 
+@dataclass(frozen=True)
+class Job:
+    """What one rank runs: the validated spec, the launcher's context, its run directory."""
+
+    spec: JobSpec
+    context: dict
+    rd: RunDir
+    dist: DistEnv
+
+
 def dist_env() -> DistEnv:
     """Ranks from torchrun or submitit's exported variables; a single process otherwise."""
     env = os.environ
@@ -51,12 +62,30 @@ def _on_sigterm(signum, frame):
 
 
 def main(run_dir: str) -> dict:
-    rd = RunDir(Path(run_dir))
-    job = rd.read_job()
-    spec, context = job["spec"], job["context"]
-    dist = dist_env()
+    job = setup(RunDir(Path(run_dir)))
+    tracker = start_tracking(job)
+    try:
+        results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist).run()
+    except Preempted as exc:
+        on_preempted(job, tracker, exc)
+        raise
+    except BaseException as exc:
+        on_failure(job, tracker, exc)
+        raise
+    if job.dist.is_main:
+        job.rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
+        tracker.finish("FINISHED")
+    log.info("point %s done: %s", job.context["point_name"], results)
+    return results
+
+
+def setup(rd: RunDir) -> Job:
+    """Read and validate job.json; set up logging, signals and the environment."""
+    raw = rd.read_job()
+    job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist_env())
+    os.environ.update(job.context.get("env", {}))  # the launcher's mount, runs and MLflow folders
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format=f"%(asctime)s [rank {dist.rank}] %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s [rank {job.dist.rank}] %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RedactSecrets())
     # bitsandbytes' CPU backend warns at import on AVX512-BF16 hosts that an optional kernel package is
@@ -64,49 +93,55 @@ def main(run_dir: str) -> dict:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
-    if spec["deepspeed"]["enabled"]:
-        _deepspeed_env(spec)
-    tracker = _tracker(spec, context, rd, dist)
-    _check_versions(tracker)
-    if context.get("deepspeed_auto"):
-        log.info("%s", context["deepspeed_auto"])
-        tracker.set_tags({"deepspeed_auto": context["deepspeed_auto"]})
-    if dist.is_main:
-        rd.write_state(state=State.RUNNING, started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
-                       mlflow_run_id=tracker.run_id, error=None)
-    log.info("point %s (%s) starting on %s, world size %d", context["point_name"], context["point_hash"],
-             socket.gethostname(), dist.world_size)
-    try:
-        task = importlib.import_module(f"workflow.tasks.{spec['task']}")
-        results = task.run(spec, rd, tracker, dist)
-    except Preempted as exc:
-        log.warning("%s", exc)
-        if dist.is_main:
-            count = rd.read_state().get("preemptions", 0) + 1
-            rd.write_state(state=State.REQUEUED, preempted_at=time.time(), preemptions=count)
-            tracker.set_tags({"preemptions": count})
-        raise
-    except BaseException as exc:
-        killed = isinstance(exc, KeyboardInterrupt)
-        from workflow.secrets import redact
+    if job.spec.deepspeed.enabled:
+        _deepspeed_env(job.spec)
+    return job
 
-        summary = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
-        traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-        if dist.is_main:
-            tail = redact(_tail(rd.log, ERROR_TAIL_LINES))
-            rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
-                           error=summary, error_tail=tail)
-            tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
-            tracker.finish("KILLED" if killed else "FAILED")
-            if context.get("fail_fast") and not killed:
-                _cancel_siblings()
-        raise
-    if dist.is_main:
-        rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
-        tracker.finish("FINISHED")
-    log.info("point %s done: %s", context["point_name"], results)
-    return results
+
+def start_tracking(job: Job):
+    """The rank-0 tracker, the version check, and the RUNNING state."""
+    tracker = _tracker(job)
+    _check_versions(tracker)
+    code = job.context.get("code") or {}
+    log.info("code: %s (commit %s%s)", Path(__file__).resolve().parents[2], code.get("commit", "unknown"),
+             ", with uncommitted changes" if code.get("dirty") else "")
+    diff = Path(code["dir"]) / "code.diff" if code.get("dir") else None
+    if diff is not None and diff.is_file():
+        tracker.log_artifact(diff)
+    if job.context.get("deepspeed_auto"):
+        log.info("%s", job.context["deepspeed_auto"])
+        tracker.set_tags({"deepspeed_auto": job.context["deepspeed_auto"]})
+    if job.dist.is_main:
+        job.rd.write_state(state=State.RUNNING, started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
+                           mlflow_run_id=tracker.run_id, error=None)
+    log.info("point %s (%s) starting on %s, world size %d", job.context["point_name"], job.context["point_hash"],
+             socket.gethostname(), job.dist.world_size)
+    return tracker
+
+
+def on_preempted(job: Job, tracker, exc: Preempted) -> None:
+    log.warning("%s", exc)
+    if job.dist.is_main:
+        count = job.rd.read_state().get("preemptions", 0) + 1
+        job.rd.write_state(state=State.REQUEUED, preempted_at=time.time(), preemptions=count)
+        tracker.set_tags({"preemptions": count})
+
+
+def on_failure(job: Job, tracker, exc: BaseException) -> None:
+    """Record the error (state, MLflow tags), close the run; --fail_fast cancels the array."""
+    killed = isinstance(exc, KeyboardInterrupt)
+    summary = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
+    traceback.print_exc(file=sys.stdout)
+    sys.stdout.flush()
+    if not job.dist.is_main:
+        return
+    tail = redact(_tail(job.rd.log, ERROR_TAIL_LINES))
+    job.rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
+                       error=summary, error_tail=tail)
+    tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
+    tracker.finish("KILLED" if killed else "FAILED")
+    if job.context.get("fail_fast") and not killed:
+        _cancel_siblings()
 
 
 def exit_without_finalizing(code: int) -> None:
@@ -131,12 +166,12 @@ def _cancel_siblings() -> None:
         subprocess.run(["scancel", array], timeout=60, check=False)
 
 
-def _deepspeed_env(spec: dict) -> None:
+def _deepspeed_env(spec: JobSpec) -> None:
     """DeepSpeed needs a rendezvous even for one process (else it tries MPI discovery), and
     the CPU accelerator when there is no GPU."""
-    if spec["resources"]["gpus_per_node"] == 0:
+    if spec.resources.on_cpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    from workflow.cuda_arch import fix_environment
+    from workflow.node.cuda_arch import fix_environment
 
     change = fix_environment(os.environ)
     if change:
@@ -166,18 +201,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _tracker(spec: dict, context: dict, rd: RunDir, dist: DistEnv):
-    from workflow.tracking import Tracker
-
-    run_id = context.get("mlflow_run_id") or rd.read_state().get("mlflow_run_id")
-    tags = {"sweep": context["sweep"], "sweep_id": context["sweep_id"], "point_hash": context["point_hash"],
-            "point_index": str(context["point_index"]), "point_name": context["point_name"],
-            "backend": context["backend"], "git_commit": context["git_commit"], "host": socket.gethostname()}
+def _tracker(job: Job):
+    from workflow.node.tracker import Tracker
     from workflow.paths import usable_tracking_uri
 
-    tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, rd.metrics, enabled=dist.is_main,
+    context = job.context
+    run_id = context.get("mlflow_run_id") or job.rd.read_state().get("mlflow_run_id")
+    tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, job.rd, enabled=job.dist.is_main,
                       experiment=context["experiment"], parent_run_id=context.get("parent_run_id"),
-                      run_name=context["point_name"], tags=tags)
+                      run_name=context["point_name"], tags={**context["tags"], "host": socket.gethostname()})
     tracker.start()
     return tracker
 
@@ -186,8 +218,6 @@ class _RedactSecrets(logging.Filter):
     """Mask credential values in every log record this tool writes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from workflow.secrets import redact
-
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:

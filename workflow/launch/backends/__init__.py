@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 
-from workflow.backends.base import Backend
+from workflow.launch.backends.base import Backend
 from workflow.errors import BackendError, Problem, suggest
 
 BACKENDS = {
-    "local": "workflow.backends.local:LocalBackend",
-    "slurm": "workflow.backends.slurm:SlurmBackend",
-    "ctl": "workflow.backends.ctl:CtlBackend",
+    "local": "workflow.launch.backends.local:LocalBackend",
+    "slurm": "workflow.launch.backends.slurm:SlurmBackend",
+    "ctl": "workflow.launch.backends.ctl:CtlBackend",
 }
 
 

@@ -1,9 +1,10 @@
 """The original command lines (``python -m workflow.seq2seq`` / ``python -m workflow.clf``).
 
 Their users typed argparse command lines, so these stay argparse (abbreviations, ``--k=v``,
-``--k v``). A command line becomes a job spec and goes through the same path as
-``launch.py run`` (local backend, MLflow). ``--job_file`` instead runs a prepared run
-directory directly: that is what cluster backends such as ``ctl`` execute.
+``--k v``). A command line becomes a job spec and goes through the launch driver, as
+``launch.py run`` does (local backend, MLflow). ``--job_file`` instead runs a prepared run
+directory directly: that is what cluster backends such as ``ctl`` execute. The task's
+``python -m`` shim (``workflow/seq2seq.py``, ``workflow/clf.py``) only calls ``main``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workflow.errors import Problem, SpecError, WorkflowError
+from workflow.errors import JobError, Problem, WorkflowError
 from workflow.states import State
+from workflow.tasks import TASKS
+
+CLI = "<command line>"
 
 # flag -> (spec key path, type, help)
 COMMON_FLAGS = {
@@ -57,6 +61,7 @@ def parser(prog: str, flags: dict) -> Parser:
     p.add_argument("--training_run_name", help="name of this run; the final model goes to mount/models/<name>")
     p.add_argument("--no_train", action="store_true", help="evaluate the initial model only")
     p.add_argument("--spec", help="a job spec YAML to start from (flags override it)")
+    p.add_argument("--allow_dirty", action="store_true", help="run with uncommitted changes (the diff is recorded)")
     for flag, (_, kind, text) in flags.items():
         dashed = f"--{flag.replace('_', '-')}"
         names = [f"--{flag}"] + ([dashed] if dashed != f"--{flag}" else [])
@@ -65,7 +70,7 @@ def parser(prog: str, flags: dict) -> Parser:
 
 
 def spec_from_args(args: argparse.Namespace, flags: dict, task: str) -> dict:
-    from workflow import config
+    from workflow.launch import config
     from workflow.paths import models_dir
 
     raw: dict = config.load_raw(Path(args.spec)) if args.spec else {}
@@ -82,21 +87,17 @@ def spec_from_args(args: argparse.Namespace, flags: dict, task: str) -> dict:
     return raw
 
 
-# task -> the module that carries its original command line
-MODULES = {"seq2seq": "workflow.seq2seq", "classifier": "workflow.clf"}
-
-
 def main(task: str, flags: dict, argv: list[str] | None = None) -> int:
-    from workflow import console
+    from workflow.launch import console
 
     try:
-        args = parser(f"python -m {MODULES[task]}", flags).parse_args(argv)
+        args = parser(f"python -m {TASKS[task].command}", flags).parse_args(argv)
         if args.job_file:
-            from workflow.entrypoint import main as run_job
+            from workflow.node.entrypoint import main as run_job
 
             run_job(str(Path(args.job_file).resolve().parent))
             return 0
-        return run_spec(spec_from_args(args, flags, task), args.training_run_name or task)
+        return run_spec(spec_from_args(args, flags, task), args.training_run_name or task, args.allow_dirty)
     except WorkflowError as exc:
         console.print_error(exc)
         return 2 if isinstance(exc, ArgumentError) else 1
@@ -104,20 +105,15 @@ def main(task: str, flags: dict, argv: list[str] | None = None) -> int:
         return 130
 
 
-def run_spec(raw: dict, name: str) -> int:
+def run_spec(raw: dict, name: str, allow_dirty: bool = False) -> int:
     """The same path as ``launch.py run``."""
-    from workflow import config, launcher, lifecycle
-    from workflow.plan import make_plan
-    from workflow.sweep import Point, Sweep, spec_hash
+    from workflow.launch import config, driver
+    from workflow.launch.sweep import one_point
 
-    spec = config.validate(raw, "<command line>").model_dump(mode="json")
-    spec["run_name"] = spec["run_name"] or name
-    plan = make_plan(Sweep(name, "<command line>", [Point(0, spec["run_name"], spec_hash(spec), {}, spec)], []))
-    result = launcher.launch(plan)
-    manifest = lifecycle.refresh(result.manifest)
-    failed = [r for r in manifest.points.values() if r.state == State.FAILED]
-    if failed:
-        raise SpecError(f"{name} failed: {failed[0].error}", [Problem(failed[0].run_dir, "log.txt", "a finished run",
-                                                                     State.FAILED)])
+    sweep = one_point(name, CLI, config.validate(raw, CLI))
+    outcome = driver.launch(driver.plan(sweep, allow_dirty=allow_dirty))
+    if outcome.failed:
+        record = outcome.failed[0]
+        raise JobError(f"{name} failed: {record.error}", [Problem(record.run_dir, "log.txt", "a finished run",
+                                                                 State.FAILED)])
     return 0
-

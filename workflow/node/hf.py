@@ -1,5 +1,5 @@
-"""Shared Hugging Face pieces for the tasks: model loading, training arguments, the tracking
-callback and checkpoint discovery. Imported on the node only."""
+"""Shared Hugging Face pieces of the recipes: model loading, training arguments, training with
+resume, the final save, and the Trainer callbacks. Imported on the node only."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from pathlib import Path
 import torch
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments, TrainerCallback)
 
-from workflow.plan import model_source
+from workflow.jsonio import write_json
+from workflow.node.zero import deepspeed_config
 from workflow.preempt import FLAG, Preempted
-from workflow.checkpoints import COMPLETE_MARKER, latest_checkpoint
-from workflow.rundir import RunDir, write_json
-from workflow.zero import deepspeed_config
+from workflow.rundir import COMPLETE_MARKER, RunDir
+from workflow.spec import JobSpec, LoraSpec
 
 log = logging.getLogger("workflow.hf")
 
 
-def load_model(spec: dict, tracker=None):
+def load_model(spec: JobSpec, tracker=None):
     """``from_pretrained`` on a local folder or hub id: the same path flan-t5-xxl takes.
     Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
-    source = model_source(spec)
+    source = spec.model_source
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = model_class(source).from_pretrained(source, **quantized_loading(spec))
     total = _param_count(model)
@@ -32,8 +32,8 @@ def load_model(spec: dict, tracker=None):
     if _zero3_partitioned(model):
         local = sum(p.ds_tensor.numel() for p in model.parameters())
         log.info("ZeRO-3: parameters partitioned, %d of %d held by this rank", local, total)
-    if spec["lora"]:
-        model = apply_lora(model, spec["lora"], spec["train"]["gradient_checkpointing"])
+    if spec.lora:
+        model = apply_lora(model, spec.lora, spec.train.gradient_checkpointing)
     if tracker is not None:
         trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
         tracker.log_params({"model.parameters": total, "model.trainable_parameters": trainable})
@@ -80,16 +80,16 @@ def _zero3_partitioned(model) -> bool:
     return any(hasattr(p, "ds_tensor") for p in model.parameters())
 
 
-def quantized_loading(spec: dict) -> dict:
+def quantized_loading(spec: JobSpec) -> dict:
     """QLoRA: ``from_pretrained`` arguments that load the frozen base in 4-bit NF4 (bf16 compute,
     double quantisation) or 8-bit through bitsandbytes, on this rank's GPU. Empty otherwise."""
-    lora = spec["lora"]
-    if not lora or lora["quantize"] == "none":
+    lora = spec.lora
+    if not lora or lora.quantize == "none":
         return {}
     from transformers import BitsAndBytesConfig
 
-    compute = torch.float16 if spec["train"]["precision"] == "fp16" else torch.bfloat16
-    if lora["quantize"] == "4bit":
+    compute = torch.float16 if spec.train.precision == "fp16" else torch.bfloat16
+    if lora.quantize == "4bit":
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                     bnb_4bit_compute_dtype=compute)
     else:
@@ -97,24 +97,24 @@ def quantized_loading(spec: dict) -> dict:
     return {"quantization_config": config, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
 
 
-def apply_lora(model, lora: dict, gradient_checkpointing: bool = False):
+def apply_lora(model, lora: LoraSpec, gradient_checkpointing: bool = False):
     from peft import LoraConfig, TaskType, get_peft_model
 
-    if lora["quantize"] != "none":
+    if lora.quantize != "none":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
-    config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=lora["r"], lora_alpha=lora["alpha"],
-                        lora_dropout=lora["dropout"], target_modules=list(lora["target_modules"]))
+    config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM, r=lora.r, lora_alpha=lora.alpha,
+                        lora_dropout=lora.dropout, target_modules=list(lora.target_modules))
     return get_peft_model(model, config)
 
 
-def on_cpu(spec: dict) -> bool:
+def on_cpu(spec: JobSpec) -> bool:
     """True for a CPU point. A point that asks for GPUs on a node where CUDA is unusable fails here,
     before any work, instead of training silently on the CPU at a fraction of the speed."""
-    gpus = spec["resources"]["gpus_per_node"]
+    gpus = spec.resources.gpus_per_node
     if gpus and not torch.cuda.is_available():
         import socket
 
@@ -124,44 +124,44 @@ def on_cpu(spec: dict) -> bool:
             "job.json", "resources.gpus_per_node", "a node where torch sees CUDA devices",
             f"{gpus} GPU(s) asked, torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}) sees none",
             "check the driver, CUDA_VISIBLE_DEVICES and the torch build; set resources.gpus_per_node=0 to run on CPU")])
-    return gpus == 0
+    return spec.resources.on_cpu
 
 
-def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
+def training_args(spec: JobSpec, rd: RunDir) -> Seq2SeqTrainingArguments:
     """TrainingArguments from the spec. With DeepSpeed on CPU, the adjustments that stack needs
     (gloo, use_cpu) apply here and only here, so the GPU path stays the standard one."""
-    train, ds = spec["train"], spec["deepspeed"]
+    train, ds = spec.train, spec.deepspeed
     cpu = on_cpu(spec)
-    use_ds = ds["enabled"] and train["do_train"]
+    use_ds = ds.enabled and train.do_train
     if use_ds and cpu:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="gloo")  # zero.Init inside from_pretrained needs it
     return Seq2SeqTrainingArguments(
         output_dir=str(rd.checkpoints),
-        learning_rate=train["learning_rate"],
-        warmup_steps=train["warmup_steps"],
-        max_steps=train["max_steps"],
-        per_device_train_batch_size=train["train_batch_size"],
-        per_device_eval_batch_size=train["eval_batch_size"],
-        gradient_accumulation_steps=train["gradient_accumulation_steps"],
-        weight_decay=train["weight_decay"],
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_steps,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.train_batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
         eval_strategy="steps",
-        eval_steps=train["eval_steps"],
+        eval_steps=train.eval_steps,
         save_strategy="steps",
-        save_steps=train["save_steps"],
-        save_total_limit=train["save_total_limit"],
-        logging_steps=train["logging_steps"],
-        seed=train["seed"],
-        data_seed=train["seed"],
-        bf16=train["precision"] == "bf16",
-        fp16=train["precision"] == "fp16",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        logging_steps=train.logging_steps,
+        seed=train.seed,
+        data_seed=train.seed,
+        bf16=train.precision == "bf16",
+        fp16=train.precision == "fp16",
         use_cpu=cpu,
         deepspeed=deepspeed_config(ds) if use_ds else None,
-        gradient_checkpointing=train["gradient_checkpointing"],
+        gradient_checkpointing=train.gradient_checkpointing,
         # Non-reentrant checkpointing also works when the inputs need no grad (LoRA, QLoRA: frozen embeddings).
-        gradient_checkpointing_kwargs={"use_reentrant": False} if train["gradient_checkpointing"] else None,
-        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
+        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         # T5 ignores num_items_in_batch, so averaging tokens across devices scales the loss by world size.
         average_tokens_across_devices=False,
         report_to="none",
@@ -171,12 +171,12 @@ def training_args(spec: dict, rd: RunDir, dist) -> Seq2SeqTrainingArguments:
     )
 
 
-def train_or_evaluate(trainer, spec: dict, rd: RunDir, tracker) -> None:
+def train_or_evaluate(trainer, spec: JobSpec, rd: RunDir, tracker) -> None:
     """Train (resuming from the newest complete checkpoint), or only measure eval loss."""
-    if not spec["train"]["do_train"]:
+    if not spec.train.do_train:
         tracker.log_metrics({"eval_loss": trainer.evaluate()["eval_loss"]}, 0)
         return
-    resume = latest_checkpoint(rd)
+    resume = rd.latest_checkpoint()
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
@@ -188,9 +188,9 @@ def train_or_evaluate(trainer, spec: dict, rd: RunDir, tracker) -> None:
         raise Preempted(f"stopped at step {trainer.state.global_step} to be requeued")
 
 
-def save_final(trainer, tokenizer, spec: dict, rd: RunDir) -> Path:
+def save_final(trainer, tokenizer, spec: JobSpec, rd: RunDir) -> Path:
     """Save the final model (adapters only under LoRA) on every rank: ZeRO-3 gathers collectively."""
-    folder = Path(spec["output_dir"]) if spec["output_dir"] else rd.model
+    folder = spec.model_dir(rd)
     trainer.save_model(str(folder))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(folder))

@@ -1,30 +1,32 @@
-"""The backend interface. Every backend turns a plan into a request (a value that a dry run
-prints), submits that same request, and reads back or cancels the jobs it made."""
+"""The backend interface, after TorchX's schedulers: ``render`` builds the request (a value that
+the dry run prints), ``schedule`` sends that same request, ``poll`` and ``cancel`` act on the
+jobs it made. Backends report what happened to each point; only the launcher records it in
+the manifest."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from workflow.manifest import Manifest, PointRecord
+from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
-    from workflow.plan import Plan
-    from workflow.sweep import Point
-
-# on_event(kind, record): kind is "submitted", "started" or "finished".
-EventHook = Callable[[str, PointRecord], None]
+    from workflow.launch.manifest import PointRecord
+    from workflow.launch.plan import Plan
+    from workflow.launch.sweep import Point
 
 
 @dataclass(frozen=True)
 class JobState:
-    state: str
+    state: State
     job_id: Optional[str] = None
     elapsed_s: Optional[float] = None
-    reason: Optional[str] = None
+    error: Optional[str] = None
+
+
+# report({point hash: JobState}): the backend's news about some points (queued, started, ended).
+Report = Callable[[dict[str, JobState]], None]
 
 
 class Request(ABC):
@@ -33,14 +35,10 @@ class Request(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
-    def point_tags(self, digest: str) -> dict:
-        """Backend-specific MLflow tags of one point (e.g. the ctl job name)."""
-        return {}
-
 
 class Backend(ABC):
     name: str
-    waits: bool = False  # True: submit() returns only when every point has ended (local)
+    waits: bool = False  # True: schedule() returns only when every point has ended (local)
 
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
@@ -50,8 +48,8 @@ class Backend(ABC):
         """Pure: build the request for these points; raise BackendError if it cannot be met."""
 
     @abstractmethod
-    def submit(self, request: Request, manifest: Manifest, on_event: EventHook) -> None:
-        """Send the request; record job ids and states in the manifest's point records."""
+    def schedule(self, request: Request, report: Report) -> None:
+        """Send the request, reporting each point's job id and state."""
 
     @abstractmethod
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:

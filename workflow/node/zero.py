@@ -10,29 +10,31 @@ A golden-file test pins the output.
 
 from __future__ import annotations
 
+from workflow.spec import DeepSpeedSpec
 
-def _torch_fused_adam(ds: dict) -> dict:
+
+def _torch_fused_adam(ds: DeepSpeedSpec) -> dict:
     """torch's fused AdamW (``torch_adam``, ``fused``) instead of DeepSpeed's FusedAdam, which is
     JIT-compiled with nvcc on each new node (minutes, and it fails on arch lists such as 9.0a).
     ZeRO wraps any torch optimizer; an offloaded optimizer keeps DeepSpeed's CPU Adam."""
-    return {} if ds["offload_optimizer"] != "none" else {"torch_adam": True, "fused": True}
+    return {} if ds.offload_optimizer != "none" else {"torch_adam": True, "fused": True}
 
 
-def deepspeed_config(ds: dict) -> dict:
+def deepspeed_config(ds: DeepSpeedSpec) -> dict:
     """ZeRO stage 0/2/3, optional CPU offload of optimizer states and parameters."""
-    zero: dict = {"stage": ds["stage"]}
-    if ds["stage"] >= 2:
+    zero: dict = {"stage": ds.stage}
+    if ds.stage >= 2:
         zero.update({"overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": "auto",
-                     "allgather_bucket_size": 5e8 if ds["stage"] == 2 else None})
-    if ds["stage"] == 3:
+                     "allgather_bucket_size": 5e8 if ds.stage == 2 else None})
+    if ds.stage == 3:
         zero.pop("allgather_bucket_size")
         zero.update({"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
                      "stage3_max_live_parameters": 1e9, "stage3_max_reuse_distance": 1e9, "sub_group_size": 1e9,
-                     "stage3_gather_16bit_weights_on_model_save": ds["gather_16bit_weights_on_save"]})
-    if ds["offload_optimizer"] != "none":
-        zero["offload_optimizer"] = {"device": ds["offload_optimizer"], "pin_memory": True}
-    if ds["offload_param"] != "none":
-        zero["offload_param"] = {"device": ds["offload_param"], "pin_memory": True}
+                     "stage3_gather_16bit_weights_on_model_save": ds.gather_16bit_weights_on_save})
+    if ds.offload_optimizer != "none":
+        zero["offload_optimizer"] = {"device": ds.offload_optimizer, "pin_memory": True}
+    if ds.offload_param != "none":
+        zero["offload_param"] = {"device": ds.offload_param, "pin_memory": True}
     zero = {k: v for k, v in zero.items() if v is not None}
     return {
         "train_micro_batch_size_per_gpu": "auto",

@@ -1,6 +1,6 @@
 """``launch.py compare``: a sweep's points read back from MLflow, best first.
 
-Imports mlflow (through workflow.tracking's client) because it reads the tracking store; the
+Imports mlflow (through the launcher's MLflow client) because it reads the tracking store; the
 planning, validation and submission paths never import this module.
 """
 
@@ -10,16 +10,14 @@ import csv
 from pathlib import Path
 
 from workflow.errors import ManifestError, Problem, suggest
-from workflow.lifecycle import rank
-from workflow.manifest import Manifest
-from workflow.metrics import primary_metric
+from workflow.launch.manifest import Manifest
+from workflow.launch.runs import child_runs
+from workflow.metrics import primary_metric, rank, table_metrics
 from workflow.paths import usable_tracking_uri
 
 
 def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[list[dict], list[str], list[str]]:
     """Rows of (point, status, varying params, final metrics) from the sweep's child runs."""
-    from workflow.tracking import child_runs
-
     if not manifest.parent_run_id or not manifest.tracking_uri:
         raise ManifestError(f"Sweep {manifest.sweep} has no MLflow parent run", [Problem(
             str(manifest.path), "parent_run_id", "a sweep launched with tracking", "none")])
@@ -35,12 +33,9 @@ def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[li
     params = sorted(p for p in common if not p.startswith(("version.", "data.", "run_name", "tracking.", "model."))
                     and len({r["params"][p] for r in logged}) > 1)
     runs.sort(key=lambda r: rank(r["metrics"].get(key), key))
-    final = ("exact_match", "roc_auc", "accuracy", "f1_at_", "precision_at_", "recall_at_", "exact_set", "bleu",
-             "rouge_l", "pearson", "bce", "mse", "best_eval_loss")
-    shown = [key] + [m for m in names if m != key and m.startswith(final)]
     rows = [{"point": r["name"], "state": r["status"], "params": r["params"], "metrics": r["metrics"]}
             for r in runs[:top]]
-    return rows, params, [m for m in shown if m][:6]
+    return rows, params, table_metrics(names, key)
 
 
 def write_csv(path: Path, rows: list[dict], params: list[str], metrics: list[str]) -> None:

@@ -5,52 +5,52 @@ Multi-label data (``labels`` per record) becomes one yes/no question per (input,
 same head scores every label independently: top-K ranking and thresholds come for free and the
 model can never emit a label outside the set.
 
-The recipe: setup (model, tokenizer, rows) -> train -> evaluate (score eval rows) -> save.
+Its recipe writes setup (model, tokenizer, rows, Trainer) and evaluate (score the eval rows); the
+steps are driven by workflow.node.recipe.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import Trainer, set_seed
+from transformers import Trainer
 
 from workflow import data as data_files
-from workflow import hf, metrics
+from workflow import metrics
 from workflow.errors import DataError, Problem
-from workflow.rundir import RunDir
+from workflow.jsonio import write_json
+from workflow.node import hf
+from workflow.node.recipe import Recipe
+from workflow.spec import JobSpec
 
 log = logging.getLogger("workflow.classifier")
 
 
-def run(spec: dict, rd: RunDir, tracker, dist) -> dict:
-    set_seed(spec["train"]["seed"])
-    args = hf.training_args(spec, rd, dist)
-    args.prediction_loss_only = True
-    model, tokenizer = hf.load_model(spec, tracker)
-    yes_no = yes_no_ids(tokenizer)
-    start = model.config.decoder_start_token_id  # read before DeepSpeed wraps the model
-    raw = data_files.load_json(data_files.data_path(spec["data_name"]))
-    labels = data_files.label_set(raw, spec["classifier"]["labels"])
-    rows = {split: to_rows(raw[split], spec, labels, train=split == "train") for split in data_files.SPLITS}
-    datasets = {split: tokenize(rows[split], tokenizer, spec, tracker, split) for split in data_files.SPLITS}
-    tracker.log_params({**spec, **hf.package_versions(), "classifier.multilabel": labels is not None})
-    tracker.log_artifact(rd.spec_yaml)
-    callback = hf.TrackingCallback(tracker, spec["train"]["train_batch_size"] *
-                                   spec["train"]["gradient_accumulation_steps"] * dist.world_size)
-    trainer = Trainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["eval"],
-                      data_collator=Collator(tokenizer.pad_token_id, start), processing_class=tokenizer,
-                      compute_loss_func=YesNoLoss(yes_no), callbacks=[callback, hf.PreemptionCallback()])
-    hf.train_or_evaluate(trainer, spec, rd, tracker)
-    out_dir = hf.save_final(trainer, tokenizer, spec, rd)
-    if not dist.is_main:
-        return {}
-    scores = score(hf.inference_model(trainer, out_dir), tokenizer, rows["eval"], spec, yes_no, start)
-    results = evaluate(raw["eval"], rows["eval"], scores, spec, labels, rd)
-    return hf.record_results(results, callback, trainer, rd, tracker)
+class ClassifierRecipe(Recipe):
+    def setup(self, args, callbacks: list) -> Trainer:
+        spec = self.spec
+        args.prediction_loss_only = True
+        model, self.tokenizer = hf.load_model(spec, self.tracker)
+        self.yes_no = yes_no_ids(self.tokenizer)
+        self.start = model.config.decoder_start_token_id  # read before DeepSpeed wraps the model
+        self.raw = data_files.load_json(data_files.data_path(spec.data_name))
+        self.labels = data_files.label_set(self.raw, spec.classifier.labels)
+        self.rows = {split: to_rows(self.raw[split], spec, self.labels, train=split == "train")
+                     for split in data_files.SPLITS}
+        datasets = {split: tokenize(self.rows[split], self.tokenizer, spec, self.tracker, split)
+                    for split in data_files.SPLITS}
+        self.params = {"classifier.multilabel": self.labels is not None}
+        return Trainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["eval"],
+                       data_collator=Collator(self.tokenizer.pad_token_id, self.start),
+                       processing_class=self.tokenizer, compute_loss_func=YesNoLoss(self.yes_no), callbacks=callbacks)
+
+    def evaluate(self, model) -> dict:
+        scores = score(model, self.tokenizer, self.rows["eval"], self.spec, self.yes_no, self.start)
+        return evaluate(self.raw["eval"], self.rows["eval"], scores, self.spec, self.labels, self.rd.predictions)
 
 
 def yes_no_ids(tokenizer) -> tuple[int, int]:
@@ -65,28 +65,28 @@ def yes_no_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def to_rows(records: list[dict], spec: dict, labels: list[str] | None, train: bool) -> list[dict]:
+def to_rows(records: list[dict], spec: JobSpec, labels: list[str] | None, train: bool) -> list[dict]:
     """Records -> {"text", "target", "record", "label"} rows; multi-label expands per label."""
-    cfg = spec["classifier"]
+    cfg = spec.classifier
     if labels is None or "labels" not in records[0]:
-        return [{"text": cfg["template"].format(input=r["input"]), "target": float(r["target"]),
+        return [{"text": cfg.template.format(input=r["input"]), "target": float(r["target"]),
                  "record": i, "label": ""} for i, r in enumerate(records)]
-    rng = random.Random(spec["train"]["seed"])
+    rng = random.Random(spec.train.seed)
     rows = []
     for i, record in enumerate(records):
         chosen = labels
-        if train and cfg["negatives_per_positive"]:
+        if train and cfg.negatives_per_positive:
             negatives = [x for x in labels if x not in record["labels"]]
-            k = min(len(negatives), cfg["negatives_per_positive"] * max(1, len(record["labels"])))
+            k = min(len(negatives), cfg.negatives_per_positive * max(1, len(record["labels"])))
             chosen = list(record["labels"]) + rng.sample(negatives, k)
         for label in chosen:
-            rows.append({"text": cfg["multilabel_template"].format(input=record["input"], label=label),
+            rows.append({"text": cfg.multilabel_template.format(input=record["input"], label=label),
                          "target": float(label in record["labels"]), "record": i, "label": label})
     return rows
 
 
-def tokenize(rows: list[dict], tokenizer, spec: dict, tracker, split: str) -> Dataset:
-    limit = spec["train"]["max_source_length"]
+def tokenize(rows: list[dict], tokenizer, spec: JobSpec, tracker, split: str) -> Dataset:
+    limit = spec.train.max_source_length
     ids = tokenizer([r["text"] for r in rows])["input_ids"]
     truncated = sum(len(x) > limit for x in ids)
     ids = [x if len(x) <= limit else x[:limit - 1] + [tokenizer.eos_token_id] for x in ids]
@@ -127,12 +127,12 @@ class YesNoLoss:
 
 
 @torch.no_grad()
-def score(model, tokenizer, rows: list[dict], spec: dict, yes_no: tuple[int, int], start: int) -> list[float]:
+def score(model, tokenizer, rows: list[dict], spec: JobSpec, yes_no: tuple[int, int], start: int) -> list[float]:
     model.eval()
     collate = Collator(tokenizer.pad_token_id, start)
     ds = tokenize(rows, tokenizer, spec, _NoTracker(), "score")
     out = []
-    size = spec["train"]["eval_batch_size"]
+    size = spec.train.eval_batch_size
     for begin in range(0, len(ds), size):
         batch = collate([ds[i] for i in range(begin, min(begin + size, len(ds)))])
         batch.pop("labels")
@@ -147,9 +147,9 @@ class _NoTracker:
         pass
 
 
-def evaluate(records: list[dict], rows: list[dict], scores: list[float], spec: dict,
-             labels: list[str] | None, rd: RunDir) -> dict:
-    cfg = spec["classifier"]
+def evaluate(records: list[dict], rows: list[dict], scores: list[float], spec: JobSpec,
+             labels: list[str] | None, out: Path) -> dict:
+    cfg = spec.classifier
     if labels is None or "labels" not in records[0]:
         targets = [r["target"] for r in rows]
         predictions = [{"input": rec["input"], "target": rec["target"], "score": s}
@@ -160,11 +160,11 @@ def evaluate(records: list[dict], rows: list[dict], scores: list[float], spec: d
         for row, s in zip(rows, scores):
             per_record[row["record"]][row["label"]] = s
         predictions = [{"input": rec["input"], "labels": rec["labels"], "scores": sc,
-                        "predicted": metrics.predict_labels(sc, cfg["thresholds"], cfg["default_label"])}
+                        "predicted": metrics.predict_labels(sc, cfg.thresholds, cfg.default_label)}
                        for rec, sc in zip(records, per_record)]
-        results = metrics.multilabel_metrics(per_record, [r["labels"] for r in records], cfg["top_k"],
-                                             cfg["thresholds"], cfg["default_label"])
+        results = metrics.multilabel_metrics(per_record, [r["labels"] for r in records], cfg.top_k,
+                                             cfg.thresholds, cfg.default_label)
         results.update(metrics.classifier_metrics(scores, [r["target"] for r in rows]))
-    rd.predictions.write_text(json.dumps(predictions, indent=1))
+    write_json(out, predictions)
     log.info("eval: %s", results)
     return results

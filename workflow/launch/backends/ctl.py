@@ -2,10 +2,11 @@
 
     ctl job run --name <name> --container <image> [--login] [--high-priority]
         --shared-host-dir <dir> [--gpus-type <type>] --gpu <n>
-        --command 'bash -c "cd <repo dir>; python3 -m workflow.<seq2seq|clf> --job_file <run dir>/job.json"'
+        --command 'bash -c "cd <code>; python3 -m workflow.<seq2seq|clf> --job_file <run dir>/job.json"'
 
-The inner command runs as-is on any machine with the repo; the run directory must be on the
-shared host dir. ``ctl`` has no status command we rely on: status comes from what the job
+The inner command runs the task's original command line from the sweep's code snapshot (or
+``ctl.repo_dir``, where the repo lives inside the container, when set); the run directory and
+the snapshot must be on the shared host dir. ``ctl`` has no status command we rely on: status comes from what the job
 writes into its run directory.
 """
 
@@ -17,21 +18,17 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem
-from workflow.legacy import MODULES
-from workflow.manifest import Manifest, PointRecord
+from workflow.launch.backends.base import Backend, JobState, Report, Request
 from workflow.paths import PROJECT_ROOT
-from workflow.rundir import RunDir
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
-    from workflow.plan import Plan
-    from workflow.sweep import Point
+    from workflow.launch.manifest import PointRecord
+    from workflow.launch.plan import Plan
+    from workflow.launch.sweep import Point
 
 SUBMIT_TIMEOUT_S = 120
 
@@ -57,26 +54,23 @@ class CtlRequest(Request):
         lines += [shlex.join(job.argv) for job in self.jobs]
         return "\n".join(lines)
 
-    def point_tags(self, digest: str) -> dict:
-        return {"ctl_job_name": job.name for job in self.jobs if job.hash == digest}
-
 
 def job_name(sweep: str, point: Point) -> str:
     text = re.sub(r"[^a-z0-9-]+", "-", f"{sweep}-{point.index}-{point.hash[:8]}".lower()).strip("-")
     return text[-63:]
 
 
-def inner_command(spec: dict, run_dir: Path) -> str:
-    repo = spec["ctl"]["repo_dir"] or str(PROJECT_ROOT)
-    python = f"python3 -m {MODULES[spec['task']]} --job_file {shlex.quote(str(run_dir / 'job.json'))}"
-    return f'bash -c "cd {repo}; {python}"'
+def inner_command(plan: Plan, point: Point) -> str:
+    repo = point.spec.ctl.repo_dir or str(plan.code.root if plan.code else PROJECT_ROOT)
+    job_file = shlex.quote(str(plan.run_dir(point).job))
+    return f'bash -c "cd {repo}; python3 -m {point.spec.task_info.command} --job_file {job_file}"'
 
 
 class CtlBackend(Backend):
     name = "ctl"
 
     def render(self, plan: Plan, points: list[Point]) -> CtlRequest:
-        missing = [p for p in points if not p.spec["ctl"]["container"]]
+        missing = [p for p in points if not p.spec.ctl.container]
         if missing:
             raise BackendError("The ctl backend needs a container image", [Problem(
                 plan.sweep.file, "ctl.container", "a container image name", "nothing",
@@ -85,15 +79,15 @@ class CtlBackend(Backend):
 
     @staticmethod
     def _job(plan: Plan, point: Point) -> CtlJob:
-        spec, ctl, res = point.spec, point.spec["ctl"], point.spec["resources"]
+        ctl, res = point.spec.ctl, point.spec.resources
         name = job_name(plan.sweep.name, point)
-        argv = ["ctl", "job", "run", "--name", name, "--container", ctl["container"]]
-        argv += ["--login"] if ctl["login"] else []
-        argv += ["--high-priority"] if ctl["high_priority"] else []
-        argv += ["--shared-host-dir", ctl["shared_host_dir"]]
-        argv += ["--gpus-type", res["gpu_type"]] if res["gpu_type"] else []
-        argv += ["--gpu", str(res["gpus_per_node"])]
-        argv += ["--command", inner_command(spec, plan.run_dir(point).root)]
+        argv = ["ctl", "job", "run", "--name", name, "--container", ctl.container]
+        argv += ["--login"] if ctl.login else []
+        argv += ["--high-priority"] if ctl.high_priority else []
+        argv += ["--shared-host-dir", ctl.shared_host_dir]
+        argv += ["--gpus-type", res.gpu_type] if res.gpu_type else []
+        argv += ["--gpu", str(res.gpus_per_node)]
+        argv += ["--command", inner_command(plan, point)]
         return CtlJob(point.hash, name, tuple(argv))
 
     def preflight(self) -> None:
@@ -102,24 +96,16 @@ class CtlBackend(Backend):
                 "<environment>", "PATH", "the ctl cluster CLI", "not found",
                 "install ctl, or use --dry_run to see the commands that would run")])
 
-    def submit(self, request: CtlRequest, manifest: Manifest, on_event: EventHook) -> None:
+    def schedule(self, request: CtlRequest, report: Report) -> None:
         for job in request.jobs:
             proc = subprocess.run(job.argv, capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
-            record = manifest.points[job.hash]
             if proc.returncode != 0:
-                record.state, record.error = State.FAILED, f"ctl job run failed: {proc.stderr.strip()[:300]}"
+                report({job.hash: JobState(State.FAILED, error=f"ctl job run failed: {proc.stderr.strip()[:300]}")})
             else:
-                record.state, record.job_id, record.submitted_at = State.SUBMITTED, job.name, time.time()
-                record.extra["ctl_job_name"] = job.name
-            manifest.save()
-            on_event("submitted", record)
+                report({job.hash: JobState(State.SUBMITTED, job.name)})
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
-        out = {}
-        for record in records:
-            state = RunDir(Path(record.run_dir)).read_state().get("state")
-            out[record.hash] = JobState(state if state else record.state, record.job_id)
-        return out
+        return {r.hash: JobState(State(r.rundir.read_state().get("state") or r.state), r.job_id) for r in records}
 
     def cancel(self, records: list[PointRecord]) -> list[str]:
         raise BackendError("Cancelling through ctl is not supported", [Problem(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from rich.console import Console
 from rich.table import Table
 
 from workflow.errors import WorkflowError
-from workflow.manifest import Manifest, PointRecord
+from workflow.launch.manifest import Manifest, PointRecord
 from workflow.memory import fits
 from workflow.states import State
-from workflow.sweep import Sweep, format_value
+from workflow.tree import format_value
+
+if TYPE_CHECKING:  # annotations only: status never loads the spec machinery
+    from workflow.launch.sweep import Sweep
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -32,6 +34,50 @@ def print_error(exc: WorkflowError) -> None:
 
 def print_warning(text: str) -> None:
     err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+
+def print_warnings(texts: list[str]) -> None:
+    for text in texts:
+        print_warning(text)
+
+
+def print_outcome(outcome) -> None:
+    """After a launch: what was skipped; then the status of submitted points (cluster backends),
+    or the results table and where to see the runs (the local backend has run them)."""
+    manifest, name = outcome.manifest, outcome.manifest.sweep
+    print_warnings(outcome.warnings)
+    if outcome.skipped:
+        console.print(f"skipped {len(outcome.skipped)} point(s) already done or active", highlight=False)
+    if not outcome.waited:
+        from workflow.launch.lifecycle import status_rows
+
+        console.print(status_table(manifest, status_rows(manifest)))
+        console.print(f"submitted {len(outcome.submitted)} point(s). Follow them with: python launch.py status "
+                      f"{name}  |  logs {name}  |  cancel {name}", highlight=False)
+        return
+    from workflow.launch.lifecycle import results
+
+    rows, params, metrics = results(manifest, outcome.plan.sweep.varying)
+    console.print(results_table(rows, params, metrics, f"sweep {name}: results, best first"))
+    console.print(f"runs: {manifest.path.parent}", highlight=False)
+    console.print(f"MLflow UI: {mlflow_ui_command(manifest.tracking_uri)}", highlight=False, soft_wrap=True)
+
+
+def mlflow_ui_command(uri: str | None) -> str:
+    if uri and uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000"
+
+
+def print_logs(found: list) -> None:
+    for record, lines in found:
+        console.rule(f"{record.index} {record.name} [{record.state}]")
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def print_sweeps(states: dict[str, dict[str, int]]) -> None:
+    for name, counts in states.items():
+        console.print(f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
 
 
 SHOWN_ROWS = 40  # large sweeps: the first rows and the last few, with a count of the rest
@@ -60,7 +106,11 @@ def points_table(sweep: Sweep, title: str | None = None) -> Table:
     return table
 
 
-def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict, skipped: dict) -> None:
+def print_plan(found) -> None:
+    """A dry run: the points, the data, and the exact backend request."""
+    plan, skipped = found.plan, found.skipped
+    sweep, backend, data_counts = plan.sweep, plan.backend, plan.data_counts
+    request_text = found.request.describe() if found.request else "(nothing to submit)"
     lines, hidden = _shown(request_text.splitlines(), SHOWN_REQUEST_LINES)
     if hidden:
         lines.insert(SHOWN_REQUEST_LINES - 5, f"# ... {hidden} more lines of the same form")
@@ -75,8 +125,10 @@ def print_plan(sweep: Sweep, backend: str, request_text: str, data_counts: dict,
     console.print("[dim]dry run: nothing submitted[/]")
 
 
-def print_memory(plan) -> None:
+def print_memory(plan, empty_note: bool = False) -> None:
     """One table per distinct memory estimate in the plan, after what deepspeed.stage auto chose."""
+    if empty_note and not plan.memory:
+        console.print("no GPU points with a known T5 config: nothing to plan", highlight=False)
     for reason in dict.fromkeys(plan.auto_choices.values()):
         console.print(reason, highlight=False)
     seen = set()

@@ -8,13 +8,12 @@ Heavy imports happen inside: this runs where jobs run, never at CLI start-up.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow.checkpoints import latest_checkpoint
 from workflow.errors import JobError, Problem
 from workflow.rundir import RunDir
+from workflow.spec import JobSpec
 
 TOLERANCE = 1e-5
 
@@ -27,12 +26,15 @@ class ExportResult:
     max_abs_diff: float | None
 
 
-def export(model_dir: Path, out: Path, run_dir: Path) -> ExportResult:
+def export(rd: RunDir, out: Path | None = None) -> ExportResult:
+    """Export the point of run directory ``rd`` to ``out`` (default: <run dir>/export)."""
+    spec = JobSpec.model_validate(rd.read_job()["spec"])
+    model_dir, out = spec.model_dir(rd), out or rd.root / "export"
     if (model_dir / "adapter_config.json").is_file():
-        return _merge_lora(model_dir, out, run_dir)
-    checkpoint = latest_checkpoint(RunDir(run_dir))  # the newest *complete* one, as training resumes from
+        return _merge_lora(model_dir, out, rd)
+    checkpoint = rd.latest_checkpoint()  # the newest *complete* one, as training resumes from
     if not _has_weights(model_dir) and checkpoint:
-        return _consolidate_zero(Path(checkpoint), out, run_dir)
+        return _consolidate_zero(Path(checkpoint), out, spec)
     if not _has_weights(model_dir):
         raise JobError(f"Nothing to export in {model_dir}", [Problem(str(model_dir), None,
                        "model weights, LoRA adapters or a ZeRO checkpoint", "none found")])
@@ -48,14 +50,14 @@ def _has_weights(folder: Path) -> bool:
         folder.glob("pytorch_model*.bin"))
 
 
-def _merge_lora(model_dir: Path, out: Path, run_dir: Path) -> ExportResult:
+def _merge_lora(model_dir: Path, out: Path, rd: RunDir) -> ExportResult:
     import torch
     from peft import AutoPeftModelForSeq2SeqLM
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     adapter = AutoPeftModelForSeq2SeqLM.from_pretrained(str(model_dir)).eval()
-    batch = _probe_batch(tokenizer, run_dir)
+    batch = _probe_batch(tokenizer, rd)
     with torch.no_grad():
         before = adapter(**batch).logits
         merged = adapter.merge_and_unload()
@@ -70,29 +72,27 @@ def _merge_lora(model_dir: Path, out: Path, run_dir: Path) -> ExportResult:
     return ExportResult(str(model_dir), str(out), "lora-merged", diff)
 
 
-def _consolidate_zero(checkpoint: Path, out: Path, run_dir: Path) -> ExportResult:
+def _consolidate_zero(checkpoint: Path, out: Path, spec: JobSpec) -> ExportResult:
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from workflow.plan import model_source
-
-    spec = json.loads((run_dir / "job.json").read_text())["spec"]
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_source(spec))
+    model = AutoModelForSeq2SeqLM.from_pretrained(spec.model_source)
     state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
     model.load_state_dict(state, strict=False)
     model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(model_source(spec)).save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(spec.model_source).save_pretrained(str(out))
     return ExportResult(str(checkpoint), str(out), "zero-consolidated", None)
 
 
-def _probe_batch(tokenizer, run_dir: Path) -> dict:
+def _probe_batch(tokenizer, rd: RunDir) -> dict:
     """A few eval prompts (or a fixed sentence) with one decoder step, for comparing outputs."""
+    import json
+
     import torch
 
     prompts = ["translate: red big dog"]
-    predictions = run_dir / "predictions.json"
-    if predictions.is_file():
-        prompts = [p["prompt"] for p in json.loads(predictions.read_text())[:8]] or prompts
+    if rd.predictions.is_file():
+        prompts = [p.get("prompt") or p.get("input") for p in json.loads(rd.predictions.read_text())[:8]] or prompts
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     start = torch.zeros((len(prompts), 1), dtype=torch.long)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "decoder_input_ids": start}

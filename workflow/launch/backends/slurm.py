@@ -19,19 +19,17 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from workflow.backends.base import Backend, EventHook, JobState, Request
 from workflow.errors import BackendError, Problem, suggest
-from workflow.manifest import Manifest, PointRecord
-from workflow.rundir import RunDir
+from workflow.launch.backends.base import Backend, JobState, Report, Request
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
-    from workflow.plan import Plan
-    from workflow.sweep import Point
+    from workflow.launch.manifest import PointRecord
+    from workflow.launch.plan import Plan
+    from workflow.launch.sweep import Point
+    from workflow.spec import JobSpec
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 COMMAND_TIMEOUT_S = 60
@@ -47,7 +45,7 @@ STATE_MAP = {
 }
 
 
-def map_state(raw: str) -> str:
+def map_state(raw: str) -> State:
     """'CANCELLED by 0' -> CANCELLED; unknown states stay visible as UNKNOWN."""
     word = raw.strip().split(" ")[0].rstrip("+") if raw.strip() else ""
     return STATE_MAP.get(word, State.UNKNOWN)
@@ -90,26 +88,27 @@ def cluster_info() -> ClusterInfo:
     return ClusterInfo(int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE, partitions, True)
 
 
-def executor_parameters(spec: dict, name: str) -> dict:
-    """The one mapping from a spec to submitit's SLURM parameters."""
-    res, slurm = spec["resources"], spec["slurm"]
-    tasks = res["tasks_per_node"] or max(1, res["gpus_per_node"])
+def executor_parameters(spec: JobSpec, name: str, chdir: str | None = None) -> dict:
+    """The one mapping from a spec to submitit's SLURM parameters. ``chdir``: the code snapshot,
+    the jobs' working directory, from which they import workflow."""
+    res, slurm = spec.resources, spec.slurm
     params = {
-        "job_name": name, "nodes": res["nodes"], "ntasks_per_node": tasks, "cpus_per_task": res["cpus_per_task"],
-        "mem": _mem(res["mem_gb"]), "time": res["timeout_min"], "signal_delay_s": slurm["signal_delay_s"],
+        "job_name": name, "nodes": res.nodes, "ntasks_per_node": res.tasks, "cpus_per_task": res.cpus_per_task,
+        "mem": _mem(res.mem_gb), "time": res.timeout_min, "signal_delay_s": slurm.signal_delay_s,
         "stderr_to_stdout": True,
     }
-    if res["gpus_per_node"]:
-        params["gpus_per_node"] = res["gpus_per_node"]
+    if res.gpus_per_node:
+        params["gpus_per_node"] = res.gpus_per_node
     for key in ("partition", "account", "qos", "constraint"):
-        if slurm[key]:
-            params[key] = slurm[key]
-    if slurm["setup"]:
-        params["setup"] = list(slurm["setup"])
-    if slurm["sbatch"]:
-        params["additional_parameters"] = dict(slurm["sbatch"])
-    if slurm["srun_args"]:
-        params["srun_args"] = list(slurm["srun_args"])
+        if getattr(slurm, key):
+            params[key] = getattr(slurm, key)
+    if slurm.setup:
+        params["setup"] = list(slurm.setup)
+    extra = {**({"chdir": chdir} if chdir else {}), **slurm.sbatch}
+    if extra:
+        params["additional_parameters"] = extra
+    if slurm.srun_args:
+        params["srun_args"] = list(slurm.srun_args)
     return params
 
 
@@ -152,25 +151,26 @@ class SlurmBackend(Backend):
     def render(self, plan: Plan, points: list[Point]) -> SlurmRequest:
         info = cluster_info()
         _check_resources(plan, points, info)
+        chdir = str(plan.code.root) if plan.code else None
         groups: dict[str, list[Point]] = {}
         for point in points:
-            params = executor_parameters(point.spec, plan.sweep.name)
+            params = executor_parameters(point.spec, plan.sweep.name, chdir)
             groups.setdefault(repr(sorted(params.items())), []).append(point)
         size = max(1, info.max_array_size)  # array indices run 0 .. MaxArraySize-1
         pieces = [grp[i:i + size] for grp in groups.values() for i in range(0, len(grp), size)]
-        cap = points[0].spec["slurm"]["array_parallelism"] if points else 1
-        shares = _share(cap, [len(p) for p in pieces])
+        first = points[0].spec.slurm if points else None
+        shares = _share(first.array_parallelism if first else 1, [len(p) for p in pieces])
         folder = str(plan.root / ".submitit" / "%j")
-        python = (points[0].spec["slurm"]["python"] if points else None) or sys.executable
-        chunks = tuple(self._chunk(plan, piece, share, folder, python) for piece, share in zip(pieces, shares))
-        requeues = points[0].spec["slurm"]["max_requeues"] if points else 0
-        return SlurmRequest(folder, python, requeues, chunks, info.max_array_size, info.live)
+        python = (first.python if first else None) or sys.executable
+        chunks = tuple(self._chunk(plan, piece, share, folder, python, chdir) for piece, share in zip(pieces, shares))
+        return SlurmRequest(folder, python, first.max_requeues if first else 0, chunks, info.max_array_size, info.live)
 
     @staticmethod
-    def _chunk(plan: Plan, points: list[Point], parallelism: int, folder: str, python: str) -> Chunk:
+    def _chunk(plan: Plan, points: list[Point], parallelism: int, folder: str, python: str,
+               chdir: str | None) -> Chunk:
         from submitit.slurm.slurm import _make_sbatch_string
 
-        params = executor_parameters(points[0].spec, plan.sweep.name)
+        params = executor_parameters(points[0].spec, plan.sweep.name, chdir)
         command = " ".join([python, "-u -m submitit.core._submit", folder])
         array = {"map_count": len(points), "array_parallelism": parallelism} if len(points) > 1 else {}
         script = _make_sbatch_string(command=command, folder=folder, **params, **array)
@@ -184,10 +184,10 @@ class SlurmBackend(Backend):
                 "<environment>", "PATH", "the SLURM commands sbatch, scontrol, sinfo, squeue", "missing: " +
                 ", ".join(missing), "submit from a login node, or use --dry_run to see the sbatch script")])
 
-    def submit(self, request: SlurmRequest, manifest: Manifest, on_event: EventHook) -> None:
+    def schedule(self, request: SlurmRequest, report: Report) -> None:
         import submitit
 
-        from workflow.entrypoint import SlurmTask
+        from workflow.node.entrypoint import SlurmTask
 
         for chunk in request.chunks:
             executor = submitit.SlurmExecutor(folder=request.folder, max_num_timeout=request.max_requeues,
@@ -195,14 +195,7 @@ class SlurmBackend(Backend):
             executor.update_parameters(**chunk.parameters, array_parallelism=chunk.parallelism)
             with executor.batch():
                 jobs = [executor.submit(SlurmTask(), run_dir) for run_dir in chunk.run_dirs]
-            now = time.time()
-            for digest, job in zip(chunk.hashes, jobs):
-                record = manifest.points[digest]
-                record.job_id, record.state, record.submitted_at = job.job_id, State.PENDING, now
-                record.started_at = record.ended_at = record.error = None
-            manifest.save()
-            for digest in chunk.hashes:
-                on_event("submitted", manifest.points[digest])
+            report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, jobs)})
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
         ids = [r.job_id for r in records if r.job_id]
@@ -213,15 +206,14 @@ class SlurmBackend(Backend):
         out = {}
         for record in records:
             job_id = record.job_id
-            if job_id in queued:
-                state, elapsed, reason = queued[job_id]
-            elif job_id in accounted:
-                state, elapsed, reason = accounted[job_id]
+            if job_id in queued or job_id in accounted:
+                state, elapsed = queued.get(job_id) or accounted[job_id]
             else:  # sacct has no record (purged, or accounting lag): trust what the node wrote
-                node_state = RunDir(Path(record.run_dir)).read_state().get("state")
-                state = node_state if node_state in (State.COMPLETED, State.FAILED, State.CANCELLED) else State.UNKNOWN
-                elapsed, reason = None, "no scheduler record"
-            out[record.hash] = JobState(state, job_id, elapsed, reason)
+                node_state = record.rundir.read_state().get("state")
+                state = State(node_state) if node_state in (State.COMPLETED, State.FAILED, State.CANCELLED) \
+                    else State.UNKNOWN
+                elapsed = None
+            out[record.hash] = JobState(state, job_id, elapsed)
         return out
 
     def cancel(self, records: list[PointRecord]) -> list[str]:
@@ -243,30 +235,29 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
     return shares
 
 
-def _squeue(ids: list[str]) -> dict[str, tuple[str, float | None, str | None]]:
+def _squeue(ids: list[str]) -> dict[str, tuple[State, float | None]]:
     """One squeue for all jobs; pending array tasks are expanded (-r)."""
     mains = sorted({i.split("_")[0] for i in ids})
-    out = {}
-    text = run(["squeue", "-h", "-r", "-j", ",".join(mains), "-o", "%i|%T|%M|%r"]) if mains else ""
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4:
-            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]), parts[3] if parts[3] != "None" else None)
-    return out
+    text = run(["squeue", "-h", "-r", "-j", ",".join(mains), "-o", "%i|%T|%M"]) if mains else ""
+    return _parse(text)
 
 
-def _sacct(ids: list[str]) -> dict[str, tuple[str, float | None, str | None]]:
+def _sacct(ids: list[str]) -> dict[str, tuple[State, float | None]]:
     """One sacct for all jobs (allocations only, -X)."""
     mains = sorted({i.split("_")[0] for i in ids})
     try:
-        text = run(["sacct", "-n", "-X", "-P", "-j", ",".join(mains), "-o", "JobID,State,Elapsed,ExitCode"])
+        return _parse(run(["sacct", "-n", "-X", "-P", "-j", ",".join(mains), "-o", "JobID,State,Elapsed"]))
     except BackendError:
         return {}
+
+
+def _parse(text: str) -> dict[str, tuple[State, float | None]]:
+    """``JobID|State|Elapsed`` lines; a pending array's summary line (7_[5-9%2]) is skipped."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 3 and "[" not in parts[0]:
-            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]), f"exit {parts[3]}" if len(parts) > 3 else None)
+            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]))
     return out
 
 
@@ -292,14 +283,14 @@ def _check_resources(plan: Plan, points: list[Point], info: ClusterInfo) -> None
     problems = []
     default = next((n for n, p in info.partitions.items() if p["default"]), None)
     for point in points:
-        name = point.spec["slurm"]["partition"] or default
+        name = point.spec.slurm.partition or default
+        gpus = point.spec.resources.gpus_per_node
         if name not in info.partitions:
             problem = Problem(plan.sweep.file, "slurm.partition", "a partition of this cluster (" +
                               ", ".join(info.partitions) + ")", repr(name), suggest(str(name), info.partitions))
-        elif point.spec["resources"]["gpus_per_node"] > info.partitions[name]["gpus"]:
+        elif gpus > info.partitions[name]["gpus"]:
             problem = Problem(plan.sweep.file, "resources.gpus_per_node",
-                              f"at most {info.partitions[name]['gpus']} GPUs per node in partition '{name}'",
-                              str(point.spec["resources"]["gpus_per_node"]))
+                              f"at most {info.partitions[name]['gpus']} GPUs per node in partition '{name}'", str(gpus))
         else:
             continue
         if problem not in problems:

@@ -6,24 +6,21 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from workflow import backends, manifest as manifests
 from workflow.errors import ManifestError, Problem, suggest
-from workflow.manifest import ACTIVE, Manifest, PointRecord
-from workflow.metrics import lower_is_better, primary_metric
+from workflow.launch import backends, manifest as manifests
+from workflow.launch.manifest import Manifest, PointRecord
+from workflow.metrics import LIVE, primary_metric, rank, table_metrics
 from workflow.rundir import RunDir
 from workflow.states import State
-
-# Metrics shown as "latest metric" by status.
-SHOWN_METRICS = ("loss", "eval_loss", "exact_match")
+from workflow.tree import flatten
 
 
 def refresh(manifest: Manifest) -> Manifest:
     """Ask each backend (once for all its points) for the state of active points."""
     by_backend: dict[str, list[PointRecord]] = defaultdict(list)
     for record in manifest.points.values():
-        if record.state in ACTIVE and record.backend:
+        if State(record.state).is_active and record.backend:
             by_backend[record.backend].append(record)
     changed = False
     for name, records in by_backend.items():
@@ -33,18 +30,48 @@ def refresh(manifest: Manifest) -> Manifest:
                 record.extra["elapsed_s"], changed = job.elapsed_s, True
             if job.state != record.state:
                 record.state, changed = job.state, True
-                if job.state not in ACTIVE:
+                if not job.state.is_active:
                     record.ended_at = record.ended_at or time.time()
-                    record.error = record.error or RunDir(Path(record.run_dir)).read_state().get("error")
+                    record.error = record.error or record.rundir.read_state().get("error")
     if changed:
         manifest.save()
     return manifest
 
 
+def status(sweep: str) -> tuple[Manifest, list[dict], list[str]]:
+    """The sweep's manifest brought up to date, its status rows, and MLflow warnings (status also
+    reconciles MLflow with the manifest)."""
+    from workflow.launch import runs
+
+    manifest = refresh(manifests.load(sweep))
+    return manifest, status_rows(manifest), runs.reconcile(manifest)
+
+
+def sync(sweep: str) -> tuple[int, list[str]]:
+    """Reconcile every ended point with MLflow again; returns the point count and warnings."""
+    from workflow.launch import runs
+
+    manifest = refresh(manifests.load(sweep))
+    for record in manifest.points.values():
+        record.extra.pop("mlflow_closed", None)
+    return len(manifest.points), runs.reconcile(manifest)
+
+
+def sweep_states() -> dict[str, dict[str, int]]:
+    """Every known sweep with its count of points by state."""
+    out = {}
+    for name in manifests.known_sweeps():
+        states: dict[str, int] = defaultdict(int)
+        for record in manifests.load(name).points.values():
+            states[str(record.state)] += 1
+        out[name] = dict(sorted(states.items()))
+    return out
+
+
 def status_rows(manifest: Manifest) -> list[dict]:
     rows = []
     for record in manifest.ordered():
-        rd = RunDir(Path(record.run_dir))
+        rd = record.rundir
         state = rd.read_state()
         step, metric = _latest_metric(rd)
         start, end = record.started_at or state.get("started_at"), record.ended_at or state.get("ended_at")
@@ -71,7 +98,7 @@ def _latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if row.get("kind") == "metric" and row.get("key") in SHOWN_METRICS:
+        if row.get("kind") == "metric" and row.get("key") in LIVE:
             return row["step"], f"{row['key']}={row['value']:.4g}"
     return None, None
 
@@ -103,7 +130,7 @@ def logs(sweep: str, point: str | None, tail: int) -> list[tuple[PointRecord, li
     manifest = manifests.load(sweep)
     out = []
     for record in find_points(manifest, point):
-        path = RunDir(Path(record.run_dir)).log
+        path = record.rundir.log
         lines = path.read_text(errors="replace").splitlines() if path.is_file() else ["(no log yet)"]
         out.append((record, lines[-tail:] if tail > 0 else lines))
     return out
@@ -111,7 +138,7 @@ def logs(sweep: str, point: str | None, tail: int) -> list[tuple[PointRecord, li
 
 def cancel(sweep: str, point: str | None) -> list[str]:
     manifest = refresh(manifests.load(sweep))
-    records = [r for r in find_points(manifest, point) if r.state in ACTIVE]
+    records = [r for r in find_points(manifest, point) if State(r.state).is_active]
     by_backend: dict[str, list[PointRecord]] = defaultdict(list)
     for record in records:
         by_backend[record.backend or "local"].append(record)
@@ -129,44 +156,20 @@ def results(manifest: Manifest, varying: list[str] | None = None) -> tuple[list[
     """Rows of (point, state, params that vary, final metrics), best first."""
     rows = []
     for record in manifest.ordered():
-        rd = RunDir(Path(record.run_dir))
-        spec = json.loads(rd.job.read_text())["spec"] if rd.job.is_file() else {}
+        rd = record.rundir
+        spec = flatten(rd.read_job().get("spec", {}))
         rows.append({"point": record.name, "state": record.state, "spec": spec, "metrics": rd.read_results()})
     params = varying if varying is not None else _varying(rows)
     for row in rows:
-        row["params"] = {p: _get(row["spec"], p) for p in params}
-    names = sorted({m for r in rows for m in r["metrics"]})
+        row["params"] = {p: row["spec"].get(p) for p in params}
+    names = {m for r in rows for m in r["metrics"]}
     primary = primary_metric(names)
-    metrics = ([primary] if primary else []) + [m for m in names if m != primary]
     rows.sort(key=lambda r: (rank(r["metrics"].get(primary), primary),
                              rank(r["metrics"].get("best_eval_loss"), "best_eval_loss")))  # ties: lower loss
-    return rows, params, metrics[:8]
-
-
-def rank(value, name: str | None) -> float:
-    """Sort key, best first: missing values last."""
-    if value is None or name is None:
-        return float("inf")
-    return value if lower_is_better(name) else -value
-
-
-def _get(tree: dict, dotted: str):
-    for part in dotted.split("."):
-        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
-    return tree if tree != {} else None
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    return rows, params, table_metrics(names, primary, limit=8)
 
 
 def _varying(rows: list[dict]) -> list[str]:
-    flats = [_flatten(r["spec"]) for r in rows if r["spec"]]
+    flats = [r["spec"] for r in rows if r["spec"]]
     keys = sorted({k for f in flats for k in f})
     return [k for k in keys if k != "run_name" and len({json.dumps(f.get(k)) for f in flats}) > 1]

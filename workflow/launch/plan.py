@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from workflow import data, memory, secrets
 from workflow.errors import Problem, SpecError
-from workflow.manifest import sweep_dir
+from workflow.launch.manifest import sweep_dir
+from workflow.launch.snapshot import Snapshot
+from workflow.launch.sweep import Point, Sweep
 from workflow.paths import models_dir, resolve_tracking_uri
 from workflow.rundir import RunDir
-from workflow.sweep import Point, Sweep
+from workflow.spec import JobSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -32,6 +34,7 @@ class Plan:
     memory: dict = field(default_factory=dict)  # point hash -> memory.Estimate (GPU jobs with a known T5)
     fail_fast: bool = False  # stop the sweep after its first failed point
     auto_choices: dict = field(default_factory=dict)  # point hash -> what deepspeed.stage auto chose, in words
+    code: Snapshot | None = None  # the code the nodes run (None: this checkout, as it is)
 
     @property
     def root(self) -> Path:
@@ -46,20 +49,13 @@ def _sweep_root(name: str, _runs_env: str | None) -> Path:
     return sweep_dir(name)
 
 
-def model_source(spec: dict) -> str:
-    """Where ``from_pretrained`` loads the initial model from: a folder or a hub id."""
-    if spec.get("model_init_name"):
-        return str(models_dir() / spec["model_init_name"])
-    return os.path.expanduser(spec["model_init_path"])
-
-
-def check_model(spec: dict, file: str) -> Problem | None:
-    source = model_source(spec)
-    if spec.get("model_init_name"):
+def check_model(spec: JobSpec, file: str) -> Problem | None:
+    source = spec.model_source
+    if spec.model_init_name:
         if not (Path(source) / "config.json").is_file():
             available = sorted(p.name for p in models_dir().glob("*") if (p / "config.json").is_file())
             return Problem(file, "model_init_name", f"a model folder under {models_dir()}",
-                           repr(spec["model_init_name"]),
+                           repr(spec.model_init_name),
                            "available: " + (", ".join(available) or "none (run: python launch.py tiny_model)"))
         return None
     looks_local = source.startswith(("/", ".", "~")) or Path(source).exists()
@@ -76,12 +72,12 @@ def t5_modules(cfg: dict) -> set[str]:
     return {"q", "k", "v", "o", "wo", "lm_head", "shared", "embed_tokens"} | ({"wi_0", "wi_1"} if gated else {"wi"})
 
 
-def check_lora(spec: dict, file: str) -> Problem | None:
-    cfg = memory.t5_config(model_source(spec)) if spec.get("lora") else None
+def check_lora(spec: JobSpec, file: str) -> Problem | None:
+    cfg = memory.t5_config(spec.model_source) if spec.lora else None
     if cfg is None:
         return None
     modules = t5_modules(cfg)
-    unknown = [m for m in spec["lora"]["target_modules"] if m not in modules]
+    unknown = [m for m in spec.lora.target_modules if m not in modules]
     if not unknown:
         return None
     return Problem(file, "lora.target_modules", "module names of this model: " + ", ".join(sorted(modules)),
@@ -98,7 +94,7 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
         if est.suggestion:
             hint = f"{est.suggestion.label} fits ({est.suggestion.total_gb:.1f} GB/GPU); {hint}"
         problem = Problem(sweep.file, "deepspeed", f"at most {est.gpu_mem_gb * memory.HEADROOM:.1f} GB per GPU "
-                          f"({point.spec['resources']['gpu_type'] or 'gpu_mem_gb'})",
+                          f"({point.spec.resources.gpu_type or 'gpu_mem_gb'})",
                           f"{est.chosen.total_gb:.1f} GB for {est.chosen.label} "
                           f"(model states {est.chosen.gpu_gb:.1f} + activations {est.activations_gb:.1f})", hint)
         if problem not in problems:
@@ -106,39 +102,38 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
     return problems
 
 
-def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Plan:
+def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, code: Snapshot | None = None) -> Plan:
     """Check every point's model, LoRA targets, memory and data, and pin the tracking store.
     ``force`` submits configurations the memory planner says cannot fit."""
     problems: list[Problem] = []
     counts: dict = {}
-    backends = {p.spec["backend"] for p in sweep.points}
+    backends = {p.spec.backend for p in sweep.points}
     if len(backends) > 1:
         problems.append(Problem(sweep.file, "backend", "one backend for the whole sweep", ", ".join(sorted(backends))))
     for point in sweep.points:
         for problem in (check_model(point.spec, sweep.file), check_lora(point.spec, sweep.file)):
             if problem and problem not in problems:
                 problems.append(problem)
-    for key, reason in secrets.find_in_spec(sweep.points[0].spec):
+    for key, reason in secrets.find_in_spec(sweep.points[0].spec.model_dump(mode="json")):
         problems.append(Problem(sweep.file, key, "no credentials in a spec: jobs inherit them from the environment "
                                 "(e.g. MLFLOW_TRACKING_PASSWORD, HF_TOKEN)", reason + " (hidden)"))
     choices = resolve_auto_stages(sweep, problems)
     if problems:
         raise SpecError(f"Cannot plan {sweep.file}", problems)
-    estimates = {p.hash: memory.estimate(p.spec, model_source(p.spec)) for p in sweep.points}
+    estimates = {p.hash: memory.estimate(p.spec) for p in sweep.points}
     estimates = {h: e for h, e in estimates.items() if e is not None}
     problems = [] if force else check_memory(estimates, sweep)
     if problems:
         raise SpecError(f"{sweep.file} cannot fit the requested GPUs", problems)
     for point in sweep.points:
-        labels = point.spec["classifier"]["labels"]
-        key = (point.spec["task"], point.spec["data_name"], point.spec["train"]["do_train"],
-               tuple(labels) if labels else None)
+        spec = point.spec
+        key = (spec.task, spec.data_name, spec.train.do_train, tuple(spec.classifier.labels or ()) or None)
         if key not in counts:
             counts[key] = data.check(*key)
     first = sweep.points[0].spec
-    uri = resolve_tracking_uri(first["tracking"]["uri"])
-    return Plan(sweep, backends.pop(), uri, first["tracking"]["experiment"],
-                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices)
+    uri = resolve_tracking_uri(first.tracking.uri)
+    return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
+                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, code)
 
 
 def resolve_auto_stages(sweep: Sweep, problems: list[Problem]) -> dict[str, str]:
@@ -147,20 +142,19 @@ def resolve_auto_stages(sweep: Sweep, problems: list[Problem]) -> dict[str, str]
     that of the declared spec. Returns {point hash: the choice in words}."""
     choices = {}
     for point in sweep.points:
-        ds = point.spec["deepspeed"]
-        if not (ds["enabled"] and ds["stage"] == "auto"):
+        ds, res = point.spec.deepspeed, point.spec.resources
+        if not (ds.enabled and ds.stage == "auto"):
             continue
-        found = memory.auto_stage(point.spec, model_source(point.spec))
+        found = memory.auto_stage(point.spec)
         if found is None:
             problem = Problem(sweep.file, "deepspeed.stage", "a GPU size (resources.gpu_type or resources.gpu_mem_gb) "
                               "and a T5 config.json or flan-t5 preset, to plan stage auto",
-                              f"gpu_type={point.spec['resources']['gpu_type']!r}, "
-                              f"gpu_mem_gb={point.spec['resources']['gpu_mem_gb']!r}",
+                              f"gpu_type={res.gpu_type!r}, gpu_mem_gb={res.gpu_mem_gb!r}",
                               f"known GPU types: {', '.join(memory.GPU_MEMORY_GB)}")
             if problem not in problems:
                 problems.append(problem)
             continue
         choice, reason = found
-        ds.update(choice)
+        point.spec.deepspeed = ds.model_copy(update=choice)
         choices[point.hash] = reason
     return choices

@@ -11,9 +11,7 @@ Each block is one axis; the points are the cartesian product of the axes present
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import random as _random
 import re
@@ -23,9 +21,10 @@ from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from workflow import config
 from workflow.errors import Problem, SpecError, short, suggest
-from workflow.spec import HASH_EXCLUDED, HASH_OMITTED_AT, JobSpec, field_paths
+from workflow.launch import config
+from workflow.spec import JobSpec, field_paths, problems_from
+from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 
@@ -57,7 +56,7 @@ class Point:
     name: str
     hash: str
     overrides: dict
-    spec: dict = field(repr=False)
+    spec: JobSpec = field(repr=False)
 
     @property
     def slug(self) -> str:
@@ -73,59 +72,12 @@ class Sweep:
     varying: list[str]
 
 
-def spec_hash(spec: dict) -> str:
-    """Stable id of a resolved spec: sha256 over the keys that change what is computed."""
-    kept = dict(spec)
-    omitted = [(dotted, None) for dotted in HASH_EXCLUDED] + list(HASH_OMITTED_AT.items())
-    for dotted, only_at in omitted:
-        *parents, leaf = dotted.split(".")
-        node = kept
-        for part in parents:  # copy only the dicts on the way to an excluded key
-            child = node.get(part)
-            if not isinstance(child, dict):
-                break
-            node[part] = node = dict(child)
-        else:
-            if only_at is None or node.get(leaf) == only_at:
-                node.pop(leaf, None)
-    blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
-            mantissa, exp = f"{value:.3e}".split("e")
-            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
-        return f"{value:.6g}"
-    return str(value)
-
-
-def get_path(tree: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
-
-
 def load_sweep_file(path: Path) -> SweepFile:
     raw = config.read_yaml(path)
     try:
         return SweepFile.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc)
-            if err["type"] == "extra_forbidden":
-                options = RandomBlock.model_fields if loc[0] == "random" else SweepFile.model_fields
-                problems.append(Problem(str(path), key, "a known sweep key", f"unknown key '{loc[-1]}'",
-                                        suggest(str(loc[-1]), options)))
-            elif err["type"] == "missing":
-                problems.append(Problem(str(path), key, "a value (this key is required)", "nothing"))
-            else:
-                msg = err["msg"].removeprefix("Input should be ")
-                problems.append(Problem(str(path), key, msg, short(err.get("input"))))
-        raise SpecError(f"Invalid sweep file {path}", problems) from None
+        raise SpecError(f"Invalid sweep file {path}", problems_from(exc, str(path), SweepFile, "sweep key")) from None
 
 
 def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], list[Problem]]:
@@ -216,7 +168,7 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
         raise SpecError(f"Invalid sweep file {path}", [Problem(file, "base", "an existing job spec file", sweep.base)])
     base_raw = config.load_raw(base_path)
     if extra:
-        base_raw = config.deep_merge(base_raw, extra)
+        base_raw = deep_merge(base_raw, extra)
     fixed, problems = {}, []
     for key, value in sweep.overrides.items():
         problem = config.check_key_path(key, field_paths(), file, f"overrides.{key}")
@@ -229,8 +181,8 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
     if problems:
         raise SpecError(f"Invalid sweep file {path}", problems)
     cli = config.parse_overrides(cli_overrides)
-    base_raw = config.deep_merge(base_raw, fixed)
-    config.validate(config.deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
+    base_raw = deep_merge(base_raw, fixed)
+    config.validate(deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
 
     combos = list(itertools.product(*axes)) if axes else [()]
     if len(combos) > sweep.max_points:
@@ -247,32 +199,27 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     seen: dict[str, int] = {}
     varying = sorted({k for combo in combos for _, over in combo for k in over})
     for index, combo in enumerate(combos):
-        flat = {k: v for _, over in combo for k, v in over.items()}
-        nested: dict = {}
-        for key, value in flat.items():
-            config.set_path(nested, key, value)
-        raw = config.deep_merge(config.deep_merge(base_raw, nested), cli)
+        nested = nest({k: v for _, over in combo for k, v in over.items()})
+        raw = deep_merge(deep_merge(base_raw, nested), cli)
         sources = {k: src for src, over in combo for k in over}
         try:
-            spec = JobSpec.model_validate(raw).model_dump(mode="json")
+            spec = JobSpec.model_validate(raw)
         except ValidationError as exc:
-            for err in exc.errors():
-                dotted = ".".join(str(p) for p in err["loc"])
-                src = sources.get(dotted)
-                problem = config._problem(err, file)
-                key = f"{src}" if src and src.endswith(dotted) else f"{src}.{dotted}" if src else dotted
+            for problem in problems_from(exc, file):
+                src = sources.get(problem.key)
+                key = src if src and src.endswith(problem.key) else f"{src}.{problem.key}" if src else problem.key
                 problems.append(Problem(file, key, problem.expected, problem.given, problem.hint))
             continue
-        digest = spec_hash(spec)
+        digest = spec.point_hash()
         if digest in seen:
             problems.append(Problem(file, ", ".join(sorted(set(sources.values()))) or "points",
                                     "distinct points", f"point {index} duplicates point {seen[digest]}"))
             continue
         seen[digest] = index
-        name = ",".join(f"{k.rsplit('.', 1)[-1]}={format_value(get_path(spec, k))}" for k in varying) or "default"
-        if spec.get("run_name") is None:
-            spec["run_name"] = name
-        points.append(Point(index, name, digest, {k: get_path(spec, k) for k in varying}, spec))
+        values = {k: spec.get(k) for k in varying}
+        name = ",".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in values.items()) or "default"
+        spec.run_name = spec.run_name or name
+        points.append(Point(index, name, digest, values, spec))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise SpecError(f"Invalid sweep {path}", unique)
@@ -282,7 +229,10 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
 def single(spec_path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
     """``launch.py run spec.yaml``: a sweep of one point, named after the spec file."""
     path = Path(spec_path)
-    spec = config.load_spec(path, cli_overrides, extra).model_dump(mode="json")
-    name = spec.get("run_name") or path.stem
-    spec["run_name"] = name
-    return Sweep(path.stem, str(path), [Point(0, name, spec_hash(spec), {}, spec)], [])
+    return one_point(path.stem, str(path), config.load_spec(path, cli_overrides, extra))
+
+
+def one_point(name: str, file: str, spec: JobSpec) -> Sweep:
+    """A sweep of one point (``run``, and the original command lines)."""
+    spec.run_name = spec.run_name or name
+    return Sweep(name, file, [Point(0, spec.run_name, spec.point_hash(), {}, spec)], [])

@@ -5,16 +5,17 @@ All problems are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 from pydantic import ValidationError
 
+from workflow import tree
+from workflow.tree import deep_merge
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.paths import PROJECT_ROOT
-from workflow.spec import MARK, JobSpec, block_at, field_paths
+from workflow.spec import JobSpec, field_paths, problems_from
 
 CLI = "<command line>"
 
@@ -47,20 +48,6 @@ def resolve_path(ref: str, relative_to: Path) -> Path:
         if (root / candidate).is_file():
             return (root / candidate).resolve()
     return (PROJECT_ROOT / candidate).resolve()
-
-
-def deep_merge(base: dict, over: dict) -> dict:
-    """A new dict: ``over`` merged into ``base`` key by key. Neither input is modified; nested
-    dicts along merged paths are new, other values are shared (specs never mutate them)."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        elif isinstance(value, (dict, list)):
-            out[key] = copy.deepcopy(value)
-        else:
-            out[key] = value
-    return out
 
 
 def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
@@ -116,14 +103,11 @@ def check_key_path(key: str, known: dict, file: str, shown_key: str) -> Problem 
     return Problem(file, shown_key, "a known spec key", f"unknown key '{key}'", hint)
 
 
-def set_path(tree: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError("Invalid override", [Problem(CLI, dotted, "a path through mappings", short(node))])
-    node[parts[-1]] = value
+def set_path(nested: dict, dotted: str, value: Any) -> None:
+    try:
+        tree.set_path(nested, dotted, value)
+    except ValueError as exc:
+        raise SpecError("Invalid override", [Problem(CLI, dotted, "a path through mappings", str(exc))]) from None
 
 
 def validate(raw: dict, file: str) -> JobSpec:
@@ -131,29 +115,7 @@ def validate(raw: dict, file: str) -> JobSpec:
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"Invalid job spec {file}", [_problem(err, file) for err in exc.errors()]) from None
-
-
-def _problem(err: dict, file: str) -> Problem:
-    loc = tuple(err.get("loc", ()))
-    key = ".".join(str(p) for p in loc) or None
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        block = block_at(loc[:-1])
-        options = block.model_fields.keys() if block else []
-        elsewhere = [p for p in field_paths() if p.rsplit(".", 1)[-1] == loc[-1]]
-        hint = f"did you mean '{elsewhere[0]}'?" if len(elsewhere) == 1 else suggest(str(loc[-1]), options)
-        return Problem(file, key, "a known key", f"unknown key '{loc[-1]}'", hint)
-    if kind == "missing":
-        return Problem(file, key, "a value (this key is required)", "nothing")
-    message = err.get("msg", "a valid value")
-    message = message.removeprefix("Value error, ")
-    if message.startswith(MARK):
-        sub, expected, given = message.split(MARK)[1:4]
-        return Problem(file, ".".join(x for x in (key, sub) if x), expected, given)
-    expected = message.removeprefix("Input should be ") if message.startswith("Input should be") else message
-    given = short(err.get("input")) if kind != "value_error" or loc else None
-    return Problem(file, key, expected, given)
+        raise SpecError(f"Invalid job spec {file}", problems_from(exc, file)) from None
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | None = None) -> JobSpec:

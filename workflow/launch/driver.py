@@ -1,0 +1,197 @@
+"""The launch driver: every way of starting work ends here (``launch.py sweep`` and ``run``,
+and the original command lines). It loads a sweep, plans it, picks the points to submit,
+writes their run directories, registers their MLflow runs, hands the backend's request to the
+backend, and records what the backend reports. Idempotent by point hash."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import yaml
+
+from workflow.errors import Problem, SpecError
+from workflow.launch import backends, config, lifecycle, manifest as manifests, runs, snapshot
+from workflow.launch.backends.base import JobState, Request
+from workflow.launch.manifest import Manifest, PointRecord
+from workflow.launch.plan import Plan, make_plan
+from workflow.launch.sweep import Point, Sweep, expand, single
+from workflow.jsonio import write_json
+from workflow.paths import mlflow_dir, mount_dir, runs_dir
+from workflow.secrets import redact
+from workflow.states import State
+
+RETRY_CHOICES = ("failed",)
+SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
+
+# on_event(kind, record): kind is "submitted", "started" or "finished".
+EventHook = Callable[[str, PointRecord], None]
+
+
+@dataclass
+class Selection:
+    submit: list[Point] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # hash -> reason
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    manifest: Manifest
+    submitted: list[str]
+    skipped: dict[str, str]
+    warnings: list[str]
+
+    @property
+    def waited(self) -> bool:
+        """The backend ran every point to its end (local): the states are final."""
+        return backends.get(self.plan.backend).waits
+
+    @property
+    def failed(self) -> list[PointRecord]:
+        return [self.manifest.points[h] for h in self.submitted if self.manifest.points[h].state == State.FAILED]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    plan: Plan
+    request: Request | None  # None: nothing to submit
+    skipped: dict[str, str]
+
+
+def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None) -> Sweep:
+    """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys)."""
+    extra = {"backend": backend} if backend else None
+    if sweep is None:
+        sweep = any(k in config.read_yaml(Path(path)) for k in SWEEP_KEYS)
+    return expand(path, overrides, extra) if sweep else single(path, overrides, extra)
+
+
+def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:
+    """The plan, with the code snapshot its jobs will run (described, not yet written)."""
+    code = snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty)
+    return make_plan(sweep, force=force, fail_fast=fail_fast, code=code)
+
+
+def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, allow_dirty: bool = False) -> DryRun:
+    """What ``launch`` would submit, as values; nothing is written."""
+    the_plan = plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty)
+    chosen = select(the_plan, _existing(sweep.name), retry)
+    request = backends.get(the_plan.backend).render(the_plan, chosen.submit) if chosen.submit else None
+    return DryRun(the_plan, request, chosen.skipped)
+
+
+def select(plan: Plan, existing: Manifest | None, retry: Optional[str]) -> Selection:
+    """Which points to submit: new and failed ones, never done or active ones."""
+    if retry is not None and retry not in RETRY_CHOICES:
+        raise SpecError("Invalid --retry", [Problem("<command line>", "--retry", "one of: failed", repr(retry))])
+    chosen = Selection()
+    for point in plan.sweep.points:
+        record = existing.points.get(point.hash) if existing else None
+        state = State(record.state) if record else None
+        if state == State.COMPLETED or (state and state.is_active):
+            chosen.skipped[point.hash] = state
+        elif retry == "failed" and not (state and state.is_terminal):
+            chosen.skipped[point.hash] = state or "new (not retried by --retry failed)"
+        else:
+            chosen.submit.append(point)
+    return chosen
+
+
+def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda kind, record: None) -> Outcome:
+    """Everything that can fail on bad input (selection, backend checks, the request) runs
+    before the first write; then, under the sweep lock, the points are written and submitted."""
+    backend = backends.get(plan.backend)
+    chosen = select(plan, _existing(plan.sweep.name), retry)
+    if chosen.submit:
+        request = backend.render(plan, chosen.submit)
+        backend.preflight()
+    warnings = []
+    with manifests.locked(plan.sweep.name):
+        manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
+        again = select(plan, manifest, retry)
+        if again.submit:
+            if [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
+                request = backend.render(plan, again.submit)
+            warnings += _submit(plan, manifest, again.submit, request, recorder(manifest, on_event))
+    outcome = Outcome(plan, lifecycle.refresh(manifest), [p.hash for p in again.submit], again.skipped, warnings)
+    if outcome.waited:
+        outcome.warnings += runs.reconcile(outcome.manifest)
+    return outcome
+
+
+def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> list[str]:
+    """Write the code snapshot and the run directories, register the MLflow runs, schedule."""
+    if plan.code:
+        plan.code.write()
+    manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
+    manifest.parent_closed = False
+    for point in points:
+        _write_run_dir(plan, manifest, point)
+    manifest.save()
+    warning = runs.register(plan, manifest, points)
+    for point in points:
+        _write_job(plan, manifest, point)
+    manifest.save()
+    backends.get(plan.backend).schedule(request, report)
+    return [warning] if warning else []
+
+
+def recorder(manifest: Manifest, on_event: EventHook) -> Callable[[dict[str, JobState]], None]:
+    """What a backend reports, written into the manifest (the only writer), then shown."""
+
+    def report(news: dict[str, JobState]) -> None:
+        now, events = time.time(), []
+        for digest, job in news.items():
+            record = manifest.points[digest]
+            record.job_id = job.job_id or record.job_id
+            record.error = job.error
+            if job.state == State.PLANNED:
+                continue
+            record.state = job.state
+            if job.state in (State.PENDING, State.SUBMITTED, State.RUNNING):
+                record.submitted_at, record.ended_at = now, None
+                record.started_at = now if job.state == State.RUNNING else None
+                events.append(("started" if job.state == State.RUNNING else "submitted", record))
+            else:
+                record.ended_at = now
+                events.append(("finished", record))
+        manifest.save()
+        for kind, record in events:
+            on_event(kind, record)
+
+    return report
+
+
+def _existing(sweep: str) -> Manifest | None:
+    return manifests.load(sweep) if sweep in manifests.known_sweeps() else None
+
+
+def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
+    run_dir = plan.run_dir(point)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    run_dir.spec_yaml.write_text(yaml.safe_dump(point.spec.model_dump(mode="json"), sort_keys=False))
+    old = manifest.points.get(point.hash)
+    manifest.points[point.hash] = PointRecord(
+        index=point.index, name=point.name, hash=point.hash, run_dir=str(run_dir.root), backend=plan.backend,
+        mlflow_run_id=old.mlflow_run_id if old else None, commit=plan.code.commit if plan.code else None,
+        code=str(plan.code.root) if plan.code else None)
+
+
+def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
+    """job.json: the spec as data, and the context the node needs (its run, tags and paths)."""
+    record = manifest.points[point.hash]
+    context = {
+        "sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "point_hash": point.hash,
+        "point_index": point.index, "point_name": point.name, "backend": plan.backend,
+        "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
+        "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
+        "tags": runs.run_tags(manifest, record), "fail_fast": plan.fail_fast,
+        "deepspeed_auto": plan.auto_choices.get(point.hash),
+        "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
+        # The launcher's locations, resolved: the node runs from the snapshot, not the checkout.
+        "env": {"WF_MOUNT_DIR": str(mount_dir()), "WF_RUNS_DIR": str(runs_dir()), "WF_MLFLOW_DIR": str(mlflow_dir())},
+    }
+    write_json(plan.run_dir(point).job, {"spec": point.spec.model_dump(mode="json"), "context": context})

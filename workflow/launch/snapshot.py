@@ -1,0 +1,100 @@
+"""The code a job runs: a copy of the tracked package, taken when a sweep is submitted.
+
+Nodes import ``workflow`` from the snapshot, never from the checkout, so a job that starts
+(or is requeued) after the checkout was edited runs the code it was submitted with, as with
+submitit's ``RsyncSnapshot`` or dora's ``git_save``. Snapshots live in the sweep folder, keyed
+by a digest of their content (identical code is copied once). A tree with uncommitted changes
+is refused unless ``--allow_dirty``; the diff is then kept beside the snapshot and logged to
+MLflow by the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from workflow.errors import Problem, SpecError
+from workflow.paths import PROJECT_ROOT
+
+CODE_PATHS = ("workflow", "setup.cfg")  # what a node imports or reads
+DIFF_NAME = "code.diff"
+GIT_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    root: Path          # <sweep>/code/<digest>: holds workflow/ and setup.cfg
+    commit: str         # git HEAD of the checkout, or "unknown" outside git
+    dirty: bool         # the checkout differed from HEAD (allowed by --allow_dirty)
+    files: tuple[str, ...]
+    diff: str = ""
+
+    @property
+    def diff_path(self) -> Path:
+        return self.root / DIFF_NAME
+
+    def write(self) -> None:
+        """Copy the files (once per digest; a copy is complete once its folder is renamed in place)."""
+        if self.root.is_dir():
+            return
+        tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in self.files:
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, target)
+        if self.diff:
+            (tmp / DIFF_NAME).write_text(self.diff)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, self.root)
+        except OSError:  # another launch wrote the same digest first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def take(sweep_root: Path, allow_dirty: bool = False) -> Snapshot:
+    """Describe the snapshot of this checkout (nothing is written): its files, digest and commit.
+    Raises SpecError for uncommitted changes unless ``allow_dirty``."""
+    files = _files()
+    changes = _git("status", "--porcelain", "--", *CODE_PATHS)
+    if changes and not allow_dirty:
+        shown = changes.splitlines()
+        raise SpecError("Uncommitted changes in the code a job would run", [Problem(
+            str(PROJECT_ROOT), None, "a committed tree (the job runs a snapshot of it, recorded by commit)",
+            "; ".join(line.strip() for line in shown[:5]) + (f" (+{len(shown) - 5} more)" if len(shown) > 5 else ""),
+            "commit them, or pass --allow_dirty (the diff is saved with the runs and logged to MLflow)")])
+    diff = _git("diff", "HEAD", "--", *CODE_PATHS) if changes else ""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (PROJECT_ROOT / name).read_bytes() + b"\0")
+    return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], git_commit(), bool(changes), files, diff)
+
+
+def _files() -> tuple[str, ...]:
+    """Tracked and untracked-but-not-ignored files under CODE_PATHS (every .py file outside git)."""
+    listed = _git("ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS)
+    if listed:
+        names = [n for n in listed.splitlines() if (PROJECT_ROOT / n).is_file()]
+    else:
+        names = [str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "workflow").rglob("*.py")]
+        names += ["setup.cfg"] if (PROJECT_ROOT / "setup.cfg").is_file() else []
+    return tuple(sorted(n for n in names if "__pycache__" not in n))
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    return _git("rev-parse", "HEAD").strip() or "unknown"
+
+
+def _git(*args: str) -> str:
+    """A git command's output in the project; empty outside a git checkout or without git."""
+    try:
+        out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout if out.returncode == 0 else ""

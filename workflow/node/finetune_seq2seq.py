@@ -1,0 +1,90 @@
+"""seq2seq: prompt -> completion fine-tuning with the HF Seq2SeqTrainer (the recipe's steps are
+in workflow.node.recipe); evaluation generates on the eval split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+
+from workflow import data as data_files
+from workflow import metrics
+from workflow.jsonio import write_json
+from workflow.node import hf
+from workflow.node.recipe import Recipe
+from workflow.spec import GenerateSpec, JobSpec, TrainSpec
+
+log = logging.getLogger("workflow.seq2seq")
+
+
+class Seq2SeqRecipe(Recipe):
+    def setup(self, args, callbacks: list) -> Seq2SeqTrainer:
+        model, self.tokenizer = hf.load_model(self.spec, self.tracker)
+        train_ds, eval_ds, self.records = setup_data(self.spec, self.tokenizer, self.tracker)
+        collator = DataCollatorForSeq2Seq(self.tokenizer, model=model, padding=True)
+        return Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                              data_collator=collator, processing_class=self.tokenizer, callbacks=callbacks)
+
+    def evaluate(self, model) -> dict:
+        return evaluate(self.spec, model, self.tokenizer, self.records["eval"], self.rd.predictions)
+
+
+def setup_data(spec: JobSpec, tokenizer, tracker):
+    """Load the JSON file through ``datasets`` and tokenize with counted truncation."""
+    raw = data_files.load_json(data_files.data_path(spec.data_name))
+    records = {split: [{"prompt": r["prompt"], "completion": r["completion"]} for r in raw[split]]
+               for split in data_files.SPLITS}
+    out = []
+    for split in data_files.SPLITS:
+        ds = Dataset.from_list(records[split])
+        ds, truncated = tokenize(ds, tokenizer, spec.train)
+        tracker.log_params({f"data.{split}.examples": len(ds), f"data.{split}.truncated": truncated})
+        log.info("%s: %d examples, %d truncated", split, len(ds), truncated)
+        out.append(ds)
+    return out[0], out[1], records
+
+
+def tokenize(ds, tokenizer, train: TrainSpec):
+    src = tokenizer(list(ds["prompt"]))["input_ids"]
+    tgt = tokenizer(text_target=list(ds["completion"]))["input_ids"]
+    max_src, max_tgt = train.max_source_length, train.max_target_length
+    truncated = sum(len(s) > max_src or len(t) > max_tgt for s, t in zip(src, tgt))
+    eos = tokenizer.eos_token_id
+    src = [s if len(s) <= max_src else s[:max_src - 1] + [eos] for s in src]
+    tgt = [t if len(t) <= max_tgt else t[:max_tgt - 1] + [eos] for t in tgt]
+    columns = {"input_ids": src, "attention_mask": [[1] * len(s) for s in src], "labels": tgt,
+               "length": [len(s) + len(t) for s, t in zip(src, tgt)]}
+    return Dataset.from_dict(columns), truncated
+
+
+@torch.no_grad()
+def evaluate(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) -> dict:
+    """Generate on the eval split; the generate block's metrics on the first sample and on any of n."""
+    gen = spec.generate
+    model.eval()
+    predictions = []
+    batch_size = spec.train.eval_batch_size
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        samples = generate(model, tokenizer, [r["prompt"] for r in batch], gen, spec.train)
+        for record, outs in zip(batch, samples):
+            predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs})
+    write_json(out, predictions)
+    results = metrics.generation_metrics(gen.metrics, [p["reference"] for p in predictions],
+                                         [p["samples"] for p in predictions])
+    log.info("eval generation: %s", results)
+    return results
+
+
+def generate(model, tokenizer, prompts: list[str], gen: GenerateSpec, train: TrainSpec) -> list[list[str]]:
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                       max_length=train.max_source_length).to(model.device)
+    sampling = gen.temperature > 0
+    extra = {"do_sample": True, "temperature": gen.temperature} if sampling else {"do_sample": False}
+    out = model.generate(**inputs, max_new_tokens=gen.max_new_tokens, num_return_sequences=gen.n_samples, **extra)
+    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+    n = gen.n_samples
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]

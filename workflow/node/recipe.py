@@ -1,0 +1,53 @@
+"""The shape of every task, after torchtune's recipes: ``setup`` (model, tokenizer, data and
+Trainer) -> ``train`` (resuming from the newest complete checkpoint) -> ``save`` (the final
+model, on every rank: ZeRO-3 gathers it collectively) -> ``evaluate`` (rank 0, on the saved
+model: ZeRO-3 keeps only shards in memory, so it generates from the consolidated copy).
+
+A task writes ``setup`` and ``evaluate``; ``run`` drives the steps, which are the same for
+every task. The registry in ``workflow.tasks`` maps task names to recipe classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+from transformers import set_seed
+
+from workflow.node import hf
+from workflow.rundir import RunDir
+from workflow.spec import JobSpec
+
+
+class Recipe(ABC):
+    def __init__(self, spec: JobSpec, rd: RunDir, tracker, dist):
+        self.spec, self.rd, self.tracker, self.dist = spec, rd, tracker, dist
+        self.log = logging.getLogger(f"workflow.{spec.task}")
+        self.tokenizer = None
+        self.params: dict = {}  # task-specific params logged with the spec
+
+    @abstractmethod
+    def setup(self, args, callbacks: list):
+        """Load the model, tokenizer and data; return the Trainer (``args`` exist before the
+        model, so ZeRO-3 partitions it while loading)."""
+
+    @abstractmethod
+    def evaluate(self, model) -> dict:
+        """Final metrics of the trained model on the eval split; writes predictions.json."""
+
+    def run(self) -> dict:
+        spec = self.spec
+        set_seed(spec.train.seed)
+        args = hf.training_args(spec, self.rd)
+        callback = hf.TrackingCallback(self.tracker, spec.samples_per_step)
+        trainer = self.setup(args, [callback, hf.PreemptionCallback()])
+        self.tracker.log_params({**spec.model_dump(mode="json"), **hf.package_versions(), **self.params})
+        self.tracker.log_artifact(self.rd.spec_yaml)
+        self.log.info("world size %d (%s), global batch %d", args.world_size, args.parallel_mode.value,
+                      spec.samples_per_step)
+        hf.train_or_evaluate(trainer, spec, self.rd, self.tracker)
+        saved = hf.save_final(trainer, self.tokenizer, spec, self.rd)
+        if not self.dist.is_main:
+            return {}
+        results = self.evaluate(hf.inference_model(trainer, saved))
+        return hf.record_results(results, callback, trainer, self.rd, self.tracker)

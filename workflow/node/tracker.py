@@ -1,0 +1,184 @@
+"""The node's MLflow tracker (global rank 0 only). Every param and metric is first appended to
+the point's spool (``metrics.jsonl``), then sent in batches; a tracking failure is logged and
+never raised into training. ``sync()`` sends whatever is still spooled: the launcher calls it
+(through ``workflow.launch.runs``) for points whose job could not reach MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from workflow.jsonio import append_jsonl, read_json, read_jsonl, write_json
+from workflow.paths import default_artifact_root, default_tracking_uri
+from workflow.rundir import RunDir
+from workflow.secrets import redact
+from workflow.tree import flatten
+
+log = logging.getLogger("workflow.tracking")
+
+# Bounded HTTP behaviour: an outage costs seconds, not the 4-minute default retry loop.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+RETRY_AFTER_S = 30.0
+PARAM_VALUE_LIMIT = 6000
+
+
+def client(uri: str):
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client, name: str, uri: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = default_artifact_root() if uri == default_tracking_uri() else None
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+class Tracker:
+    """Rank-0 logger: spool first, then MLflow; never raises into training."""
+
+    def __init__(self, uri: str, run_id: str | None, rd: RunDir, enabled: bool = True,
+                 experiment: str = "t5-finetune", parent_run_id: str | None = None,
+                 run_name: str | None = None, tags: dict | None = None):
+        self.uri, self.rd, self.enabled = uri, rd, enabled
+        self.spool = rd.metrics
+        self.experiment, self.parent_run_id, self.run_name = experiment, parent_run_id, run_name
+        self.tags = dict(tags or {})
+        self.client = None
+        self.next_try = 0.0
+        self.errors = 0
+        saved = read_json(rd.tracking)
+        self.run_id = run_id or saved.get("run_id")
+        self.synced = int(saved.get("synced", 0))
+        rows = read_jsonl(self.spool)
+        self.lines = len(rows)
+        self.pending: list[dict] = rows[self.synced:]  # spooled by an earlier attempt, never sent
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self._guard("start", self._start)
+
+    def _start(self) -> None:
+        self.client = client(self.uri)
+        if not self.run_id:
+            exp = experiment_id(self.client, self.experiment, self.uri)
+            tags = dict(self.tags)
+            if self.parent_run_id:
+                tags["mlflow.parentRunId"] = self.parent_run_id
+            self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
+            self._save_state()
+        self.client.update_run(self.run_id, status="RUNNING")
+        if self.tags:
+            self.client.log_batch(self.run_id, tags=self._tag_objects(self.tags))
+
+    def log_params(self, params: dict) -> None:
+        flat = {k: str(v)[:PARAM_VALUE_LIMIT] for k, v in flatten(params).items()}
+        self._record([{"kind": "param", "key": k, "value": v} for k, v in flat.items()])
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        now = int(time.time() * 1000)
+        rows = [{"kind": "metric", "key": k, "value": float(v), "step": int(step), "ts": now}
+                for k, v in metrics.items() if isinstance(v, (int, float))]
+        self._record(rows)
+
+    def set_tags(self, tags: dict) -> None:
+        self._record([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])
+
+    def log_artifact(self, path: Path) -> None:
+        if self.enabled and path.exists():
+            self._guard("artifact", lambda: self.client and self.run_id and
+                        self.client.log_artifact(self.run_id, str(path)))
+
+    def sync(self) -> None:
+        """Send everything still spooled now (connecting, and creating the run, if needed);
+        raises RuntimeError when rows remain unsent."""
+        self.next_try = 0.0
+        if self.client is None or not self.run_id:
+            self._start()
+        self._flush()
+        if self.pending:
+            raise RuntimeError(f"could not send {len(self.pending)} rows of {self.spool}")
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if not self.enabled:
+            return
+        self.next_try = 0.0
+        self._flush()
+        self._guard("finish", lambda: self.client and self.run_id and
+                    self.client.set_terminated(self.run_id, status))
+
+    def _record(self, rows: list[dict]) -> None:
+        if not self.enabled or not rows:
+            return
+        rows = [{**r, "value": redact(r["value"])} if isinstance(r.get("value"), str) else r for r in rows]
+        append_jsonl(self.spool, rows)
+        self.lines += len(rows)
+        self.pending.extend(rows)
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending or time.time() < self.next_try:
+            return
+        if self.client is None or not self.run_id:
+            self._guard("reconnect", self._start)
+            if self.client is None or not self.run_id:
+                return
+        batch, self.pending = self.pending, []
+        if not self._guard("log", lambda: self._send(batch)):
+            self.pending = batch + self.pending
+        elif not self.pending:
+            self.synced = self.lines
+            self._save_state()
+
+    def _send(self, rows: list[dict]) -> None:
+        from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
+
+        metrics = [Metric(r["key"], r["value"], r["ts"], r["step"]) for r in rows if r["kind"] == "metric"]
+        params = list({r["key"]: Param(r["key"], r["value"]) for r in rows if r["kind"] == "param"}.values())
+        tags = self._tag_objects({r["key"]: r["value"] for r in rows if r["kind"] == "tag"})
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+        if tags:
+            self.client.log_batch(self.run_id, tags=tags)
+        for i in range(0, len(params), 100):
+            try:
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+            except MlflowException as exc:  # a requeued attempt re-logs params; same values are fine
+                if "INVALID_PARAMETER_VALUE" not in str(exc.error_code):
+                    raise
+
+    def _save_state(self) -> None:
+        write_json(self.rd.tracking, {"run_id": self.run_id, "synced": self.synced}, indent=None)
+
+    @staticmethod
+    def _tag_objects(tags: dict) -> list:
+        from mlflow.entities import RunTag
+
+        return [RunTag(k, str(v)) for k, v in tags.items()]
+
+    def _guard(self, what: str, fn) -> bool:
+        try:
+            fn()
+            return True
+        except Exception as exc:  # tracking must never kill training
+            self.errors += 1
+            self.next_try = time.time() + RETRY_AFTER_S
+            log.warning("MLflow %s failed (%s: %s); continuing, metrics stay in %s",
+                        what, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "", self.spool)
+            return False
