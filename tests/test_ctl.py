@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 from pathlib import Path
@@ -40,7 +41,9 @@ def test_dry_run_renders_the_original_form(spec, env, tmp_path):
     assert argv[argv.index("--shared-host-dir") + 1] == "/mnt/shared"
     assert argv[argv.index("--gpus-type") + 1] == "A100-80GB" and argv[argv.index("--gpu") + 1] == "4"
     inner = argv[argv.index("--command") + 1]
-    assert inner.startswith(f'bash -c "cd {ROOT}; python3 -m workflow.seq2seq --job_file ')
+    # the inner command runs the original command line from the sweep's code snapshot
+    assert re.match(rf'bash -c "cd {tmp_path}/runs/job/code/[0-9a-f]{{12}}; python3 -m workflow.seq2seq --job_file ',
+                    inner), inner
     assert not (tmp_path / "runs").exists()
 
 
@@ -77,7 +80,7 @@ def test_inner_command_runs_as_is_and_is_tracked(spec, env, tmp_path):
     name = args[args.index("--name") + 1]
     manifest = json.loads((tmp_path / "runs/job/manifest.json").read_text())
     record = next(iter(manifest["points"].values()))
-    assert record["job_id"] == name and record["extra"]["ctl_job_name"] == name
+    assert record["job_id"] == name
     state = json.loads(Path(record["run_dir"], "state.json").read_text())
     assert state["state"] == "COMPLETED" and Path(record["run_dir"], "model/config.json").is_file()
 
@@ -86,5 +89,5 @@ def test_inner_command_runs_as_is_and_is_tracked(spec, env, tmp_path):
     from mlflow.tracking import MlflowClient
 
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}").get_run(record["mlflow_run_id"])
-    assert run.data.tags["ctl_job_name"] == name and run.info.status == "FINISHED"
+    assert run.data.tags["point_hash"] == record["hash"] and run.info.status == "FINISHED"
     assert "loss" in run.data.metrics

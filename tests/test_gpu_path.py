@@ -173,8 +173,8 @@ def test_qlora_is_refused_with_zero3(env, tmp_path):
 
 def test_plan_accounts_for_quantised_base():
     spec = _xl_lora_spec()
-    sizes = {q: memory.estimate({**spec, "lora": {**spec["lora"], "quantize": q}}, "google/flan-t5-xl").chosen.gpu_gb
-             for q in ("none", "8bit", "4bit")}
+    sizes = {q: memory.estimate(spec.model_copy(update={"lora": spec.lora.model_copy(update={"quantize": q})})
+                                ).chosen.gpu_gb for q in ("none", "8bit", "4bit")}
     assert sizes["4bit"] < sizes["8bit"] < sizes["none"]
     size = memory.t5_params(memory.t5_config("google/flan-t5-xl"))
     embeddings = 2 * 32128 * 2048  # untied input and output embeddings stay 16-bit
@@ -190,10 +190,10 @@ def test_plan_command_shows_qlora(env):
     assert chosen[0] != chosen[1]
 
 
-def _xl_lora_spec() -> dict:
+def _xl_lora_spec():
     from workflow.launch.config import load_spec
 
-    return load_spec("jobs/flan-t5-xl-lora.yaml").model_dump(mode="json")
+    return load_spec("jobs/flan-t5-xl-lora.yaml")
 
 
 # --- deepspeed.stage: auto -------------------------------------------------------------------------
@@ -201,11 +201,8 @@ def _xl_lora_spec() -> dict:
 def _auto(path: str, **resources) -> tuple[dict, str]:
     from workflow.launch.config import load_spec
 
-    spec = load_spec(path, ["deepspeed.stage=auto"]).model_dump(mode="json")
-    spec["resources"].update(resources)
-    from workflow.plan import model_source
-
-    return memory.auto_stage(spec, model_source(spec))
+    overrides = [f"resources.{k}={v}" for k, v in resources.items()]
+    return memory.auto_stage(load_spec(path, ["deepspeed.stage=auto", *overrides]))
 
 
 def test_auto_picks_the_fastest_setup_that_fits():
@@ -225,13 +222,12 @@ def test_auto_takes_each_rung_in_order():
     from workflow.launch.config import load_spec
 
     for gpu in ("H100", "A100-40GB", "L40S", "A10G", "V100-16GB"):
-        spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}"]
-                         ).model_dump(mode="json")
-        choice, _ = memory.auto_stage(spec, "google/flan-t5-xxl")
+        spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}"])
+        choice, _ = memory.auto_stage(spec)
         rungs = [{"enabled": s != 0, "stage": s, "offload_optimizer": "cpu" if o else "none",
                   "offload_param": "cpu" if p else "none"} for s, o, p in memory.AUTO_LADDER]
         usable = memory.gpu_memory_gb(gpu) * memory.HEADROOM * memory.AUTO_MARGIN
-        fit = [memory.estimate({**spec, "deepspeed": {**spec["deepspeed"], **r}}, "google/flan-t5-xxl"
+        fit = [memory.estimate(spec.model_copy(update={"deepspeed": spec.deepspeed.model_copy(update=r)})
                                ).chosen.total_gb <= usable for r in rungs]
         index = rungs.index(choice)
         assert not any(fit[:index]) and (fit[index] or index == len(rungs) - 1), (gpu, fit, index)
@@ -263,7 +259,7 @@ def test_the_plan_rewrites_auto_and_keeps_the_declared_hash(isolated):
     sweep = sweeps.single("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto"])
     declared = sweep.points[0].hash
     plan = make_plan(sweep)
-    assert sweep.points[0].spec["deepspeed"]["stage"] == 2 and sweep.points[0].hash == declared
+    assert sweep.points[0].spec.deepspeed.stage == 2 and sweep.points[0].hash == declared
     assert plan.auto_choices[declared].startswith("deepspeed.stage auto -> ZeRO-2")
 
 
@@ -271,12 +267,16 @@ def test_a_gpu_point_without_cuda_fails_loudly(monkeypatch):
     """No silent fallback to the CPU: a GPU job on a node where CUDA is unusable stops at once."""
     import torch
 
-    from workflow.node import hf
     from workflow.errors import JobError
+    from workflow.node import hf
+    from workflow.spec import JobSpec
+
+    def spec(gpus: int) -> JobSpec:
+        return JobSpec(model_init_name="m", data_name="d.json", resources={"gpus_per_node": gpus})
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(JobError) as caught:
-        hf.on_cpu({"resources": {"gpus_per_node": 2}})
+        hf.on_cpu(spec(2))
     text = caught.value.problems[0].render()
     assert "resources.gpus_per_node" in text and "2 GPU(s) asked" in text and "gpus_per_node=0" in text
-    assert hf.on_cpu({"resources": {"gpus_per_node": 0}}) is True
+    assert hf.on_cpu(spec(0)) is True

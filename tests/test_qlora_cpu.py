@@ -20,11 +20,15 @@ def test_qlora_loads_4bit_trains_adapters_and_exports_full_precision(mount, tmp_
 
     from workflow.node import hf
     from workflow.node.export import export
+    from workflow.jsonio import write_json
+    from workflow.rundir import RunDir
+    from workflow.spec import JobSpec
 
     source = str(mount / "models/tiny-t5")
-    spec = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q", "v", "wi", "wo"],
-                     "quantize": "4bit"},
-            "train": {"precision": "bf16", "gradient_checkpointing": True}}
+    spec = JobSpec.model_validate({
+        "model_init_path": source, "data_name": "demo.json", "resources": {"gpus_per_node": 1},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q", "v", "wi", "wo"], "quantize": "4bit"},
+        "train": {"precision": "bf16", "gradient_checkpointing": True}})
     loading = hf.quantized_loading(spec)
     assert loading["quantization_config"].bnb_4bit_quant_type == "nf4" and loading["device_map"] == {"": 0}
     loading["device_map"] = {"": "cpu"}  # the node puts it on its GPU; here bitsandbytes' CPU backend
@@ -34,7 +38,7 @@ def test_qlora_loads_4bit_trains_adapters_and_exports_full_precision(mount, tmp_
     assert isinstance(model.encoder.block[0].layer[0].SelfAttention.q, bnb.nn.Linear4bit)
     assert hf._param_count(model) == sum(p.numel() for p in full.parameters())  # 4-bit packing undone
 
-    model = hf.apply_lora(model, spec["lora"], gradient_checkpointing=True)
+    model = hf.apply_lora(model, spec.lora, gradient_checkpointing=True)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
@@ -53,11 +57,11 @@ def test_qlora_loads_4bit_trains_adapters_and_exports_full_precision(mount, tmp_
         losses.append(loss.item())
     assert losses[-1] < losses[0], losses
 
-    adapters = tmp_path / "model"
-    model.save_pretrained(str(adapters))
-    tokenizer.save_pretrained(str(adapters))
-    (tmp_path / "run").mkdir()
-    result = export(adapters, tmp_path / "export", tmp_path / "run")
+    rd = RunDir(tmp_path / "run")
+    model.save_pretrained(str(rd.model))
+    tokenizer.save_pretrained(str(rd.model))
+    write_json(rd.job, {"spec": spec.model_dump(mode="json"), "context": {}})
+    result = export(rd, tmp_path / "export")
     assert result.kind == "lora-merged" and result.max_abs_diff <= 1e-5
     merged = AutoModelForSeq2SeqLM.from_pretrained(str(tmp_path / "export"))
     assert all(p.dtype == torch.float32 for p in merged.parameters())

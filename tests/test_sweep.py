@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from workflow.errors import SpecError
-from workflow.launch.sweep import expand, format_value, spec_hash
+from workflow.launch.sweep import expand, single
+from workflow.spec import JobSpec
+from workflow.tree import format_value
 
+ROOT = Path(__file__).resolve().parent.parent
 BASE = {"model_init_name": "tiny-t5", "data_name": "demo.json"}
 
 
@@ -26,7 +31,7 @@ def sweep_file(folder, body: dict, name: str = "s.yaml") -> str:
 def test_grid_is_a_cartesian_product(base):
     sweep = expand(sweep_file(base, {"grid": {"train.learning_rate": [1e-3, 1e-2], "train.seed": [1, 2, 3]}}))
     assert len(sweep.points) == 6
-    pairs = {(p.spec["train"]["learning_rate"], p.spec["train"]["seed"]) for p in sweep.points}
+    pairs = {(p.spec.train.learning_rate, p.spec.train.seed) for p in sweep.points}
     assert pairs == {(lr, s) for lr in (1e-3, 1e-2) for s in (1, 2, 3)}
     assert sweep.varying == ["train.learning_rate", "train.seed"]
 
@@ -34,7 +39,7 @@ def test_grid_is_a_cartesian_product(base):
 def test_zip_pairs_values_and_combines_with_grid(base):
     sweep = expand(sweep_file(base, {"zip": {"train.learning_rate": [1e-3, 1e-2], "train.warmup_steps": [0, 10]},
                                      "grid": {"train.seed": [1, 2]}}))
-    combos = {(p.spec["train"]["learning_rate"], p.spec["train"]["warmup_steps"], p.spec["train"]["seed"])
+    combos = {(p.spec.train.learning_rate, p.spec.train.warmup_steps, p.spec.train.seed)
               for p in sweep.points}
     assert combos == {(1e-3, 0, 1), (1e-3, 0, 2), (1e-2, 10, 1), (1e-2, 10, 2)}
 
@@ -56,8 +61,8 @@ def test_random_is_deterministic_per_seed(base):
     other = [p.hash for p in expand(sweep_file(base, body, "t.yaml")).points]
     assert first == again and first != other and len(set(first)) == 5
     for point in expand(sweep_file(base, body)).points:
-        assert 1e-5 <= point.spec["train"]["learning_rate"] <= 1e-2
-        assert 0 <= point.spec["train"]["warmup_steps"] <= 100
+        assert 1e-5 <= point.spec.train.learning_rate <= 1e-2
+        assert 0 <= point.spec.train.warmup_steps <= 100
 
 
 def test_points_and_readable_names(base):
@@ -102,16 +107,26 @@ def test_max_points_is_enforced(base):
 
 def test_cli_overrides_apply_to_every_point(base):
     sweep = expand(sweep_file(base, {"grid": {"train.seed": [1, 2]}}), ["train.max_steps=5"])
-    assert {p.spec["train"]["max_steps"] for p in sweep.points} == {5}
+    assert {p.spec.train.max_steps for p in sweep.points} == {5}
 
 
 def test_hash_is_stable_and_ignores_execution_only_keys():
-    spec = {"task": "seq2seq", "train": {"learning_rate": 0.001}, "backend": "local",
+    spec = {"model_init_name": "m", "data_name": "d.json", "train": {"learning_rate": 0.001}, "backend": "local",
             "tracking": {"experiment": "a"}, "resources": {"nodes": 1, "timeout_min": 5}}
     moved = {"resources": {"timeout_min": 50, "nodes": 1}, "tracking": {"experiment": "b"}, "backend": "slurm",
-             "train": {"learning_rate": 0.001}, "task": "seq2seq"}
-    assert spec_hash(spec) == spec_hash(moved) == "98982fca0945"
-    assert spec_hash({**spec, "train": {"learning_rate": 0.002}}) != spec_hash(spec)
+             "train": {"learning_rate": 0.001}, "data_name": "d.json", "model_init_name": "m", "run_name": "x"}
+    first = JobSpec.model_validate(spec).point_hash()
+    assert first == JobSpec.model_validate(moved).point_hash()
+    assert JobSpec.model_validate({**spec, "train": {"learning_rate": 0.002}}).point_hash() != first
+
+
+def test_hashes_of_shipped_specs_are_those_of_earlier_releases():
+    """Finished points are found again by hash: these values were computed before the spec became
+    typed end to end (and before lora.quantize existed for the LoRA job)."""
+    assert [p.hash for p in expand(ROOT / "sweeps/lr.yaml").points] == ["2c7ce4d1e941", "c85620e9b4f8",
+                                                                         "b65382ace2ae"]
+    assert single(ROOT / "jobs/flan-t5-xl-lora.yaml").points[0].hash == "dbe657a2ee58"
+    assert single(ROOT / "jobs/flan-t5-xxl-zero3-2x8.yaml").points[0].hash == "b94e1c4f1f03"
 
 
 def test_format_value():
@@ -120,10 +135,9 @@ def test_format_value():
 
 def test_keys_added_later_keep_old_hashes():
     """lora.quantize arrived after LoRA points were hashed: at "none" it leaves the hash alone."""
-    from workflow.launch.sweep import spec_hash
-
-    old = {"task": "seq2seq", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"]}}
-    new = {**old, "lora": {**old["lora"], "quantize": "none"}}
-    assert spec_hash(new) == spec_hash(old)
-    assert spec_hash({**old, "lora": {**old["lora"], "quantize": "4bit"}}) != spec_hash(old)
-    assert spec_hash({"task": "seq2seq", "lora": None}) == spec_hash({"task": "seq2seq", "lora": None})
+    base = {"model_init_name": "m", "data_name": "d.json"}
+    old = JobSpec.model_validate({**base, "lora": {"r": 8}}).point_hash()
+    assert JobSpec.model_validate({**base, "lora": {"r": 8, "quantize": "none"}}).point_hash() == old
+    assert JobSpec.model_validate({**base, "lora": {"r": 8, "quantize": "4bit"},
+                                   "resources": {"gpus_per_node": 1}}).point_hash() != old
+    assert JobSpec.model_validate(base).point_hash() != old
