@@ -181,10 +181,17 @@ class Commands:
         model_dir, data_path = setup_demo.build(name, data)
         _ui().console.print(f"data: {data_path}\nmodel: {model_dir}", highlight=False)
 
-    def schema(self):
-        """Print every job spec key with its type, default and meaning."""
-        from workflow.spec import field_paths
+    def schema(self, markdown: bool = False):
+        """Print every job spec key with its default and meaning.
 
+        Args:
+            markdown: print the README's reference table instead.
+        """
+        from workflow.spec import field_paths, reference_markdown
+
+        if markdown:
+            print(reference_markdown())
+            return
         for path, info in field_paths().items():
             default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
             print(f"{path}: {default}  # {info.description or ''}")

@@ -329,9 +329,9 @@ def tool_uses_fused_adam_op() -> bool:
     JIT-compiled with nvcc on first use) rather than torch's fused AdamW (``torch_adam``)."""
     try:
         from workflow.node.zero import deepspeed_config
+        from workflow.spec import DeepSpeedSpec
 
-        ds = {"enabled": True, "stage": 2, "offload_optimizer": "none", "offload_param": "none",
-              "gather_16bit_weights_on_save": True}
+        ds = DeepSpeedSpec(enabled=True, stage=2)
         return not deepspeed_config(ds).get("optimizer", {}).get("params", {}).get("torch_adam", False)
     except Exception:
         return True
@@ -477,8 +477,8 @@ class Bench:
                 path.write_text(json.dumps(self.spec, indent=1))
             overrides = [o for o in self.tool_overrides(config) if not o.startswith("resources.gpus_per_node=")]
             spec = load_spec(path, [*overrides, "resources.gpus_per_node=1", "resources.gpu_type=",
-                                    "resources.gpu_mem_gb="]).model_dump(mode="json")
-            est = memory.estimate(spec, str(self.model_dir))
+                                    "resources.gpu_mem_gb=", "model_init_name=", f"model_init_path={self.model_dir}"])
+            est = memory.estimate(spec)
             return (est.chosen.total_gb if est else None), (est.chosen.label if est else None)
         except Exception as exc:  # the planner's answer is informative; a failure must not stop the benchmark
             return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -78,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def tool_threads() -> int:
     """OMP_NUM_THREADS the tool's local backend sets for one point (max_parallel 1, one rank):
-    cpu_count // (max_parallel * ranks), see workflow/backends/local.py LocalBackend.render."""
+    cpu_count // (max_parallel * ranks), see workflow/launch/backends/local.py LocalBackend.render."""
     return max(1, os.cpu_count() or 1)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow.launch import driver
 from workflow.launch.backends import slurm
 from workflow.errors import BackendError
 from workflow.launch.manifest import PointRecord
@@ -102,9 +103,9 @@ def test_unknown_partition_and_too_many_gpus_are_refused(tmp_path, isolated, fak
 def test_sbatch_script_matches_the_golden_file(isolated, monkeypatch):
     monkeypatch.setattr(slurm, "cluster_info", lambda: slurm.ClusterInfo(1001, {}, False))
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
-    plan = make_plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}))
+    plan = driver.plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}), allow_dirty=True)
     text = slurm.SlurmBackend().render(plan, plan.sweep.points).describe()
-    text = text.replace(str(isolated / "runs"), "<runs>")
+    text = text.replace(str(isolated / "runs"), "<runs>").replace(plan.code.root.name, "<code digest>")
     golden = GOLDEN / "sbatch_lr.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from workflow.errors import DataError, Problem, short
 from workflow.paths import data_dir
+from workflow.tasks import TASKS
 
 SPLITS = ("train", "eval")
 TOP_LEVEL = SPLITS + ("labels",)  # "labels": the label set of a multi-label classifier file
-# Required string fields per record, by task.
-RECORD_KEYS = {"seq2seq": ("prompt", "completion"), "classifier": ("input",)}
 MAX_PROBLEMS = 10
 
 
@@ -73,7 +72,7 @@ def _check_cached(task: str, path_text: str, need_train: bool, labels: tuple | N
             continue
         if not records and (split == "eval" or need_train):
             problems.append(Problem(file, split, "at least one record", "an empty list"))
-        problems += _check_records(file, split, records, RECORD_KEYS[task])
+        problems += _check_records(file, split, records, TASKS[task].record_keys)
         if task == "classifier":
             problems += _check_targets(file, split, records, allowed)
         counts[split] = len(records)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-def read_json(path: Path) -> dict:
-    """The file's object; {} when it is missing or unreadable (a file being replaced, a torn copy)."""
+def read_json(path: Path) -> Any:
+    """The file's value; {} when it is missing or unreadable (a file being replaced, a torn copy)."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from workflow.jsonio import read_json
 
 if TYPE_CHECKING:  # annotations only: status imports this module and never loads pydantic
     from workflow.spec import JobSpec, LoraSpec
@@ -49,7 +50,7 @@ def t5_config(source: str) -> dict | None:
     """A local config.json, or the preset whose name ends the hub id (google/flan-t5-xxl)."""
     path = Path(source) / "config.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path)
     name = source.rstrip("/").rsplit("/", 1)[-1].lower()
     return {**PRESET_COMMON, **PRESETS[name]} if name in PRESETS else None
 

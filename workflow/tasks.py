@@ -1,11 +1,5 @@
 """The task registry: one entry per task, from its name to everything that depends on it. It
-imports nothing heavy; the node loads a task's recipe (torch, transformers) only when it runs.
-
-- ``recipe``: the node's recipe class (``module:Class``), see ``workflow.node.recipe``;
-- ``command``: the module of the task's original command line (``python -m workflow.seq2seq``),
-  which is also what the ``ctl`` backend runs;
-- ``record_keys``: the string fields every record of the task's data file needs.
-"""
+imports nothing heavy; the node loads a task's recipe (torch, transformers) only when it runs."""
 
 from __future__ import annotations
 
@@ -16,9 +10,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Task:
     name: str
-    recipe: str
-    command: str
-    record_keys: tuple[str, ...]
+    recipe: str                     # the node's recipe class, "module:Class" (see workflow.node.recipe)
+    command: str                    # module of the original command line (python -m ...), also what ctl runs
+    record_keys: tuple[str, ...]    # string fields every record of the task's data file needs
 
     def load_recipe(self) -> type:
         module, cls = self.recipe.split(":")

@@ -6,7 +6,7 @@ backend, and records what the backend reports. Idempotent by point hash."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -70,9 +70,10 @@ def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None
 
 
 def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:
-    """The plan, with the code snapshot its jobs will run (described, not yet written)."""
-    code = snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty)
-    return make_plan(sweep, force=force, fail_fast=fail_fast, code=code)
+    """The plan, with the code snapshot its jobs will run (described, not yet written or checked:
+    problems of the input are reported before a dirty tree)."""
+    checked = make_plan(sweep, force=force, fail_fast=fail_fast)
+    return replace(checked, code=snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty))
 
 
 def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, allow_dirty: bool = False) -> DryRun:
@@ -80,6 +81,7 @@ def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, 
     the_plan = plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty)
     chosen = select(the_plan, _existing(sweep.name), retry)
     request = backends.get(the_plan.backend).render(the_plan, chosen.submit) if chosen.submit else None
+    the_plan.code.check()
     return DryRun(the_plan, request, chosen.skipped)
 
 
@@ -108,6 +110,8 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
     if chosen.submit:
         request = backend.render(plan, chosen.submit)
         backend.preflight()
+        if plan.code:
+            plan.code.check()
     warnings = []
     with manifests.locked(plan.sweep.name):
         manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)

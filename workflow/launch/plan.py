@@ -102,7 +102,7 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
     return problems
 
 
-def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, code: Snapshot | None = None) -> Plan:
+def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Plan:
     """Check every point's model, LoRA targets, memory and data, and pin the tracking store.
     ``force`` submits configurations the memory planner says cannot fit."""
     problems: list[Problem] = []
@@ -133,7 +133,7 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, code: 
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first.tracking.uri)
     return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
-                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, code)
+                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices)
 
 
 def resolve_auto_stages(sweep: Sweep, problems: list[Problem]) -> dict[str, str]:

@@ -30,9 +30,24 @@ GIT_TIMEOUT_S = 20
 class Snapshot:
     root: Path          # <sweep>/code/<digest>: holds workflow/ and setup.cfg
     commit: str         # git HEAD of the checkout, or "unknown" outside git
-    dirty: bool         # the checkout differed from HEAD (allowed by --allow_dirty)
+    changes: tuple[str, ...]  # uncommitted changes under CODE_PATHS (git status lines)
+    allow_dirty: bool
     files: tuple[str, ...]
     diff: str = ""
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changes)
+
+    def check(self) -> None:
+        """Refuse uncommitted changes unless --allow_dirty (checked after the input, before any write)."""
+        if not self.changes or self.allow_dirty:
+            return
+        shown = "; ".join(line.strip() for line in self.changes[:5])
+        more = f" (+{len(self.changes) - 5} more)" if len(self.changes) > 5 else ""
+        raise SpecError("Uncommitted changes in the code a job would run", [Problem(
+            str(PROJECT_ROOT), None, "a committed tree (the job runs a snapshot of it, recorded by commit)",
+            shown + more, "commit them, or pass --allow_dirty (the diff is saved with the runs and logged to MLflow)")])
 
     @property
     def diff_path(self) -> Path:
@@ -58,21 +73,15 @@ class Snapshot:
 
 
 def take(sweep_root: Path, allow_dirty: bool = False) -> Snapshot:
-    """Describe the snapshot of this checkout (nothing is written): its files, digest and commit.
-    Raises SpecError for uncommitted changes unless ``allow_dirty``."""
+    """Describe the snapshot of this checkout (nothing is written): its files, digest, commit and
+    uncommitted changes (``check`` refuses those unless ``allow_dirty``)."""
     files = _files()
-    changes = _git("status", "--porcelain", "--", *CODE_PATHS)
-    if changes and not allow_dirty:
-        shown = changes.splitlines()
-        raise SpecError("Uncommitted changes in the code a job would run", [Problem(
-            str(PROJECT_ROOT), None, "a committed tree (the job runs a snapshot of it, recorded by commit)",
-            "; ".join(line.strip() for line in shown[:5]) + (f" (+{len(shown) - 5} more)" if len(shown) > 5 else ""),
-            "commit them, or pass --allow_dirty (the diff is saved with the runs and logged to MLflow)")])
+    changes = tuple(_git("status", "--porcelain", "--", *CODE_PATHS).splitlines())
     diff = _git("diff", "HEAD", "--", *CODE_PATHS) if changes else ""
     digest = hashlib.sha256()
     for name in files:
         digest.update(name.encode() + b"\0" + (PROJECT_ROOT / name).read_bytes() + b"\0")
-    return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], git_commit(), bool(changes), files, diff)
+    return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], git_commit(), changes, allow_dirty, files, diff)
 
 
 def _files() -> tuple[str, ...]:

@@ -86,13 +86,12 @@ def _consolidate_zero(checkpoint: Path, out: Path, spec: JobSpec) -> ExportResul
 
 def _probe_batch(tokenizer, rd: RunDir) -> dict:
     """A few eval prompts (or a fixed sentence) with one decoder step, for comparing outputs."""
-    import json
-
     import torch
 
-    prompts = ["translate: red big dog"]
-    if rd.predictions.is_file():
-        prompts = [p.get("prompt") or p.get("input") for p in json.loads(rd.predictions.read_text())[:8]] or prompts
+    from workflow.jsonio import read_json
+
+    saved = read_json(rd.predictions) or []  # a list of records; {} when absent
+    prompts = [p.get("prompt") or p.get("input") for p in saved[:8]] or ["translate: red big dog"]
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     start = torch.zeros((len(prompts), 1), dtype=torch.long)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "decoder_input_ids": start}

@@ -3,7 +3,6 @@ resume, the final save, and the Trainer callbacks. Imported on the node only."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -264,7 +263,7 @@ class TrackingCallback(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(json.dumps({"step": state.global_step, "time": time.time()}))
+                write_json(folder / COMPLETE_MARKER, {"step": state.global_step, "time": time.time()})
 
 
 class PreemptionCallback(TrainerCallback):
