@@ -49,7 +49,7 @@ Measured per side:
 
 - samples/s: throughput after the first logging interval (``logging_steps`` = steps / 6, i.e.
   10 of 60 steps of warm-up), between the first and the last loss log. The tool logs
-  ``samples_per_second`` per logging interval (``workflow/hf.py`` TrackingCallback); the baseline
+  ``samples_per_second`` per logging interval (``workflow/node/hf.py`` TrackingCallback); the baseline
   times the same interval with a callback. Each loss log syncs the GPU (``.item()``), so the
   figures are real. Also shown: HF's ``train_samples_per_second`` over the whole ``train()``
   (the tool's ``train_samples_per_second_avg``): it includes the first steps, the eval at the last

@@ -40,6 +40,13 @@ class State(str, Enum):
         """It never changes again (unless the point is submitted again)."""
         return self is State.COMPLETED or self in TERMINAL_FAILED
 
+    @property
+    def mlflow_status(self) -> str | None:
+        """The MLflow run status of a point that ended in this state (None while it has not)."""
+        if not self.is_terminal and self is not State.UNKNOWN:
+            return None
+        return {State.COMPLETED: "FINISHED", State.FAILED: "FAILED", State.OUT_OF_MEMORY: "FAILED"}.get(self, "KILLED")
+
 
 ACTIVE = (State.PENDING, State.RUNNING, State.REQUEUED, State.SUBMITTED)
 TERMINAL_FAILED = (State.FAILED, State.CANCELLED, State.TIMEOUT, State.OUT_OF_MEMORY, State.NODE_FAIL,

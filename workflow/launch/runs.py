@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 
 TIMEOUT_S = 120
 REPLY_MARK = "@@reply "
-# The tool's terminal states -> MLflow run statuses, for runs whose job ended without closing them.
-RUN_STATUS = {State.COMPLETED: "FINISHED", State.FAILED: "FAILED", State.OUT_OF_MEMORY: "FAILED",
-              State.CANCELLED: "KILLED", State.TIMEOUT: "KILLED", State.PREEMPTED: "KILLED", State.NODE_FAIL: "KILLED",
-              State.UNKNOWN: "KILLED"}
 
 
 def run_tags(manifest: Manifest, record: PointRecord | None = None) -> dict:
@@ -97,9 +93,9 @@ def finish_parent(manifest: Manifest) -> str | None:
     if not all(State(r.state).is_terminal for r in manifest.points.values()):
         return None
     failed = any(r.state != State.COMPLETED for r in manifest.points.values())
+    status = (State.FAILED if failed else State.COMPLETED).mlflow_status
     try:
-        call("finish", {"uri": usable_tracking_uri(manifest.tracking_uri),
-                        "runs": {manifest.parent_run_id: "FAILED" if failed else "FINISHED"}})
+        call("finish", {"uri": usable_tracking_uri(manifest.tracking_uri), "runs": {manifest.parent_run_id: status}})
     except RuntimeError as exc:
         return f"could not close the MLflow parent run: {exc}"
     manifest.parent_closed = True
@@ -172,7 +168,7 @@ def sync(request: dict) -> dict:
                           experiment=request["experiment"], parent_run_id=request.get("parent_run_id"),
                           run_name=point["name"], tags=point["tags"])
         tracker.sync()
-        status = RUN_STATUS.get(point.get("state") or "")
+        status = State(point["state"]).mlflow_status if point.get("state") else None
         if status:
             if point.get("error"):
                 tracker.client.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])

@@ -74,7 +74,7 @@ def main(run_dir: str) -> dict:
         raise
     if job.dist.is_main:
         job.rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
-        tracker.finish("FINISHED")
+        tracker.finish(State.COMPLETED.mlflow_status)
     log.info("point %s done: %s", job.context["point_name"], results)
     return results
 
@@ -139,7 +139,7 @@ def on_failure(job: Job, tracker, exc: BaseException) -> None:
     job.rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
                        error=summary, error_tail=tail)
     tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
-    tracker.finish("KILLED" if killed else "FAILED")
+    tracker.finish((State.CANCELLED if killed else State.FAILED).mlflow_status)
     if job.context.get("fail_fast") and not killed:
         _cancel_siblings()
 

@@ -114,7 +114,7 @@ class Tracker:
         if self.pending:
             raise RuntimeError(f"could not send {len(self.pending)} rows of {self.spool}")
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: str) -> None:
         if not self.enabled:
             return
         self.next_try = 0.0
