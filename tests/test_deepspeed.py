@@ -15,6 +15,7 @@ import yaml
 from conftest import ROOT, run_cli
 from workflow.memory import model_states_gb, t5_config, t5_params
 from workflow.node.zero import deepspeed_config
+from workflow.spec import DeepSpeedSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 STEPS = {"eval_steps": 10, "save_steps": 10, "logging_steps": 5}
@@ -39,8 +40,8 @@ def run_point(tmp_path: Path, env: dict, name: str, **over) -> dict:
 
 @pytest.mark.parametrize("stage, offload", [(2, False), (3, False), (3, True)])
 def test_deepspeed_config_matches_golden(stage, offload):
-    ds = {"stage": stage, "offload_optimizer": "cpu" if offload else "none",
-          "offload_param": "cpu" if offload else "none", "gather_16bit_weights_on_save": True}
+    ds = DeepSpeedSpec(enabled=True, stage=stage, offload_optimizer="cpu" if offload else "none",
+                       offload_param="cpu" if offload else "none")
     golden = GOLDEN / f"ds_zero{stage}{'_offload' if offload else ''}.json"
     text = json.dumps(deepspeed_config(ds), indent=1, sort_keys=True) + "\n"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -176,10 +177,10 @@ deepspeed.init_distributed(dist_backend="gloo")
 from transformers import Seq2SeqTrainingArguments
 from workflow.node import hf
 from workflow.node.zero import deepspeed_config
-ds = {"stage": 3, "offload_optimizer": "none", "offload_param": "none", "gather_16bit_weights_on_save": True}
+from workflow.spec import JobSpec
+spec = JobSpec(model_init_path=sys.argv[1], data_name="unused.json", deepspeed={"enabled": True, "stage": 3})
 args = Seq2SeqTrainingArguments(output_dir=sys.argv[1] + "/out", use_cpu=True, report_to="none",
-                                deepspeed=deepspeed_config(ds))  # zero.Init: from_pretrained loads partitioned
-spec = {"model_init_name": None, "model_init_path": sys.argv[1], "lora": None, "train": {"gradient_checkpointing": False}}
+                                deepspeed=deepspeed_config(spec.deepspeed))  # zero.Init: from_pretrained loads partitioned
 model, _ = hf.load_model(spec)
 saved = load_file(sys.argv[1] + "/model.safetensors")
 with deepspeed.zero.GatheredParameters([model.lm_head.weight, model.shared.weight]):
