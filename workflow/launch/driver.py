@@ -106,7 +106,7 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
     """Everything that can fail on bad input (selection, backend checks, the request) runs
     before the first write; then, under the sweep lock, the points are written and submitted."""
     backend = backends.get(plan.backend)
-    chosen = select(plan, _existing(plan.sweep.name), retry)
+    chosen, request = select(plan, _existing(plan.sweep.name), retry), None
     if chosen.submit:
         request = backend.render(plan, chosen.submit)
         backend.preflight()
@@ -117,7 +117,7 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
         manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
         again = select(plan, manifest, retry)
         if again.submit:
-            if [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
+            if request is None or [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
                 request = backend.render(plan, again.submit)
             warnings += _submit(plan, manifest, again.submit, request, recorder(manifest, on_event))
     outcome = Outcome(plan, lifecycle.refresh(manifest), [p.hash for p in again.submit], again.skipped, warnings)

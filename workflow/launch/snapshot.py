@@ -103,7 +103,9 @@ def git_commit() -> str:
 def _git(*args: str) -> str:
     """A git command's output in the project; empty outside a git checkout or without git."""
     try:
-        out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+        # safe.directory: a checkout owned by another user (a shared clone, a container) still answers
+        out = subprocess.run(["git", "-c", f"safe.directory={PROJECT_ROOT}", *args], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout if out.returncode == 0 else ""

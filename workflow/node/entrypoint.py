@@ -209,7 +209,7 @@ def _tracker(job: Job):
     run_id = context.get("mlflow_run_id") or job.rd.read_state().get("mlflow_run_id")
     tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, job.rd, enabled=job.dist.is_main,
                       experiment=context["experiment"], parent_run_id=context.get("parent_run_id"),
-                      run_name=context["point_name"], tags={**context["tags"], "host": socket.gethostname()})
+                      run_name=context["point_name"], tags={**context.get("tags", {}), "host": socket.gethostname()})
     tracker.start()
     return tracker
 
