@@ -9,7 +9,6 @@ import pytest
 from conftest import run_cli
 from workflow import memory, versions
 from workflow.node import cuda_arch
-from workflow.errors import SpecError
 
 
 # --- collectives: the tensor lives where the process group's backend wants it -------------------

@@ -7,7 +7,6 @@ GPU run is in tests/gpu."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
