@@ -20,8 +20,12 @@ MAX_PROBLEMS = 10
 
 
 def data_path(data_name: str) -> Path:
+    """A data file by name under mount/data (or an absolute path); ``name`` also finds ``name.json``,
+    as the original command lines name their data (``--data_name synthetic_explain``)."""
     path = Path(data_name)
-    return path if path.is_absolute() else data_dir() / path
+    path = path if path.is_absolute() else data_dir() / path
+    with_json = path.with_name(path.name + ".json")
+    return with_json if not path.exists() and with_json.is_file() else path
 
 
 def load_json(path: Path) -> dict:

@@ -49,6 +49,16 @@ class ArgumentError(WorkflowError):
 
 
 class Parser(argparse.ArgumentParser):
+    def _get_option_tuples(self, option_string: str) -> list:
+        """Prefix matches, one per flag: ``--data`` matches ``--data_name`` and its spelling
+        ``--data-name``, which are one flag, so it is not ambiguous (argparse counts both)."""
+        found, seen = [], set()
+        for option in super()._get_option_tuples(option_string):
+            if id(option[0]) not in seen:
+                seen.add(id(option[0]))
+                found.append(option)
+        return found
+
     def error(self, message: str) -> None:  # argparse would print and exit; raise a typed error
         known = ", ".join(sorted(a.option_strings[0] for a in self._actions if a.option_strings))
         raise ArgumentError(f"{self.prog}: {message}", [Problem("<command line>", None, f"one of the flags: {known}",
