@@ -64,13 +64,14 @@ def test_core_readme_command_lines_run_verbatim(env, original, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
-    runs = {r.info.run_name: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+    runs = {r.info.run_name: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+            if "mlflow.parentRunId" in r.data.tags}  # the point runs (each sweep's parent has the same name)
     seq2seq = runs["0216syn_explain"].data
     assert {k: seq2seq.params[k] for k in ("train.max_steps", "train.gradient_accumulation_steps",
                                            "train.train_batch_size", "generate.temperature", "data_name")} == {
         "train.max_steps": "6001", "train.gradient_accumulation_steps": "2", "train.train_batch_size": "8",
         "generate.temperature": "0.001", "data_name": "synthetic_explain"}
     assert seq2seq.metrics["exact_match"] >= 0.9  # 6001 steps learn the demo task
-    clf = next(r for name, r in runs.items() if name == "classifier").data
+    clf = runs["classifier"].data
     assert clf.params["model_init_path"] == "google/flan-t5-xl" and clf.params["train.max_steps"] == "2001"
     assert clf.metrics["roc_auc"] >= 0.9
