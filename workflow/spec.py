@@ -72,18 +72,54 @@ class TrainSpec(Block):
 
 
 class GenerateSpec(Block):
-    temperature: float = Field(0.0, ge=0, description="0 means greedy decoding; above 0 samples.")
+    """Decoding on the eval split (and by ``predict``): greedy, beam search, sampling or contrastive
+    search, with transformers' own parameters. Unset parameters keep transformers' defaults."""
+
+    temperature: float = Field(0.0, ge=0, description="0 means no sampling (greedy or beam search); above 0 samples.")
     metrics: list[Literal[GENERATION]] = Field(
         ["exact_match"], min_length=1, description="seq2seq eval metrics: exact_match, bleu (sacrebleu), rouge_l.")
-    n_samples: PositiveInt = Field(1, description="Samples per eval prompt (needs temperature > 0 when above 1).")
+    n_samples: PositiveInt = Field(1, description="Sequences returned per prompt: samples, or the best beams "
+                                   "(above 1 needs temperature > 0 or num_beams >= n_samples).")
     max_new_tokens: PositiveInt = Field(64, description="Generation length cap.")
+    num_beams: PositiveInt = Field(1, description="Beam search width (1: no beam search).")
+    top_k: Optional[PositiveInt] = Field(None, description="Sampling: keep the k most likely tokens; contrastive "
+                                         "search: the candidates (needs temperature > 0 or penalty_alpha).")
+    top_p: Optional[float] = Field(None, gt=0, le=1, description="Sampling: nucleus mass in (0, 1] (needs temperature > 0).")
+    repetition_penalty: Optional[PositiveFloat] = Field(None, description="Above 1 penalises repeated tokens.")
+    no_repeat_ngram_size: NonNegativeInt = Field(0, description="Never repeat an n-gram of this size (0: off).")
+    length_penalty: float = Field(1.0, description="Beam search: exponent on the length in the beam score "
+                                  "(above 1 favours longer outputs; needs num_beams > 1 when not 1).")
+    penalty_alpha: Optional[float] = Field(None, gt=0, le=1, description="Contrastive search: the degeneration "
+                                           "penalty in (0, 1]; needs top_k > 1, no sampling and num_beams 1.")
 
     @model_validator(mode="after")
-    def _samples_need_temperature(self) -> "GenerateSpec":
-        if self.n_samples > 1 and self.temperature == 0:
-            raise fail("temperature", "temperature > 0 when n_samples > 1 (greedy samples are identical)",
-                       self.temperature)
+    def _combinations(self) -> "GenerateSpec":
+        sampling = self.temperature > 0
+        if self.n_samples > 1 and not sampling and self.num_beams < self.n_samples:
+            raise fail("n_samples", "temperature > 0, or num_beams >= n_samples, when n_samples > 1 (greedy "
+                       "samples are identical)", self.n_samples)
+        if self.top_p is not None and not sampling:
+            raise fail("top_p", "top_p only with sampling (temperature > 0)", self.top_p)
+        if self.penalty_alpha is not None:
+            if sampling or self.num_beams > 1 or (self.top_k or 0) < 2:
+                raise fail("penalty_alpha", "contrastive search: temperature 0, num_beams 1 and top_k > 1",
+                           f"temperature={self.temperature}, num_beams={self.num_beams}, top_k={self.top_k}")
+        elif self.top_k is not None and not sampling:
+            raise fail("top_k", "top_k only with sampling (temperature > 0) or contrastive search (penalty_alpha)",
+                       self.top_k)
+        if self.length_penalty != 1.0 and self.num_beams == 1:
+            raise fail("length_penalty", "length_penalty only with beam search (num_beams > 1)", self.length_penalty)
         return self
+
+    def generation_kwargs(self) -> dict:
+        """Arguments of ``model.generate`` (transformers' names), leaving unset ones to its defaults."""
+        kwargs = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": self.n_samples,
+                  "do_sample": self.temperature > 0, "num_beams": self.num_beams}
+        optional = {"temperature": self.temperature or None, "top_k": self.top_k, "top_p": self.top_p,
+                    "repetition_penalty": self.repetition_penalty, "penalty_alpha": self.penalty_alpha,
+                    "no_repeat_ngram_size": self.no_repeat_ngram_size or None,
+                    "length_penalty": self.length_penalty if self.num_beams > 1 else None}
+        return {**kwargs, **{k: v for k, v in optional.items() if v is not None}}
 
 
 class ClassifierSpec(Block):
@@ -334,7 +370,9 @@ HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True
                  "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True}}
 # Keys added after points were first hashed, with the value that means "as before". At that value
 # a key is left out of the hash, so upgrading the tool does not re-run finished points.
-HASH_OMITTED_AT = {"lora.quantize": "none"}
+HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.top_k": None, "generate.top_p": None,
+                   "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
+                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None}
 
 
 def _block_type(annotation: Any) -> type[BaseModel] | None:

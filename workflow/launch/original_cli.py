@@ -40,7 +40,15 @@ SEQ2SEQ_FLAGS = {
     "model_init_name": ("model_init_name", str, "model folder under mount/models"),
     "model_init_path": ("model_init_path", str, "local path or hub id of the model"),
     "temperature": ("generate.temperature", float, "sampling temperature (0: greedy)"),
-    "n_samples": ("generate.n_samples", int, "samples per eval prompt"),
+    "n_samples": ("generate.n_samples", int, "sequences returned per eval prompt (samples or beams)"),
+    "max_new_tokens": ("generate.max_new_tokens", int, "generation length cap"),
+    "num_beams": ("generate.num_beams", int, "beam search width"),
+    "top_k": ("generate.top_k", int, "sampling: the k most likely tokens; contrastive search: candidates"),
+    "top_p": ("generate.top_p", float, "sampling: nucleus mass in (0, 1]"),
+    "repetition_penalty": ("generate.repetition_penalty", float, "above 1 penalises repeated tokens"),
+    "no_repeat_ngram_size": ("generate.no_repeat_ngram_size", int, "never repeat n-grams of this size"),
+    "length_penalty": ("generate.length_penalty", float, "beam search length exponent"),
+    "penalty_alpha": ("generate.penalty_alpha", float, "contrastive search penalty"),
 }
 
 

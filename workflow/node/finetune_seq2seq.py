@@ -14,8 +14,9 @@ from workflow import data as data_files
 from workflow import metrics
 from workflow.jsonio import write_json
 from workflow.node import hf
+from workflow.node.decoding import generate
 from workflow.node.recipe import Recipe
-from workflow.spec import GenerateSpec, JobSpec, TrainSpec
+from workflow.spec import JobSpec, TrainSpec
 
 log = logging.getLogger("workflow.seq2seq")
 
@@ -69,7 +70,7 @@ def evaluate(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) ->
     batch_size = spec.train.eval_batch_size
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        samples = generate(model, tokenizer, [r["prompt"] for r in batch], gen, spec.train)
+        samples = generate(model, tokenizer, [r["prompt"] for r in batch], gen, spec.train.max_source_length)
         for record, outs in zip(batch, samples):
             predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs})
     write_json(out, predictions)
@@ -77,14 +78,3 @@ def evaluate(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) ->
                                          [p["samples"] for p in predictions])
     log.info("eval generation: %s", results)
     return results
-
-
-def generate(model, tokenizer, prompts: list[str], gen: GenerateSpec, train: TrainSpec) -> list[list[str]]:
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                       max_length=train.max_source_length).to(model.device)
-    sampling = gen.temperature > 0
-    extra = {"do_sample": True, "temperature": gen.temperature} if sampling else {"do_sample": False}
-    out = model.generate(**inputs, max_new_tokens=gen.max_new_tokens, num_return_sequences=gen.n_samples, **extra)
-    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-    n = gen.n_samples
-    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
