@@ -158,6 +158,69 @@ class Commands:
             write_csv(Path(csv), rows, params, metrics)
             ui.console.print(f"wrote {csv}", highlight=False)
 
+    def predict(self, sweep: str | None = None, point: str | None = None, *overrides: str, data: str | None = None,
+                out: str | None = None, model: str | None = None, backend: str = "local", shards: int = 1,
+                allow_dirty: bool = False):
+        """Batch inference of a trained point on new data: each record's samples (best first) with
+        their log-probabilities (classifier: scores). Its MLflow run is a child of the point's run.
+
+        Args:
+            sweep: the sweep of the trained point (or give --model).
+            point: index, hash prefix or name (required when the sweep has several points).
+            overrides: decoding settings, e.g. generate.num_beams=4 generate.n_samples=3.
+            data: prompt-only records (JSON list, a data file's eval split, or JSON lines); required.
+            out: the predictions file (default: <run dir>/predict/<data>-<id>/predictions.json).
+            model: a model folder to use instead of a sweep's point.
+            backend: local (this machine), or slurm (an array of --shards tasks, merged by the last).
+            shards: SLURM array tasks that split the records.
+            allow_dirty: run with uncommitted changes in workflow/.
+        """
+        from workflow.launch import predict
+
+        if point is not None and "=" in str(point):  # `predict demo generate.num_beams=4`: no point named
+            point, overrides = None, (point, *overrides)
+        if data is None:
+            raise WorkflowError("predict needs --data <file>: the records to predict on")
+        job = predict.prepare(sweep, point, data, out, model, overrides, allow_dirty)
+        ui = _ui()
+        if backend == "slurm":
+            ids = predict.submit_slurm(job, int(shards))
+            ui.console.print(f"submitted {len(ids)} shard(s) of {job.records} records: {', '.join(ids)}; the last "
+                             f"to finish writes {job.out} (logs: {job.folder.root / '.submitit'})", highlight=False)
+            return None
+        with ui.console.status(f"predicting {job.records} records (log: {job.folder.log})"):
+            written = predict.run_local(job)
+        ui.console.print(f"wrote {job.records} predictions to {written}", highlight=False)
+
+    def evaluate(self, predictions: str, references: str | None = None, metrics: str | None = None, k: int = 1,
+                 run: str | None = None, tracking_uri: str | None = None):
+        """A task's metrics from a predictions file (training's or predict's), against references.
+
+        Args:
+            predictions: the predictions file.
+            references: a data file with the answers, matched by input text (default: the answers
+                the predictions carry).
+            metrics: generation metrics, comma-separated (default: exact_match,bleu,rouge_l).
+            k: K for precision/recall/F1 at K when the references are label lists.
+            run: an MLflow run id to log the metrics into.
+            tracking_uri: the run's store (default: $MLFLOW_TRACKING_URI, else the project's).
+        """
+        from workflow.launch.evaluate import evaluate
+        from workflow.paths import resolve_tracking_uri
+
+        names = [m.strip() for m in str(metrics).split(",")] if metrics else None
+        values = evaluate(Path(predictions), Path(references) if references else None, names, int(k))
+        ui = _ui()
+        ui.console.print(ui.metrics_table(values, f"{predictions}"))
+        if run:
+            from workflow.launch import runs
+
+            try:
+                runs.log_metrics(resolve_tracking_uri(tracking_uri), run, values)
+            except RuntimeError as exc:
+                raise WorkflowError(f"could not log to MLflow run {run}: {exc}") from None
+            ui.console.print(f"logged {len(values)} metric(s) to MLflow run {run}", highlight=False)
+
     def export(self, sweep: str, point: str | None = None, out: str | None = None):
         """Export a point's model as a standard HF model: merges LoRA adapters (checking the merged
         outputs against the adapter model) or consolidates a ZeRO checkpoint.

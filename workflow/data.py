@@ -39,6 +39,39 @@ def load_json(path: Path) -> dict:
                         [Problem(str(path), f"line {exc.lineno}, column {exc.colno}", "valid JSON", exc.msg)]) from None
 
 
+def load_inputs(path: Path, task: str) -> list[dict]:
+    """Records to predict on: a JSON list, a data file (its eval split), or JSON lines. Each needs
+    the task's input field (``prompt`` or ``input``); other fields are kept. Raises DataError."""
+    key = TASKS[task].record_keys[0]
+    if path.suffix == ".jsonl" and path.is_file():
+        lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        try:
+            records = [json.loads(line) for _, line in lines]
+        except json.JSONDecodeError as exc:
+            bad = next(i for i, line in lines if not _parses(line))
+            raise DataError(f"Malformed JSON lines in {path}", [Problem(str(path), f"line {bad}", "one JSON "
+                            "object per line", exc.msg)]) from None
+    else:
+        data = load_json(path)
+        records = data.get("eval") if isinstance(data, dict) else data
+    if not isinstance(records, list) or not records:
+        raise DataError(f"No records in {path}", [Problem(str(path), None, "a non-empty list of records, a data "
+                        "file with an 'eval' split, or JSON lines", short(records))])
+    problems = [Problem(str(path), f"[{i}].{key}", "a string", short(r.get(key)) if isinstance(r, dict) else short(r))
+                for i, r in enumerate(records) if not isinstance(r, dict) or not isinstance(r.get(key), str)]
+    if problems:
+        raise DataError(f"Records without a {key} in {path}", problems[:MAX_PROBLEMS])
+    return records
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
 def check(task: str, data_name: str, need_train: bool = True, labels: tuple | None = None) -> dict[str, int]:
     """Validate a data file for a task; returns the record count of each split."""
     path = data_path(data_name)

@@ -142,19 +142,23 @@ def predict_labels(scores: dict[str, float], thresholds: list[float], default: s
     return [default] if default else []
 
 
-def multilabel_metrics(all_scores: list[dict[str, float]], gold: list[list[str]], k: int,
-                       thresholds: list[float], default: str | None) -> dict:
-    precision = recall = exact = 0.0
-    for scores, labels in zip(all_scores, gold):
-        top = sorted(scores, key=lambda label: -scores[label])[:k]
-        hits = len(set(top) & set(labels))
+def ranking_metrics(ranked: list[list[str]], gold: list[list[str]], k: int) -> dict:
+    """Precision, recall and F1 at K of ranked label lists against gold label sets."""
+    precision = recall = 0.0
+    for top, labels in zip(ranked, gold):
+        hits = len(set(top[:k]) & set(labels))
         precision += hits / k
         recall += hits / len(labels) if labels else float(not top)
-        exact += set(predict_labels(scores, thresholds, default)) == set(labels)
     n = len(gold)
     p, r = precision / n, recall / n
-    return {f"precision_at_{k}": p, f"recall_at_{k}": r, f"f1_at_{k}": 2 * p * r / (p + r) if p + r else 0.0,
-            "exact_set_accuracy": exact / n}
+    return {f"precision_at_{k}": p, f"recall_at_{k}": r, f"f1_at_{k}": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def multilabel_metrics(all_scores: list[dict[str, float]], gold: list[list[str]], k: int,
+                       thresholds: list[float], default: str | None) -> dict:
+    ranked = [sorted(scores, key=lambda label: -scores[label]) for scores in all_scores]
+    exact = sum(set(predict_labels(s, thresholds, default)) == set(g) for s, g in zip(all_scores, gold))
+    return {**ranking_metrics(ranked, gold, k), "exact_set_accuracy": exact / len(gold)}
 
 
 def generation_metrics(names: list[str], references: list[str], samples: list[list[str]]) -> dict:

@@ -201,6 +201,15 @@ def results_table(rows: list[dict], params: list[str], metrics: list[str], title
     return table
 
 
+def metrics_table(values: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in values.items():
+        table.add_row(name, _metric(value))
+    return table
+
+
 def status_table(manifest: Manifest, rows: list[dict]) -> Table:
     table = Table(title=f"sweep {manifest.sweep} ({manifest.sweep_id})")
     errors = any(row.get("error") for row in rows)

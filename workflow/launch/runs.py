@@ -103,6 +103,11 @@ def finish_parent(manifest: Manifest) -> str | None:
     return None
 
 
+def log_metrics(uri: str, run_id: str, values: dict[str, float]) -> None:
+    """Log final metrics into an existing run (``evaluate --run``); raises RuntimeError."""
+    call("log", {"uri": usable_tracking_uri(uri), "run_id": run_id, "metrics": values})
+
+
 def call(command: str, request: dict) -> dict:
     """Run the helper process with a JSON request; returns its JSON reply."""
     try:
@@ -177,6 +182,20 @@ def sync(request: dict) -> dict:
     return out
 
 
+def log_run_metrics(request: dict) -> dict:
+    """{"uri", "run_id", "metrics": {name: value}} -> logged at step 0 of that run."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from workflow.node.tracker import client
+
+    now = int(time.time() * 1000)
+    values = [Metric(k, float(v), now, 0) for k, v in request["metrics"].items()]
+    client(request["uri"]).log_batch(request["run_id"], metrics=values)
+    return {"logged": len(values)}
+
+
 def child_runs(uri: str, parent_run_id: str) -> list[dict]:
     """The child runs of a sweep: name, status, params and last metric values."""
     from workflow.node.tracker import client
@@ -191,7 +210,7 @@ def child_runs(uri: str, parent_run_id: str) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync}
+    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync, "log": log_run_metrics}
     if command not in handlers:
         print(f"usage: python -m workflow.launch.runs {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)
         return 2

@@ -54,3 +54,16 @@ def contrastive_search(model, input_ids, attention_mask, top_k: int, alpha: floa
         if done.all():
             break
     return tokens
+
+
+@torch.no_grad()
+def sequence_log_probs(model, tokenizer, prompts: list[str], outputs: list[str], max_source_length: int) -> list[float]:
+    """log p(output | prompt) under the model, teacher-forced: the score of each returned sequence,
+    the same for every decoding method."""
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                       max_length=max_source_length).to(model.device)
+    labels = tokenizer(text_target=outputs, return_tensors="pt", padding=True).input_ids.to(model.device)
+    labels[labels == tokenizer.pad_token_id] = -100
+    logits = model(**inputs, labels=labels).logits.float()
+    picked = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (labels != -100)).sum(-1).tolist()

@@ -1,0 +1,61 @@
+"""``launch.py evaluate``: a task's metrics from a predictions file, against references.
+
+The predictions are what training (``predictions.json``) or ``predict`` wrote. References come
+from the predictions themselves (``reference``, ``labels``, ``target``) or from a data file, matched
+by input text. Which metrics apply follows from the references:
+
+- strings (``completion`` or ``reference``): generation metrics (exact match, BLEU, ROUGE-L);
+- label lists (``labels``): precision, recall and F1 at K and the exact set, over the generated
+  samples (best first) or the per-label scores;
+- numbers in [0, 1] (``target``) against ``score``: the classifier metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workflow import data, metrics
+from workflow.errors import DataError, Problem
+
+DEFAULT_GENERATION = ("exact_match", "bleu", "rouge_l")
+
+
+def evaluate(predictions: Path, references: Path | None = None, names: list[str] | None = None, k: int = 1) -> dict:
+    task, preds = _load(predictions)
+    key = "prompt" if task == "seq2seq" else "input"
+    refs = _references(preds, data.load_inputs(references, task), key, predictions, references) if references \
+        else preds
+    if all("labels" in r for r in refs):
+        gold = [r["labels"] for r in refs]
+        if all(isinstance(p.get("scores"), dict) for p in preds):
+            return metrics.multilabel_metrics([p["scores"] for p in preds], gold, k, [0.5], None)
+        ranked = [list(dict.fromkeys(p["samples"])) for p in preds]
+        exact = sum(set(top[:k]) == set(g) for top, g in zip(ranked, gold)) / len(gold)
+        return {**metrics.ranking_metrics(ranked, gold, k), "exact_set_accuracy": exact}
+    if task == "classifier":
+        return metrics.classifier_metrics([p["score"] for p in preds], [float(r["target"]) for r in refs])
+    texts = [r.get("reference", r.get("completion")) for r in refs]
+    missing = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if missing:
+        raise DataError(f"No references for {predictions}", [Problem(
+            str(references or predictions), f"[{missing[0]}]", "a 'completion' or 'reference' string, or 'labels'",
+            f"{len(missing)} record(s) without one", "pass --references <data file>")])
+    return metrics.generation_metrics(list(names or DEFAULT_GENERATION), texts, [p["samples"] for p in preds])
+
+
+def _load(path: Path) -> tuple[str, list[dict]]:
+    """The records and their task: prompts (seq2seq) or inputs (classifier)."""
+    try:
+        return "seq2seq", data.load_inputs(path, "seq2seq")
+    except DataError:
+        return "classifier", data.load_inputs(path, "classifier")
+
+
+def _references(preds: list[dict], refs: list[dict], key: str, predictions: Path, references: Path) -> list[dict]:
+    by_input = {r[key]: r for r in refs}
+    missing = [i for i, p in enumerate(preds) if p[key] not in by_input]
+    if missing:
+        raise DataError(f"{references} has no reference for some predictions", [Problem(
+            str(predictions), f"[{missing[0]}].{key}", f"an input that {references.name} also has", repr(
+                preds[missing[0]][key][:80]), f"{len(missing)} of {len(preds)} unmatched")])
+    return [by_input[p[key]] for p in preds]
