@@ -209,7 +209,9 @@ class Commands:
         from workflow.paths import resolve_tracking_uri
 
         names = [m.strip() for m in str(metrics).split(",")] if metrics else None
-        values = evaluate(Path(predictions), Path(references) if references else None, names, int(k))
+        from workflow.data import find
+
+        values = evaluate(find(predictions), find(references) if references else None, names, int(k))
         ui = _ui()
         ui.console.print(ui.metrics_table(values, f"{predictions}"))
         if run:

@@ -39,6 +39,12 @@ def load_json(path: Path) -> dict:
                         [Problem(str(path), f"line {exc.lineno}, column {exc.colno}", "valid JSON", exc.msg)]) from None
 
 
+def find(name_or_path: str) -> Path:
+    """A file given on the command line: a path, else a data name under mount/data."""
+    given = Path(name_or_path).expanduser()
+    return given.resolve() if given.is_file() else data_path(name_or_path)
+
+
 def load_inputs(path: Path, task: str) -> list[dict]:
     """Records to predict on: a JSON list, a data file (its eval split), or JSON lines. Each needs
     the task's input field (``prompt`` or ``input``); other fields are kept. Raises DataError."""

@@ -63,8 +63,7 @@ def prepare(sweep: str | None, point: str | None, inputs: str, out: str | None, 
     if not ((model_dir / "config.json").is_file() or (model_dir / "adapter_config.json").is_file()):
         raise JobError(f"No saved model in {model_dir}", [Problem(str(model_dir), None, "a model folder (config.json "
                        "or adapter_config.json): a completed point, or --model <folder>", "none found")])
-    given = Path(inputs).expanduser()
-    path = given.resolve() if given.is_file() else data.data_path(inputs)
+    path = data.find(inputs)
     records = len(data.load_inputs(path, spec.task))
     digest = hashlib.sha256(f"{model_dir}|{path}|{spec.generate.model_dump_json()}".encode()).hexdigest()[:8]
     folder = RunDir((record.rundir.root if record else root) / "predict" / f"{path.stem}-{digest}")
