@@ -13,43 +13,34 @@ import argparse
 from pathlib import Path
 
 from workflow.errors import JobError, Problem, WorkflowError
+from workflow.spec import field_paths
 from workflow.states import State
 from workflow.tasks import TASKS
 
 CLI = "<command line>"
 
-# flag -> (spec key path, type, help)
-COMMON_FLAGS = {
-    "data_name": ("data_name", str, "data file under mount/data"),
-    "learning_rate": ("train.learning_rate", float, "peak learning rate"),
-    "warmup_steps": ("train.warmup_steps", int, "linear warm-up steps"),
-    "max_steps": ("train.max_steps", int, "optimizer steps"),
-    "train_batch_size": ("train.train_batch_size", int, "micro batch size per device"),
-    "eval_batch_size": ("train.eval_batch_size", int, "eval batch size per device"),
-    "gradient_accumulation_steps": ("train.gradient_accumulation_steps", int, "micro batches per step"),
-    "save_steps": ("train.save_steps", int, "checkpoint every N steps"),
-    "eval_steps": ("train.eval_steps", int, "eval loss every N steps"),
-    "seed": ("train.seed", int, "random seed"),
-}
-CLF_FLAGS = {
-    **COMMON_FLAGS,
-    "model_pretrain_name": ("model_init_path", str, "hub id or local path of the model"),
-}
-SEQ2SEQ_FLAGS = {
-    **COMMON_FLAGS,
-    "model_init_name": ("model_init_name", str, "model folder under mount/models"),
-    "model_init_path": ("model_init_path", str, "local path or hub id of the model"),
-    "temperature": ("generate.temperature", float, "sampling temperature (0: greedy)"),
-    "n_samples": ("generate.n_samples", int, "sequences returned per eval prompt (samples or beams)"),
-    "max_new_tokens": ("generate.max_new_tokens", int, "generation length cap"),
-    "num_beams": ("generate.num_beams", int, "beam search width"),
-    "top_k": ("generate.top_k", int, "sampling: the k most likely tokens; contrastive search: candidates"),
-    "top_p": ("generate.top_p", float, "sampling: nucleus mass in (0, 1]"),
-    "repetition_penalty": ("generate.repetition_penalty", float, "above 1 penalises repeated tokens"),
-    "no_repeat_ngram_size": ("generate.no_repeat_ngram_size", int, "never repeat n-grams of this size"),
-    "length_penalty": ("generate.length_penalty", float, "beam search length exponent"),
-    "penalty_alpha": ("generate.penalty_alpha", float, "contrastive search penalty"),
-}
+COMMON = {"data_name": "data_name", "learning_rate": "train.learning_rate", "warmup_steps": "train.warmup_steps",
+          "max_steps": "train.max_steps", "train_batch_size": "train.train_batch_size",
+          "eval_batch_size": "train.eval_batch_size", "gradient_accumulation_steps": "train.gradient_accumulation_steps",
+          "save_steps": "train.save_steps", "eval_steps": "train.eval_steps", "seed": "train.seed"}
+DECODING = ("temperature", "n_samples", "max_new_tokens", "num_beams", "top_k", "top_p", "repetition_penalty",
+            "no_repeat_ngram_size", "length_penalty", "penalty_alpha")
+
+
+def flags(paths: dict[str, str]) -> dict[str, tuple[str, type, str]]:
+    """flag -> (spec key path, type, help), the type and help taken from the spec's own fields."""
+    fields = field_paths()
+
+    def kind(path: str) -> type:
+        text = str(fields[path].annotation)
+        return float if "float" in text else int if "int" in text else str
+
+    return {flag: (path, kind(path), fields[path].description or "") for flag, path in paths.items()}
+
+
+CLF_FLAGS = flags({**COMMON, "model_pretrain_name": "model_init_path"})
+SEQ2SEQ_FLAGS = flags({**COMMON, "model_init_name": "model_init_name", "model_init_path": "model_init_path",
+                       **{name: f"generate.{name}" for name in DECODING}})
 
 
 class ArgumentError(WorkflowError):
