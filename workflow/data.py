@@ -45,6 +45,26 @@ def find(name_or_path: str) -> Path:
     return given.resolve() if given.is_file() else data_path(name_or_path)
 
 
+def load_labels(ref: str | list[str]) -> list[str]:
+    """The strings of ``generate.allowed_outputs``: a list, or a file (a JSON list, a data file's
+    top-level "labels", or one per line). Raises DataError when missing or empty."""
+    if isinstance(ref, list):
+        return list(ref)
+    path = find(ref)
+    if not path.is_file():
+        raise DataError(f"Allowed outputs not found: {path}", [Problem(str(path), "generate.allowed_outputs",
+                        f"a file under {data_dir()} or a path", "no such file")])
+    if path.suffix == ".json":
+        found = load_json(path)
+        found = found.get("labels") if isinstance(found, dict) else found
+    else:
+        found = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not isinstance(found, list) or not found or not all(isinstance(x, str) and x for x in found):
+        raise DataError(f"No allowed outputs in {path}", [Problem(str(path), "generate.allowed_outputs",
+                        "a non-empty list of strings (JSON list, top-level 'labels', or one per line)", short(found))])
+    return found
+
+
 def load_inputs(path: Path, task: str) -> list[dict]:
     """Records to predict on: a JSON list, a data file (its eval split), or JSON lines. Each needs
     the task's input field (``prompt`` or ``input``); other fields are kept. Raises DataError."""

@@ -71,6 +71,36 @@ def make_multilabel_data(seed: int = 0, n_train: int = 400) -> dict:
     return {"labels": list(LABELS), **_split(records, seed, n_train)}
 
 
+def taxonomy() -> list[str]:
+    """A two-level taxonomy over the demo words: internal nodes ("animal > pet") and leaves
+    ("animal > pet > dog"), as a product catalogue's category paths are."""
+    nodes = []
+    for root, groups in (("animal", {"pet": PETS, "wild": [w for w in LEXICON[2] if w not in PETS]}),
+                         ("colour", {"warm": WARM, "cool": [w for w in LEXICON[0] if w not in WARM]})):
+        nodes.append(root)
+        for group, words in groups.items():
+            nodes += [f"{root} > {group}"] + [f"{root} > {group} > {w}" for w in words]
+    return nodes
+
+
+def make_taxonomy_data(seed: int = 0, n_train: int = 400) -> dict:
+    """Queries -> their categories (two leaves and their parents), for generation constrained to
+    the taxonomy. Training has one record per (query, category); eval records carry every
+    category in "labels", and the taxonomy rides in the file's top-level "labels"."""
+    combos = [(a, b, c) for a in LEXICON[0] for b in LEXICON[1] for c in LEXICON[2]]
+    random.Random(seed).shuffle(combos)
+    records = []
+    for colour, size, animal in combos:
+        group = "pet" if animal in PETS else "wild"
+        shade = "warm" if colour in WARM else "cool"
+        labels = [f"animal > {group} > {animal}", f"colour > {shade} > {colour}", f"animal > {group}",
+                  f"colour > {shade}"]
+        records.append({"prompt": f"categories: {colour} {size} {animal}", "labels": labels})
+    train = [{"prompt": r["prompt"], "completion": label} for r in records[:n_train] for label in r["labels"]]
+    test = [{**r, "completion": r["labels"][0]} for r in records[n_train:]]
+    return {"labels": taxonomy(), "train": train, "eval": test}
+
+
 def corpus_texts(data: dict) -> list[str]:
     """Texts to train the tokenizer on: every prompt and completion, plus extra words."""
     texts = [rec[key] for split in ("train", "eval") for rec in data[split]

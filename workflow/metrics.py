@@ -154,6 +154,12 @@ def ranking_metrics(ranked: list[list[str]], gold: list[list[str]], k: int) -> d
     return {f"precision_at_{k}": p, f"recall_at_{k}": r, f"f1_at_{k}": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+def label_set_metrics(ranked: list[list[str]], gold: list[list[str]], k: int) -> dict:
+    """Generated label lists (best first): at K, and whether the K best are exactly the gold set."""
+    exact = sum(set(top[:k]) == set(labels) for top, labels in zip(ranked, gold)) / len(gold)
+    return {**ranking_metrics(ranked, gold, k), "exact_set_accuracy": exact}
+
+
 def multilabel_metrics(all_scores: list[dict[str, float]], gold: list[list[str]], k: int,
                        thresholds: list[float], default: str | None) -> dict:
     ranked = [sorted(scores, key=lambda label: -scores[label]) for scores in all_scores]

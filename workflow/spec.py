@@ -91,6 +91,10 @@ class GenerateSpec(Block):
                                   "(above 1 favours longer outputs; needs num_beams > 1 when not 1).")
     penalty_alpha: Optional[float] = Field(None, gt=0, le=1, description="Contrastive search: the degeneration "
                                            "penalty in (0, 1]; needs top_k > 1, no sampling and num_beams 1.")
+    allowed_outputs: Optional[Union[str, list[str]]] = Field(
+        None, description="Constrained decoding: outputs are only these strings (a list, or a file under mount/data: "
+        "a JSON list, a data file's top-level 'labels', or one per line), e.g. taxonomy paths; beam search returns "
+        "the best n_samples of them.")
 
     @model_validator(mode="after")
     def _combinations(self) -> "GenerateSpec":
@@ -107,6 +111,13 @@ class GenerateSpec(Block):
         elif self.top_k is not None and not sampling:
             raise fail("top_k", "top_k only with sampling (temperature > 0) or contrastive search (penalty_alpha)",
                        self.top_k)
+        if self.allowed_outputs is not None:
+            if isinstance(self.allowed_outputs, list) and not all(isinstance(x, str) and x for x in self.allowed_outputs
+                                                                  ) or not self.allowed_outputs:
+                raise fail("allowed_outputs", "a non-empty list of non-empty strings, or a file", self.allowed_outputs)
+            if sampling or self.penalty_alpha is not None:
+                raise fail("allowed_outputs", "beam search or greedy decoding (temperature 0, no penalty_alpha) "
+                           "with allowed_outputs", f"temperature={self.temperature}, penalty_alpha={self.penalty_alpha}")
         if self.length_penalty != 1.0 and self.num_beams == 1:
             raise fail("length_penalty", "length_penalty only with beam search (num_beams > 1)", self.length_penalty)
         return self
@@ -372,7 +383,7 @@ HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True
 # a key is left out of the hash, so upgrading the tool does not re-run finished points.
 HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.top_k": None, "generate.top_p": None,
                    "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
-                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None}
+                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None}
 
 
 def _block_type(annotation: Any) -> type[BaseModel] | None:

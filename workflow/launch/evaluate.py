@@ -29,9 +29,7 @@ def evaluate(predictions: Path, references: Path | None = None, names: list[str]
         gold = [r["labels"] for r in refs]
         if all(isinstance(p.get("scores"), dict) for p in preds):
             return metrics.multilabel_metrics([p["scores"] for p in preds], gold, k, [0.5], None)
-        ranked = [list(dict.fromkeys(p["samples"])) for p in preds]
-        exact = sum(set(top[:k]) == set(g) for top, g in zip(ranked, gold)) / len(gold)
-        return {**metrics.ranking_metrics(ranked, gold, k), "exact_set_accuracy": exact}
+        return metrics.label_set_metrics([list(dict.fromkeys(p["samples"])) for p in preds], gold, k)
     if task == "classifier":
         return metrics.classifier_metrics([p["score"] for p in preds], [float(r["target"]) for r in refs])
     texts = [r.get("reference", r.get("completion")) for r in refs]

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from workflow import data, memory, secrets
-from workflow.errors import Problem, SpecError
+from workflow.errors import DataError, Problem, SpecError
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep
@@ -114,6 +114,14 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Pla
         for problem in (check_model(point.spec, sweep.file), check_lora(point.spec, sweep.file)):
             if problem and problem not in problems:
                 problems.append(problem)
+    for point in sweep.points:
+        allowed = point.spec.generate.allowed_outputs
+        if isinstance(allowed, str):
+            try:
+                data.load_labels(allowed)
+            except DataError as exc:
+                problems += [Problem(sweep.file, "generate.allowed_outputs", p.expected, p.given, str(p.file))
+                             for p in exc.problems if p not in problems]
     for key, reason in secrets.find_in_spec(sweep.points[0].spec.model_dump(mode="json")):
         problems.append(Problem(sweep.file, key, "no credentials in a spec: jobs inherit them from the environment "
                                 "(e.g. MLFLOW_TRACKING_PASSWORD, HF_TOKEN)", reason + " (hidden)"))

@@ -17,7 +17,8 @@ def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int =
 
     data_path = data_dir() / data_name
     records = demo.make_seq2seq_data(seed=seed)
-    extra = {"clf.json": demo.make_classifier_data(seed=seed), "multilabel.json": demo.make_multilabel_data(seed=seed)}
+    extra = {"clf.json": demo.make_classifier_data(seed=seed), "multilabel.json": demo.make_multilabel_data(seed=seed),
+             "taxonomy.json": demo.make_taxonomy_data(seed=seed)}
     for name, payload in [(data_name, records), *extra.items()]:
         if not (data_dir() / name).is_file():
             write_json(data_dir() / name, payload)

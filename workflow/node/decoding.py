@@ -8,6 +8,8 @@ import torch
 
 from workflow.spec import GenerateSpec
 
+_TRIES: dict = {}
+
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], gen: GenerateSpec, max_source_length: int) -> list[list[str]]:
@@ -17,11 +19,36 @@ def generate(model, tokenizer, prompts: list[str], gen: GenerateSpec, max_source
     if gen.penalty_alpha is not None:
         out = contrastive_search(model, inputs["input_ids"], inputs["attention_mask"], gen.top_k,
                                  gen.penalty_alpha, gen.max_new_tokens)
+    elif gen.allowed_outputs is not None:
+        kwargs = {**gen.generation_kwargs(), "num_beams": max(gen.num_beams, gen.n_samples)}
+        key = (id(tokenizer), repr(gen.allowed_outputs))
+        if key not in _TRIES:  # built once per tokenizer and label set, not per batch
+            _TRIES[key] = allowed_tokens(tokenizer, gen.allowed_outputs)
+        out = model.generate(**inputs, **kwargs, prefix_allowed_tokens_fn=_TRIES[key])
     else:
         out = model.generate(**inputs, **gen.generation_kwargs())
     texts = tokenizer.batch_decode(out, skip_special_tokens=True)
     n = gen.n_samples
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def allowed_tokens(tokenizer, allowed: str | list[str]):
+    """``prefix_allowed_tokens_fn`` over a prefix trie of the allowed strings' token ids: each step
+    may only continue one of them, and a complete one may only end. No output falls outside."""
+    from workflow.data import load_labels
+
+    trie: dict[tuple, set] = {}
+    for text in load_labels(allowed):
+        ids = tokenizer(text_target=text).input_ids  # ends with </s>
+        for i, token in enumerate(ids):
+            trie.setdefault(tuple(ids[:i]), set()).add(token)
+    allowed_next = {prefix: sorted(tokens) for prefix, tokens in trie.items()}
+    end = [tokenizer.eos_token_id]
+
+    def next_tokens(batch_id: int, so_far: torch.Tensor) -> list[int]:
+        return allowed_next.get(tuple(so_far[1:].tolist()), end)  # so_far starts with the decoder start token
+
+    return next_tokens
 
 
 @torch.no_grad()

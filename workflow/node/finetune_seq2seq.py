@@ -36,7 +36,8 @@ class Seq2SeqRecipe(Recipe):
 def setup_data(spec: JobSpec, tokenizer, tracker):
     """Load the JSON file through ``datasets`` and tokenize with counted truncation."""
     raw = data_files.load_json(data_files.data_path(spec.data_name))
-    records = {split: [{"prompt": r["prompt"], "completion": r["completion"]} for r in raw[split]]
+    records = {split: [{"prompt": r["prompt"], "completion": r["completion"],
+                        **({"labels": r["labels"]} if isinstance(r.get("labels"), list) else {})} for r in raw[split]]
                for split in data_files.SPLITS}
     out = []
     for split in data_files.SPLITS:
@@ -72,9 +73,13 @@ def evaluate(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) ->
         batch = records[start:start + batch_size]
         samples = generate(model, tokenizer, [r["prompt"] for r in batch], gen, spec.train.max_source_length)
         for record, outs in zip(batch, samples):
-            predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs})
+            predictions.append({"prompt": record["prompt"], "reference": record["completion"], "samples": outs,
+                                **({"labels": record["labels"]} if "labels" in record else {})})
     write_json(out, predictions)
     results = metrics.generation_metrics(gen.metrics, [p["reference"] for p in predictions],
                                          [p["samples"] for p in predictions])
+    if all("labels" in p for p in predictions):  # label sets (a taxonomy): the samples are a ranking
+        ranked, gold = [list(dict.fromkeys(p["samples"])) for p in predictions], [p["labels"] for p in predictions]
+        results.update(metrics.label_set_metrics(ranked, gold, gen.n_samples))
     log.info("eval generation: %s", results)
     return results
