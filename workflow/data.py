@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from workflow.errors import DataError, Problem, short
 from workflow.paths import data_dir
@@ -100,6 +101,10 @@ def _parses(line: str) -> bool:
 
 def check(task: str, data_name: str, need_train: bool = True, labels: tuple | None = None) -> dict[str, int]:
     """Validate a data file for a task; returns the record count of each split."""
+    files = jsonl_files(data_name)
+    if files is not None:
+        mtimes = tuple(f.stat().st_mtime_ns for f in files.values())
+        return dict(_check_jsonl(task, tuple(files.items()), need_train, labels, mtimes))
     path = data_path(data_name)
     stat = path.stat() if path.is_file() else None
     return dict(_check_cached(task, str(path), need_train, labels, stat.st_mtime_ns if stat else None))
@@ -135,23 +140,94 @@ def _check_cached(task: str, path_text: str, need_train: bool, labels: tuple | N
             continue
         if not records and (split == "eval" or need_train):
             problems.append(Problem(file, split, "at least one record", "an empty list"))
-        problems += _check_records(file, split, records, TASKS[task].record_keys)
-        if task == "classifier":
-            problems += _check_targets(file, split, records, allowed)
+        problems += _check_chunk(task, file, [(f"{split}[{i}]", r) for i, r in enumerate(records)], allowed)
         counts[split] = len(records)
+    _raise_if(problems, path)
+    return tuple(counts.items())
+
+
+def _check_chunk(task: str, file: str, items: list[tuple[str, object]], allowed: list[str] | None) -> list[Problem]:
+    problems = _check_records(file, items, TASKS[task].record_keys)
+    return problems + (_check_targets(file, items, allowed) if task == "classifier" else [])
+
+
+def _raise_if(problems: list[Problem], path: Path) -> None:
     problems = list(dict.fromkeys(problems))
     if problems:
         shown = problems[:MAX_PROBLEMS]
         if len(problems) > MAX_PROBLEMS:
-            shown.append(Problem(file, None, "valid records", f"{len(problems) - MAX_PROBLEMS} more problems"))
+            shown.append(Problem(str(path), None, "valid records", f"{len(problems) - MAX_PROBLEMS} more problems"))
         raise DataError(f"Invalid data file {path}", shown)
+
+
+def jsonl_files(data_name: str) -> dict[str, Path] | None:
+    """JSON-lines data: ``name.jsonl`` (each record has a "split"), or ``name.train.jsonl`` and
+    ``name.eval.jsonl``. None for a JSON data file."""
+    path = data_path(data_name)
+    if path.suffix == ".jsonl" and path.is_file():
+        return {"all": path}
+    stem = path.with_suffix("") if path.suffix == ".jsonl" else path
+    files = {split: stem.with_name(f"{stem.name}.{split}.jsonl") for split in SPLITS}
+    return files if all(f.is_file() for f in files.values()) else None
+
+
+def iter_jsonl(files: dict[str, Path]) -> Iterator[tuple[str | None, str, object]]:
+    """(split, where, record) for every line, read one at a time (the file is never whole in memory)."""
+    for name, path in files.items():
+        with path.open() as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"Malformed JSON lines in {path}", [Problem(
+                        str(path), f"line {number}", "one JSON object per line", exc.msg)]) from None
+                split = name if name != "all" else record.get("split") if isinstance(record, dict) else None
+                yield split, f"{path.name} line {number}", record
+
+
+def read_split(data_name: str, split: str) -> list[dict]:
+    """One split's records, from a JSON data file or JSON lines."""
+    files = jsonl_files(data_name)
+    if files is None:
+        return load_json(data_path(data_name))[split]
+    return [record for found, _, record in iter_jsonl(files) if found == split]
+
+
+@lru_cache(maxsize=16)
+def _check_jsonl(task: str, files: tuple[tuple[str, Path], ...], need_train: bool, labels: tuple | None,
+                 _mtimes: tuple) -> tuple:
+    """Stream the lines in chunks: memory stays flat whatever the file size."""
+    files = dict(files)
+    first = next(iter(files.values()))
+    allowed = list(labels) if labels else None
+    counts = {split: 0 for split in SPLITS}
+    problems: list[Problem] = []
+    chunk: list[tuple[str, object]] = []
+    for split, where, record in iter_jsonl(files):
+        if split not in SPLITS:
+            problems.append(Problem(str(first), f"{where}.split", "train or eval", short(split)))
+            continue
+        counts[split] += 1
+        chunk.append((where, record))
+        if len(chunk) == 10_000:
+            problems += _check_chunk(task, str(first), chunk, allowed)
+            chunk = []
+        if len(problems) > MAX_PROBLEMS:
+            break
+    problems += _check_chunk(task, str(first), chunk, allowed)
+    for split in SPLITS:
+        if not counts[split] and (split == "eval" or need_train):
+            problems.append(Problem(str(first), split, "at least one record", "none"))
+    _raise_if(problems, first)
     return tuple(counts.items())
 
 
-def _check_records(file: str, split: str, records: list, keys: tuple[str, ...]) -> list[Problem]:
+def _check_records(file: str, items: list[tuple[str, object]], keys: tuple[str, ...]) -> list[Problem]:
+    """``items``: (where, record) pairs, where is ``train[3]`` or ``line 12``."""
     problems = []
-    for i, record in enumerate(records):
-        where = f"{split}[{i}]"
+    for where, record in items:
         if not isinstance(record, dict):
             problems.append(Problem(file, where, "an object with " + ", ".join(keys), type(record).__name__))
             continue
@@ -166,13 +242,12 @@ def _check_records(file: str, split: str, records: list, keys: tuple[str, ...]) 
     return problems
 
 
-def _check_targets(file: str, split: str, records: list, allowed: list[str] | None) -> list[Problem]:
+def _check_targets(file: str, items: list[tuple[str, object]], allowed: list[str] | None) -> list[Problem]:
     """Classifier records: a numeric target in [0, 1], or (multi-label) labels from the label set."""
     problems = []
-    for i, record in enumerate(records):
+    for where, record in items:
         if not isinstance(record, dict):
             continue
-        where = f"{split}[{i}]"
         if "labels" in record:
             problems += _check_labels(file, where, record["labels"], allowed)
         elif "target" not in record:
