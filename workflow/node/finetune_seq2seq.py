@@ -100,6 +100,7 @@ def build_train(spec: JobSpec, tokenizer, folder: Path) -> None:
     shutil.rmtree(work / "raw", ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     os.rename(work, folder)
+    log.info("tokenized %d training examples in %.1f s into %s", len(done), time.time() - started, folder)
 
 
 def tokenize(batch: dict, tokenizer, train: TrainSpec) -> dict:

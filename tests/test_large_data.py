@@ -1,0 +1,57 @@
+"""Large data: JSON lines (a split field, or one file per split), checked by streaming, and the
+training split tokenized once into a memory-mapped Arrow cache that reruns and requeues reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def write_lines(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def demo(mount) -> dict:
+    return json.loads((mount / "data/demo.json").read_text())
+
+
+def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, mount, demo):
+    write_lines(mount / "data/lines.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in demo[s]])
+    spec = tmp_path / "lines.yaml"
+    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).parent.parent / "jobs/demo.yaml"),
+                                    "data_name": "lines.jsonl", "train": {"max_steps": 30, "eval_steps": 30}}))
+    first = run_cli("run", str(spec), env=env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    again = run_cli("run", str(spec), "train.seed=7", env=env)  # a new point on the same data
+    assert again.returncode == 0, again.stderr[-2000:]
+    logs = sorted((tmp_path / "runs/lines").glob("*/log.txt"), key=lambda p: p.stat().st_mtime)
+    assert len(logs) == 2
+    built, reused = (p.read_text() for p in logs)
+    assert "tokenized 400 training examples" in built and "train: 400 examples" in built
+    assert "tokenized" not in reused.replace("tokenized/", "") and "memory-mapped from" in reused
+    assert "train: 400 examples" in reused
+    caches = list((tmp_path / "runs/.cache/tokenized").iterdir())
+    assert len(caches) == 1 and (caches[0] / "dataset").is_dir()
+
+
+def test_one_file_per_split_and_streamed_checks(env, tmp_path, mount, demo):
+    write_lines(mount / "data/split.train.jsonl", demo["train"])
+    write_lines(mount / "data/split.eval.jsonl", demo["eval"])
+    dry = run_cli("run", "jobs/demo.yaml", "data_name=split", "--dry_run", env=env)
+    assert dry.returncode == 0 and "data split: train 400, eval 100" in dry.stdout, dry.stdout + dry.stderr
+
+    bad = mount / "data/bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a", "completion": "b", "split": "train"}) + "\n{not json\n")
+    result = run_cli("validate", "jobs/demo.yaml", "data_name=bad.jsonl", env=env)
+    assert result.returncode != 0 and "bad.jsonl" in result.stderr and "line 2" in result.stderr, result.stderr
+    write_lines(bad, [{"prompt": "a", "split": "train"}, {"prompt": "b", "completion": "c", "split": "test"}])
+    result = run_cli("validate", "jobs/demo.yaml", "data_name=bad.jsonl", env=env)
+    assert "bad.jsonl line 1.completion" in result.stderr and "bad.jsonl line 2.split" in result.stderr, result.stderr
