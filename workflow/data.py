@@ -116,6 +116,13 @@ def label_set(data: dict, spec_labels: list | tuple | None) -> list[str] | None:
     return list(labels) if labels else None
 
 
+def labels_of(data_name: str, spec_labels: list | tuple | None) -> list[str] | None:
+    """``label_set`` by data name: JSON lines carry no top-level labels, so theirs come from the spec."""
+    if spec_labels or jsonl_files(data_name) is not None:
+        return list(spec_labels) if spec_labels else None
+    return label_set(load_json(data_path(data_name)), None)
+
+
 @lru_cache(maxsize=64)
 def _check_cached(task: str, path_text: str, need_train: bool, labels: tuple | None, _mtime: int | None) -> tuple:
     path = Path(path_text)

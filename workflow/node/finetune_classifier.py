@@ -37,8 +37,8 @@ class ClassifierRecipe(Recipe):
         model, self.tokenizer = hf.load_model(spec, self.tracker)
         self.yes_no = yes_no_ids(self.tokenizer)
         self.start = model.config.decoder_start_token_id  # read before DeepSpeed wraps the model
-        self.raw = data_files.load_json(data_files.data_path(spec.data_name))
-        self.labels = data_files.label_set(self.raw, spec.classifier.labels)
+        self.raw = {split: data_files.read_split(spec.data_name, split) for split in data_files.SPLITS}
+        self.labels = data_files.labels_of(spec.data_name, spec.classifier.labels)
         self.rows = {split: to_rows(self.raw[split], spec, self.labels, train=split == "train")
                      for split in data_files.SPLITS}
         datasets = {split: tokenize(self.rows[split], self.tokenizer, spec, self.tracker, split)

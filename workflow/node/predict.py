@@ -82,7 +82,7 @@ def predict_classifier(model, tokenizer, records: list[dict], spec: JobSpec) -> 
     from workflow.node.finetune_classifier import score, yes_no_ids
 
     cfg = spec.classifier
-    labels = data_files.label_set(read_json(data_files.data_path(spec.data_name)), cfg.labels)
+    labels = data_files.labels_of(spec.data_name, cfg.labels)
     start = model.config.decoder_start_token_id
     if labels is None:
         rows = [{"text": cfg.template.format(input=r["input"]), "target": 0.0} for r in records]
