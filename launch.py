@@ -140,7 +140,8 @@ class Commands:
         """List the known sweeps."""
         _ui().print_sweeps(lifecycle.sweep_states())
 
-    def compare(self, sweep: str, metric: str | None = None, top: int | None = None, csv: str | None = None):
+    def compare(self, sweep: str, metric: str | None = None, top: int | None = None, csv: str | None = None,
+                plot: bool = False):
         """Compare a sweep's points from MLflow, best first: the params that vary and the metrics.
 
         Args:
@@ -148,15 +149,27 @@ class Commands:
             metric: sort by this metric (default: exact_match, roc_auc, f1_at_k, ... whichever exists).
             top: show only the best N points.
             csv: also write the table to this CSV file.
+            plot: also draw the metric against each varying parameter (a PNG in the sweep's folder,
+                logged on the sweep's MLflow parent run).
         """
         from workflow.launch.compare import compare, write_csv
 
-        rows, params, metrics = compare(manifests.load(sweep), metric, int(top) if top else None)
+        manifest = manifests.load(sweep)
+        rows, params, metrics = compare(manifest, metric, int(top) if top else None)
         ui = _ui()
         ui.console.print(ui.results_table(rows, params, metrics, f"sweep {sweep}: best first by {metrics[0]}"))
         if csv:
             write_csv(Path(csv), rows, params, metrics)
             ui.console.print(f"wrote {csv}", highlight=False)
+        if plot:
+            from workflow.launch import compare as comparing, runs
+
+            path = comparing.plot(rows, params, metrics[0], manifests.sweep_dir(sweep) / f"compare_{metrics[0]}.png")
+            try:
+                runs.log_artifact(manifest, path)
+            except RuntimeError as exc:
+                ui.print_warning(f"{path} not logged to MLflow: {exc}")
+            ui.console.print(f"wrote {path} (and on the sweep's MLflow parent run)", highlight=False)
 
     def predict(self, sweep: str | None = None, point: str | None = None, *overrides: str, data: str | None = None,
                 out: str | None = None, model: str | None = None, backend: str = "local", shards: int = 1,

@@ -10,6 +10,7 @@ into a run directory goes through ``RunDir``.
     checkpoints/        HF Trainer checkpoints (checkpoint-<step>/, complete ones marked)
     eval_results.json   final metrics
     predictions.json    generations (or scores) on the eval split
+    plots/              eval plots (PNG), also MLflow artifacts
     model/              final model and tokenizer
 """
 
@@ -41,6 +42,7 @@ class RunDir:
     checkpoints = property(lambda self: self.root / "checkpoints")
     eval_results = property(lambda self: self.root / "eval_results.json")
     predictions = property(lambda self: self.root / "predictions.json")
+    plots = property(lambda self: self.root / "plots")
     model = property(lambda self: self.root / "model")
 
     def read_job(self) -> dict:

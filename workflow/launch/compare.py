@@ -45,3 +45,39 @@ def write_csv(path: Path, rows: list[dict], params: list[str], metrics: list[str
         for row in rows:
             writer.writerow([row["point"], row["state"], *(row["params"].get(p, "") for p in params),
                              *(row["metrics"].get(m, "") for m in metrics)])
+
+
+def plot(rows: list[dict], params: list[str], metric: str, path: Path) -> Path:
+    """The sweep's metric against each varying parameter, one panel each (log scale for positive
+    numbers spanning more than 100x, categories in order of appearance)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = params or ["point"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4), squeeze=False)
+    for ax, param in zip(axes[0], shown):
+        pairs = [(r["params"].get(param, r["point"]), r["metrics"].get(metric)) for r in rows]
+        pairs = [(x, y) for x, y in pairs if y is not None]
+        numbers = [_number(x) for x, _ in pairs]
+        if pairs and all(n is not None for n in numbers):
+            ax.scatter(numbers, [y for _, y in pairs], color="tab:blue")
+            if min(numbers) > 0 and max(numbers) / min(numbers) > 100:
+                ax.set_xscale("log")
+        else:
+            names = list(dict.fromkeys(str(x) for x, _ in pairs))
+            ax.scatter([names.index(str(x)) for x, _ in pairs], [y for _, y in pairs], color="tab:blue")
+            ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set(xlabel=param, ylabel=metric, title=f"{metric} by {param.rsplit('.', 1)[-1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -14,6 +14,7 @@ import logging
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workflow.launch.manifest import Manifest, PointRecord
@@ -108,6 +109,14 @@ def log_metrics(uri: str, run_id: str, values: dict[str, float]) -> None:
     call("log", {"uri": usable_tracking_uri(uri), "run_id": run_id, "metrics": values})
 
 
+def log_artifact(manifest: Manifest, path: Path) -> None:
+    """Attach a file to the sweep's parent run (``compare --plot``); raises RuntimeError."""
+    if not manifest.parent_run_id or not manifest.tracking_uri:
+        raise RuntimeError("the sweep has no MLflow parent run")
+    call("artifact", {"uri": usable_tracking_uri(manifest.tracking_uri), "run_id": manifest.parent_run_id,
+                      "path": str(path)})
+
+
 def call(command: str, request: dict) -> dict:
     """Run the helper process with a JSON request; returns its JSON reply."""
     try:
@@ -196,6 +205,14 @@ def log_run_metrics(request: dict) -> dict:
     return {"logged": len(values)}
 
 
+def log_run_artifact(request: dict) -> dict:
+    """{"uri", "run_id", "path"} -> the file attached to that run."""
+    from workflow.node.tracker import client
+
+    client(request["uri"]).log_artifact(request["run_id"], request["path"])
+    return {"logged": request["path"]}
+
+
 def child_runs(uri: str, parent_run_id: str) -> list[dict]:
     """The child runs of a sweep: name, status, params and last metric values."""
     from workflow.node.tracker import client
@@ -210,7 +227,8 @@ def child_runs(uri: str, parent_run_id: str) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync, "log": log_run_metrics}
+    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync, "log": log_run_metrics,
+                "artifact": log_run_artifact}
     if command not in handlers:
         print(f"usage: python -m workflow.launch.runs {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 
 from transformers import set_seed
 
+from workflow.jsonio import read_json
 from workflow.node import hf
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
@@ -50,4 +51,15 @@ class Recipe(ABC):
         if not self.dist.is_main:
             return {}
         results = self.evaluate(hf.inference_model(trainer, saved))
+        self.plot()
         return hf.record_results(results, callback, trainer, self.rd, self.tracker)
+
+    def plot(self) -> None:
+        """The task's eval plots, as files and MLflow artifacts; a failure costs only the pictures."""
+        try:
+            from workflow.node import plots
+
+            for path in plots.draw(self.spec.task, read_json(self.rd.predictions), self.rd.plots):
+                self.tracker.log_artifact(path, "plots")
+        except Exception as exc:  # noqa: BLE001 - a finished job is never failed by a picture
+            self.log.warning("eval plots skipped (%s: %s)", type(exc).__name__, exc)

@@ -99,10 +99,10 @@ class Tracker:
     def set_tags(self, tags: dict) -> None:
         self._record([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])
 
-    def log_artifact(self, path: Path) -> None:
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
         if self.enabled and path.exists():
             self._guard("artifact", lambda: self.client and self.run_id and
-                        self.client.log_artifact(self.run_id, str(path)))
+                        self.client.log_artifact(self.run_id, str(path), folder))
 
     def sync(self) -> None:
         """Send everything still spooled now (connecting, and creating the run, if needed);
