@@ -133,6 +133,20 @@ def test_seq2seq_metrics_any_of_n_and_compare(env, tmp_path):
     top = run_cli("compare", "metrics", "--metric", "best_eval_loss", "--top", "1", env=env)
     assert top.returncode == 0 and "learning_rate=0.01" in top.stdout and "1e-4" not in top.stdout
 
+    # pictures: each point's eval plot, and compare --plot on the parent run, as PNG files and artifacts
+    from mlflow.tracking import MlflowClient
+
+    drawn = run_cli("compare", "metrics", "--plot", env=env)
+    assert drawn.returncode == 0 and "compare_exact_match.png" in drawn.stdout, drawn.stderr
+    png = tmp_path / "runs/metrics/compare_exact_match.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    manifest = json.loads((tmp_path / "runs/metrics/manifest.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    assert [a.path for a in client.list_artifacts(manifest["parent_run_id"])] == ["compare_exact_match.png"]
+    for record in manifest["points"].values():
+        assert [a.path for a in client.list_artifacts(record["mlflow_run_id"], "plots")] == ["plots/seq2seq_scores.png"]
+        assert Path(record["run_dir"], "plots/seq2seq_scores.png").stat().st_size > 10_000
+
 
 @pytest.mark.integration
 def test_original_command_lines_run_verbatim(env, tmp_path, mount):

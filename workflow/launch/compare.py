@@ -49,7 +49,7 @@ def write_csv(path: Path, rows: list[dict], params: list[str], metrics: list[str
 
 def plot(rows: list[dict], params: list[str], metric: str, path: Path) -> Path:
     """The sweep's metric against each varying parameter, one panel each (log scale for positive
-    numbers spanning more than 100x, categories in order of appearance)."""
+    numbers spanning more than 20x, categories in order of appearance)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +63,7 @@ def plot(rows: list[dict], params: list[str], metric: str, path: Path) -> Path:
         numbers = [_number(x) for x, _ in pairs]
         if pairs and all(n is not None for n in numbers):
             ax.scatter(numbers, [y for _, y in pairs], color="tab:blue")
-            if min(numbers) > 0 and max(numbers) / min(numbers) > 100:
+            if min(numbers) > 0 and max(numbers) / min(numbers) > 20:
                 ax.set_xscale("log")
         else:
             names = list(dict.fromkeys(str(x) for x, _ in pairs))

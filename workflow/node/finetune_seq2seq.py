@@ -41,10 +41,8 @@ class Seq2SeqRecipe(Recipe):
 def setup_data(spec: JobSpec, tokenizer, tracker, args):
     """The training split tokenized once into a memory-mapped Arrow dataset (see ``tokenized_train``),
     and the eval split, small, tokenized in memory (its records are also what generation reads)."""
-    records = {"eval": [{"prompt": r["prompt"], "completion": r["completion"],
-                         **({"labels": r["labels"]} if isinstance(r.get("labels"), list) else {})}
-                        for r in data_files.read_split(spec.data_name, "eval")]}
-    train_ds, train_truncated = tokenized_train(spec, tokenizer, args)
+    train_ds, train_truncated, cached = tokenized_train(spec, tokenizer, args)
+    records = {"eval": read_json(cached / "eval.json")}
     columns = tokenize({k: [r[k] for r in records["eval"]] for k in ("prompt", "completion")}, tokenizer, spec.train)
     eval_ds = Dataset.from_dict(columns)
     for split, ds, truncated in (("train", train_ds, train_truncated), ("eval", eval_ds, sum(columns["truncated"]))):
@@ -53,20 +51,21 @@ def setup_data(spec: JobSpec, tokenizer, tracker, args):
     return train_ds, eval_ds.remove_columns("truncated"), records
 
 
-def tokenized_train(spec: JobSpec, tokenizer, args) -> tuple[Dataset, int]:
+def tokenized_train(spec: JobSpec, tokenizer, args) -> tuple[Dataset, int, Path]:
     """Tokenize the training split once, by the first process, into an Arrow dataset that every
     rank memory-maps; keyed by the data's content, the tokenizer and the lengths, so a rerun or a
-    requeue loads it instead of tokenizing again. JSON lines are read in blocks, never whole."""
+    requeue loads it instead of tokenizing again. JSON lines are read in blocks, never whole. The
+    eval records are kept beside it (eval.json), so a rerun does not scan the data file for them."""
     folder = runs_dir() / ".cache" / "tokenized" / cache_key(spec, tokenizer)
     with args.main_process_first(local=False, desc="tokenizing the training split"):
         if not (folder / "meta.json").is_file():
             build_train(spec, tokenizer, folder)
     log.info("training split: memory-mapped from %s", folder)
-    return Dataset.load_from_disk(str(folder / "dataset")), read_json(folder / "meta.json")["truncated"]
+    return Dataset.load_from_disk(str(folder / "dataset")), read_json(folder / "meta.json")["truncated"], folder
 
 
 def cache_key(spec: JobSpec, tokenizer) -> str:
-    digest = hashlib.sha256(f"seq2seq-v1|{spec.train.max_source_length}|{spec.train.max_target_length}|".encode())
+    digest = hashlib.sha256(f"seq2seq-v2|{spec.train.max_source_length}|{spec.train.max_target_length}|".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     digest.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
     files = data_files.jsonl_files(spec.data_name) or {"json": data_files.data_path(spec.data_name)}
@@ -96,6 +95,10 @@ def build_train(spec: JobSpec, tokenizer, folder: Path) -> None:
                    fn_kwargs={"tokenizer": tokenizer, "train": spec.train}, desc="tokenizing")
     truncated = sum(done["truncated"])
     done.remove_columns("truncated").save_to_disk(str(work / "dataset"))
+    evaluation = [{"prompt": r["prompt"], "completion": r["completion"],
+                   **({"labels": r["labels"]} if isinstance(r.get("labels"), list) else {})}
+                  for r in data_files.read_split(spec.data_name, "eval")]
+    write_json(work / "eval.json", evaluation)
     write_json(work / "meta.json", {"examples": len(done), "truncated": truncated, "seconds": time.time() - started})
     shutil.rmtree(work / "raw", ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
