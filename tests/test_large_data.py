@@ -35,7 +35,7 @@ def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, mo
     logs = sorted((tmp_path / "runs/lines").glob("*/log.txt"), key=lambda p: p.stat().st_mtime)
     assert len(logs) == 2
     built, reused = (p.read_text() for p in logs)
-    assert "tokenized 400 training examples" in built and "train: 400 examples" in built
+    assert "tokenized 400 training rows" in built and "train: 400 examples" in built
     assert "tokenized" not in reused.replace("tokenized/", "") and "memory-mapped from" in reused
     assert "train: 400 examples" in reused
     caches = list((tmp_path / "runs/.cache/tokenized").iterdir())
@@ -55,3 +55,20 @@ def test_one_file_per_split_and_streamed_checks(env, tmp_path, mount, demo):
     write_lines(bad, [{"prompt": "a", "split": "train"}, {"prompt": "b", "completion": "c", "split": "test"}])
     result = run_cli("validate", "jobs/demo.yaml", "data_name=bad.jsonl", env=env)
     assert "bad.jsonl line 1.completion" in result.stderr and "bad.jsonl line 2.split" in result.stderr, result.stderr
+
+
+def test_classifier_rows_come_from_the_same_cache(env, tmp_path, mount):
+    """Multi-label records become one row per (input, label), built once: 400 inputs x 4 labels."""
+    clf = json.loads((mount / "data/multilabel.json").read_text())
+    write_lines(mount / "data/ml.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in clf[s]])
+    spec = tmp_path / "ml.yaml"
+    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).parent.parent / "jobs/multilabel.yaml"),
+                                    "data_name": "ml.jsonl", "classifier": {"labels": clf["labels"]},
+                                    "train": {"max_steps": 20, "eval_steps": 20}}))
+    for seed in (1, 2):
+        result = run_cli("run", str(spec), f"train.seed={seed}", env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    logs = sorted((tmp_path / "runs/ml").glob("*/log.txt"), key=lambda p: p.stat().st_mtime)
+    built, reused = (p.read_text() for p in logs)
+    assert "tokenized 1600 training rows" in built and "train: 1600 rows" in built
+    assert "tokenized 1600" not in reused and "train: 1600 rows" in reused

@@ -23,7 +23,7 @@ from workflow import data as data_files
 from workflow import metrics
 from workflow.errors import DataError, Problem
 from workflow.jsonio import write_json
-from workflow.node import hf
+from workflow.node import hf, tokenized
 from workflow.node.recipe import Recipe
 from workflow.spec import JobSpec
 
@@ -37,14 +37,21 @@ class ClassifierRecipe(Recipe):
         model, self.tokenizer = hf.load_model(spec, self.tracker)
         self.yes_no = yes_no_ids(self.tokenizer)
         self.start = model.config.decoder_start_token_id  # read before DeepSpeed wraps the model
-        self.raw = {split: data_files.read_split(spec.data_name, split) for split in data_files.SPLITS}
         self.labels = data_files.labels_of(spec.data_name, spec.classifier.labels)
-        self.rows = {split: to_rows(self.raw[split], spec, self.labels, train=split == "train")
-                     for split in data_files.SPLITS}
-        datasets = {split: tokenize(self.rows[split], self.tokenizer, spec, self.tracker, split)
-                    for split in data_files.SPLITS}
+        cfg, limit = spec.classifier, spec.train.max_source_length
+        settings = (f"classifier|{limit}|{cfg.template}|{cfg.multilabel_template}|{self.labels}|"
+                    f"{cfg.negatives_per_positive}|{spec.train.seed if cfg.negatives_per_positive else ''}")
+        train_ds, truncated, evaluation = tokenized.cached(
+            spec.data_name, self.tokenizer, settings,
+            lambda batch: columns(to_rows(tokenized.records(batch), spec, self.labels, train=True), self.tokenizer,
+                                  limit), args)
+        self.tracker.log_params({"data.train.rows": len(train_ds), "data.train.truncated": truncated})
+        log.info("train: %d rows, %d truncated", len(train_ds), truncated)
+        self.raw = {"eval": evaluation}
+        self.rows = {"eval": to_rows(evaluation, spec, self.labels, train=False)}
+        eval_ds = tokenize(self.rows["eval"], self.tokenizer, spec, self.tracker, "eval")
         self.params = {"classifier.multilabel": self.labels is not None}
-        return Trainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["eval"],
+        return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                        data_collator=Collator(self.tokenizer.pad_token_id, self.start),
                        processing_class=self.tokenizer, compute_loss_func=YesNoLoss(self.yes_no), callbacks=callbacks)
 
@@ -86,14 +93,20 @@ def to_rows(records: list[dict], spec: JobSpec, labels: list[str] | None, train:
 
 
 def tokenize(rows: list[dict], tokenizer, spec: JobSpec, tracker, split: str) -> Dataset:
-    limit = spec.train.max_source_length
-    ids = tokenizer([r["text"] for r in rows])["input_ids"]
-    truncated = sum(len(x) > limit for x in ids)
-    ids = [x if len(x) <= limit else x[:limit - 1] + [tokenizer.eos_token_id] for x in ids]
+    found = columns(rows, tokenizer, spec.train.max_source_length)
+    truncated = sum(found.pop("truncated"))
     tracker.log_params({f"data.{split}.rows": len(rows), f"data.{split}.truncated": truncated})
     log.info("%s: %d rows, %d truncated", split, len(rows), truncated)
-    return Dataset.from_dict({"input_ids": ids, "labels": [r["target"] for r in rows],
-                              "length": [len(x) for x in ids]})
+    return Dataset.from_dict(found)
+
+
+def columns(rows: list[dict], tokenizer, limit: int) -> dict:
+    """Token ids (an over-long input is cut, ending in </s>, and counted), targets and lengths."""
+    ids = tokenizer([r["text"] for r in rows])["input_ids"]
+    truncated = [len(x) > limit for x in ids]
+    ids = [x if len(x) <= limit else x[:limit - 1] + [tokenizer.eos_token_id] for x in ids]
+    return {"input_ids": ids, "labels": [r["target"] for r in rows], "length": [len(x) for x in ids],
+            "truncated": truncated}
 
 
 class Collator:
