@@ -72,3 +72,37 @@ def test_classifier_rows_come_from_the_same_cache(env, tmp_path, mount):
     built, reused = (p.read_text() for p in logs)
     assert "tokenized 1600 training rows" in built and "train: 1600 rows" in built
     assert "tokenized 1600" not in reused and "train: 1600 rows" in reused
+
+
+def test_jobs_building_the_same_rows_at_once_build_them_once(tmp_path, monkeypatch, mount):
+    """The points of a sweep start together on one data file: one job tokenizes, the others wait
+    for it and load its rows (two SLURM array tasks once collided on the final rename)."""
+    import threading
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from workflow.node import finetune_seq2seq, tokenized
+    from workflow.spec import TrainSpec
+
+    monkeypatch.setenv("WF_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("WF_MOUNT_DIR", str(mount))
+    tokenizer = AutoTokenizer.from_pretrained(str(mount / "models/tiny-t5"))
+    args = SimpleNamespace(main_process_first=lambda **kw: __import__("contextlib").nullcontext())
+    builds, results, errors = [], [], []
+    real_build = tokenized.build
+    monkeypatch.setattr(tokenized, "build", lambda *a: builds.append(1) or real_build(*a))
+
+    def job():
+        try:
+            results.append(tokenized.cached("demo.json", tokenizer, "t", lambda b: finetune_seq2seq.tokenize(
+                b, tokenizer, TrainSpec()), args))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(builds) == 1 and [len(r[0]) for r in results] == [400, 400, 400]

@@ -10,13 +10,15 @@ which evaluation reads as records, are kept beside them (``eval.json``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from workflow import data as data_files
 from workflow.jsonio import read_json, write_json
@@ -32,9 +34,11 @@ def cached(data_name: str, tokenizer, settings: str, rows: Callable[[dict], dict
     from datasets import Dataset
 
     folder = runs_dir() / ".cache" / "tokenized" / key(data_name, tokenizer, settings)
-    with args.main_process_first(local=False, desc="tokenizing the training split"):
+    with args.main_process_first(local=False, desc="tokenizing the training split"):  # ranks of this job
         if not (folder / "meta.json").is_file():
-            build(data_name, rows, folder)
+            with _locked(folder):  # other jobs on the same data (the points of a sweep) wait, then load it
+                if not (folder / "meta.json").is_file():
+                    build(data_name, rows, folder)
     log.info("training split: memory-mapped from %s", folder)
     return (Dataset.load_from_disk(str(folder / "dataset")), read_json(folder / "meta.json")["truncated"],
             read_json(folder / "eval.json"))
@@ -73,8 +77,22 @@ def build(data_name: str, rows: Callable[[dict], dict], folder: Path) -> None:
     write_json(work / "meta.json", {"rows": len(done), "truncated": truncated, "seconds": time.time() - started})
     shutil.rmtree(work / "raw", ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(work, folder)
+    try:
+        os.rename(work, folder)
+    except OSError:  # another job built the same rows first (a filesystem where the lock does not hold)
+        if not (folder / "meta.json").is_file():
+            raise
+        shutil.rmtree(work, ignore_errors=True)
+        return
     log.info("tokenized %d training rows in %.1f s into %s", len(done), time.time() - started, folder)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def records(batch: dict) -> list[dict]:
