@@ -71,13 +71,7 @@ def load_inputs(path: Path, task: str) -> list[dict]:
     the task's input field (``prompt`` or ``input``); other fields are kept. Raises DataError."""
     key = TASKS[task].record_keys[0]
     if path.suffix == ".jsonl" and path.is_file():
-        lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
-        try:
-            records = [json.loads(line) for _, line in lines]
-        except json.JSONDecodeError as exc:
-            bad = next(i for i, line in lines if not _parses(line))
-            raise DataError(f"Malformed JSON lines in {path}", [Problem(str(path), f"line {bad}", "one JSON "
-                            "object per line", exc.msg)]) from None
+        records = [record for _, _, record in iter_jsonl({"inputs": path})]
     else:
         data = load_json(path)
         records = data.get("eval") if isinstance(data, dict) else data
@@ -89,14 +83,6 @@ def load_inputs(path: Path, task: str) -> list[dict]:
     if problems:
         raise DataError(f"Records without a {key} in {path}", problems[:MAX_PROBLEMS])
     return records
-
-
-def _parses(line: str) -> bool:
-    try:
-        json.loads(line)
-        return True
-    except json.JSONDecodeError:
-        return False
 
 
 def check(task: str, data_name: str, need_train: bool = True, labels: tuple | None = None) -> dict[str, int]:
