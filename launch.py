@@ -14,6 +14,7 @@ exits non-zero on them. It never imports torch, transformers, deepspeed or mlflo
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -275,9 +276,31 @@ class Commands:
             print(f"{path}: {default}  # {info.description or ''}")
 
 
+def explicit_bool_flags(argv: list[str]) -> list[str]:
+    """fire reads the word after a bare flag as the flag's value: `run job.yaml --dry_run
+    train.seed=2` set dry_run to 'train.seed=2' and dropped the override. Boolean flags of the
+    command take no value, so write them as `--flag=True`."""
+    method = getattr(Commands, argv[0], None) if argv else None
+    if not callable(method):
+        return argv
+    params = inspect.signature(method).parameters
+    bools = {name for name, p in params.items() if isinstance(p.default, bool)}
+    out = []
+    for token in argv:
+        name = None
+        if token.startswith("--") and "=" not in token:
+            name = token[2:].replace("-", "_")
+        elif len(token) == 2 and token[0] == "-" and token[1].isalpha():  # fire's one-letter abbreviations
+            starting = [n for n in params if n.startswith(token[1])]
+            name = starting[0] if len(starting) == 1 else None
+        out.append(f"--{name}=True" if name in bools else token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        fire.Fire(Commands(), command=argv, name="launch.py")
+        fire.Fire(Commands(), command=explicit_bool_flags(sys.argv[1:] if argv is None else list(argv)),
+                  name="launch.py")
     except WorkflowError as exc:
         _ui().print_error(exc)
         return 1

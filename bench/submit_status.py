@@ -1,4 +1,5 @@
-"""P2 submission and P3 status on the real SLURM (start it with scripts/slurm-cluster.sh start).
+"""P2 submission and P3 status on the real SLURM (start it with scripts/slurm-cluster.sh start;
+then eval "$(bash scripts/slurm-cluster.sh env)" points the SLURM commands at it).
 
 P2: `launch.py sweep` of a 1,000-point sweep (--backend slurm, held so nothing runs) against bare
 submitit executor.batch() of 1,000 trivial functions (bench/bare_submitit.py), both timed as

@@ -1,61 +1,116 @@
 #!/usr/bin/env bash
-# slurm-cluster.sh - run a real single-node SLURM cluster on this machine (for tests / CI).
+# slurm-cluster.sh - run a real SLURM test cluster on this machine (for tests / CI), beside
+# whatever else runs here. It never writes /etc/slurm or /etc/munge and never stops a daemon
+# that it did not start: every cluster it makes lives in its own state dir, with its own
+# config (SLURM_CONF), ClusterName, ports, munge key, database and pid files.
 #
 # Usage (as root):
-#   bash scripts/slurm-cluster.sh install   # apt-get the packages; no-op if already installed
-#   bash scripts/slurm-cluster.sh start     # write configs, start daemons, wait until a job runs
-#   bash scripts/slurm-cluster.sh status    # exit 0 = all running, 3 = all stopped, 1 = partial
-#   bash scripts/slurm-cluster.sh stop      # stop the daemons this script started (via pid files)
+#   bash scripts/slurm-cluster.sh install              # apt-get the packages; no-op if already installed
+#   bash scripts/slurm-cluster.sh start [--nodes N]    # write configs, start daemons, wait until a job runs
+#   bash scripts/slurm-cluster.sh status [--nodes N]   # exit 0 = all running, 3 = all stopped, 1 = partial
+#   bash scripts/slurm-cluster.sh stop [--nodes N]     # stop what this script started (pid files), remove its network
+#   bash scripts/slurm-cluster.sh env [--nodes N]      # print `export SLURM_CONF=...` for this cluster
+#   eval "$(bash scripts/slurm-cluster.sh env)" && sinfo
 #
-# Daemons, started in this order without systemd: munged, mariadbd (private datadir),
-# slurmdbd, slurmctld, slurmd. One node "$(hostname -s)" at 127.0.0.1 with 16 CPUs,
-# 16000 MB and 4 fake GPUs (/dev/fakegpu0..3), in partition "debug" (default).
+# --nodes 1 (default): cluster "wftest", one node "$(hostname -s)" at 127.0.0.1 with 16 CPUs,
+#   16000 MB and 4 fake GPUs, in partition "debug" (default).
+# --nodes N (2-9): cluster "wftest<N>n", nodes node1..nodeN, each a slurmd in its own network
+#   namespace with its own address on a private bridge (<subnet>.11, .12, ...); the head
+#   (slurmctld, slurmdbd) is <subnet>.1 on the bridge. 8 CPUs, 8000 MB and 2 fake GPUs per node,
+#   partition "debug". No route leaves the subnet. Each node sees its own /etc/hosts (a bind
+#   mount inside its mount namespace); the host's /etc/hosts is not changed.
 #
-# Environment:
-#   SLURM_STATE_DIR        all state, logs, pid files, DB data  [/var/tmp/wf-slurm]
-#   SLURM_MAX_ARRAY_SIZE   MaxArraySize                         [1001]
-#   SLURM_MAX_JOB_COUNT    MaxJobCount                          [20000]
-#   SLURM_DB_PORT          TCP port of the private mariadbd     [3307]
-#   SLURM_START_TIMEOUT    seconds to wait for each step        [60]
+# Daemons, started in this order without systemd: munged, mariadbd (private datadir), slurmdbd,
+# slurmctld, slurmd (one per node). A start that fails stops what it started and removes the
+# network it made. Clients (sbatch, sacct, submitit, the tests) use the cluster through SLURM_CONF.
 #
-# Files written outside the state dir: /etc/slurm/{slurm,gres,slurmdbd}.conf,
-# /etc/munge/munge.key (only if missing) and /dev/fakegpu0..3.
-# Config changes (e.g. a new SLURM_MAX_ARRAY_SIZE) take effect on stop + start.
-# Job state and accounting survive stop/start; `rm -rf $SLURM_STATE_DIR` while stopped resets them.
+# Environment (defaults for --nodes 1 / --nodes N):
+#   SLURM_STATE_DIR        config, state, logs, pid files, DB data [/var/tmp/wf-slurm-test / ...-test-<N>n]
+#   SLURM_CLUSTER_NAME     ClusterName                             [wftest / wftest<N>n]
+#   SLURM_PORT_BASE        slurmctld; +1 slurmd, +2 slurmdbd, +3 mariadbd [16817 / 16827]
+#   SLURM_SUBNET           first three octets of the bridge network [10.77.0]  (--nodes N only)
+#   SLURM_GPUS_PER_NODE    fake GPUs per node                      [4 / 2]
+#   SLURM_MAX_ARRAY_SIZE   MaxArraySize                            [1001]
+#   SLURM_MAX_JOB_COUNT    MaxJobCount                             [20000]
+#   SLURM_START_TIMEOUT    seconds to wait for each step           [60]
+#   SLURM_CLUSTER_FAIL_AFTER  tests only: fail the start after this step (net_up, start_munged,
+#                          start_mariadbd, start_slurmdbd, start_slurmctld, start_slurmd), to check the rollback
+#
+# Config changes (e.g. a new SLURM_MAX_ARRAY_SIZE) take effect on stop + start. Job state and
+# accounting survive stop/start; `rm -rf $SLURM_STATE_DIR` while stopped resets them.
 set -euo pipefail
 
-STATE=${SLURM_STATE_DIR:-/var/tmp/wf-slurm}
+usage() { echo "usage: $0 {install|start|stop|status|env} [--nodes N]" >&2; exit 2; }
+
+CMD=${1:-}; shift || true
+NODES=1
+while (( $# )); do
+  case $1 in
+    --nodes) NODES=${2:-}; shift 2 || usage ;;
+    --nodes=*) NODES=${1#--nodes=}; shift ;;
+    *) usage ;;
+  esac
+done
+[[ $NODES =~ ^[1-9]$ ]] || { echo "--nodes must be 1-9, got '$NODES'" >&2; exit 2; }
+
+if (( NODES == 1 )); then
+  STATE=${SLURM_STATE_DIR:-/var/tmp/wf-slurm-test}
+  CLUSTER=${SLURM_CLUSTER_NAME:-wftest}
+  PORT_BASE=${SLURM_PORT_BASE:-16817}
+  NGPU=${SLURM_GPUS_PER_NODE:-4}
+else
+  STATE=${SLURM_STATE_DIR:-/var/tmp/wf-slurm-test-${NODES}n}
+  CLUSTER=${SLURM_CLUSTER_NAME:-wftest${NODES}n}
+  PORT_BASE=${SLURM_PORT_BASE:-16827}
+  NGPU=${SLURM_GPUS_PER_NODE:-2}
+fi
+SUBNET=${SLURM_SUBNET:-10.77.0}
 MAX_ARRAY_SIZE=${SLURM_MAX_ARRAY_SIZE:-1001}
 MAX_JOB_COUNT=${SLURM_MAX_JOB_COUNT:-20000}
-DB_PORT=${SLURM_DB_PORT:-3307}
 TIMEOUT=${SLURM_START_TIMEOUT:-60}
+for v in PORT_BASE NGPU MAX_ARRAY_SIZE MAX_JOB_COUNT TIMEOUT; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be a number, got '${!v}'" >&2; exit 2; }
+done
+[[ $CLUSTER =~ ^[a-z][a-z0-9]{0,9}$ ]] || { echo "SLURM_CLUSTER_NAME must be 1-10 lowercase letters/digits, got '$CLUSTER'" >&2; exit 2; }
 
-NODE=$(hostname -s)
-CLUSTER=wfcluster
-NGPU=4
+CTLD_PORT=$PORT_BASE SLURMD_PORT=$((PORT_BASE + 1)) DBD_PORT=$((PORT_BASE + 2)) DB_PORT=$((PORT_BASE + 3))
 DB_NAME=slurm_acct_db
 DB_USER=slurm
 DB_PASS=slurmdbpass   # mariadbd only listens on 127.0.0.1
-CTLD_PORT=6817 SLURMD_PORT=6818 DBD_PORT=6819
 
-MUNGE_DIR=$STATE/munge           # owned by munge: socket, pid, seed
+HEAD=$(hostname -s)
+if (( NODES == 1 )); then
+  HEAD_ADDR=127.0.0.1
+  NODE_NAMES=("$HEAD")
+else
+  HEAD_ADDR=$SUBNET.1
+  NODE_NAMES=()
+  for (( i = 1; i <= NODES; i++ )); do NODE_NAMES+=("node$i"); done
+fi
+BRIDGE=br-$CLUSTER          # interface names are at most 15 characters
+NETNS_PREFIX=$CLUSTER-      # namespaces $CLUSTER-node1 ...
+
+CONF_DIR=$STATE/etc              # slurm.conf, gres.conf, slurmdbd.conf, hosts
+export SLURM_CONF=$CONF_DIR/slurm.conf
+MUNGE_DIR=$STATE/munge           # owned by munge: key, socket, pid, seed
 MUNGE_SOCK=$MUNGE_DIR/munge.socket
 MYSQL_DIR=$STATE/mysql           # owned by mysql: datadir, socket, pid
 MYSQL_SOCK=$MYSQL_DIR/mysqld.sock
 RUN_DIR=$STATE/run
 LOG_DIR=$STATE/log
+NET_FILE=$STATE/run/network      # what start created: "bridge X" / "netns Y" lines, removed by stop
 
 # name -> pid file; stop walks DAEMONS in reverse.
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+DAEMONS=(munged mariadbd slurmdbd slurmctld)
 declare -A PIDFILE=(
   [munged]=$MUNGE_DIR/munged.pid
   [mariadbd]=$MYSQL_DIR/mariadbd.pid
   [slurmdbd]=$RUN_DIR/slurmdbd.pid
   [slurmctld]=$RUN_DIR/slurmctld.pid
-  [slurmd]=$RUN_DIR/slurmd.pid
 )
-PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
-BINARIES=(slurmctld slurmd slurmdbd munged mariadbd mariadb-install-db sbatch srun sacct)
+for n in "${NODE_NAMES[@]}"; do DAEMONS+=("slurmd:$n"); PIDFILE[slurmd:$n]=$RUN_DIR/slurmd-$n.pid; done
+PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server iproute2 util-linux)
+BINARIES=(slurmctld slurmd slurmdbd munged mariadbd mariadb-install-db sbatch srun sacct ip nsenter unshare)
 
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -79,7 +134,7 @@ pid_of() {
   local f=${PIDFILE[$1]} pid
   [[ -s $f ]] || return 1
   pid=$(tr -dc 0-9 <"$f")
-  [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1" ]] && alive "$pid" || return 1
+  [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "${1%%:*}" ]] && alive "$pid" || return 1
   echo "$pid"
 }
 
@@ -97,8 +152,8 @@ wait_for() {
   done
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_free() { ! port_open "$1" || die "port $1 is already in use by a process this script did not start ($2 cannot start)"; }
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
+port_free() { ! port_open "$1" || die "port $1 is already in use by a process this script did not start ($2 cannot start; set SLURM_PORT_BASE)"; }
 
 show_logs() {
   local f
@@ -126,32 +181,46 @@ write_file() {  # write_file <path> <mode> <owner>  (content on stdin, atomic re
   cat >"$tmp"; chmod "$2" "$tmp"; chown "$3" "$tmp"; mv -f "$tmp" "$1"
 }
 
-setup_host() {
-  mkdir -p "$STATE" "$RUN_DIR" "$LOG_DIR" "$STATE/ctld" "$STATE/slurmd" "$MUNGE_DIR" "$MYSQL_DIR" /etc/slurm
-  chmod 755 "$STATE" "$RUN_DIR" "$LOG_DIR"
+setup_state() {
+  mkdir -p "$STATE" "$CONF_DIR" "$RUN_DIR" "$LOG_DIR" "$STATE/ctld" "$STATE/slurmd" "$STATE/dev" "$MUNGE_DIR" "$MYSQL_DIR"
+  chmod 755 "$STATE" "$CONF_DIR" "$RUN_DIR" "$LOG_DIR"
+  runuser -u munge -- test -x "$STATE" && runuser -u mysql -- test -x "$STATE" \
+    || die "the users munge and mysql cannot reach $STATE (a parent folder is not searchable); choose another SLURM_STATE_DIR"
   chown munge:munge "$MUNGE_DIR"; chmod 755 "$MUNGE_DIR"   # clients must reach the socket
   chown mysql:mysql "$MYSQL_DIR"; chmod 750 "$MYSQL_DIR"
   touch "$LOG_DIR/munged.log" "$LOG_DIR/mariadb.log"
   chown munge:munge "$LOG_DIR/munged.log"; chown mysql:mysql "$LOG_DIR/mariadb.log"
+  if [[ -s $STATE/ctld/clustername && $(cat "$STATE/ctld/clustername") != "$CLUSTER" ]]; then
+    die "$STATE holds the state of cluster '$(cat "$STATE/ctld/clustername")', not '$CLUSTER'; use another SLURM_STATE_DIR"
+  fi
 
-  if [[ ! -s /etc/munge/munge.key ]]; then
-    log "creating /etc/munge/munge.key (1024 bytes)"
-    mkdir -p /etc/munge; chown munge:munge /etc/munge; chmod 700 /etc/munge
-    dd if=/dev/urandom bs=1024 count=1 status=none | write_file /etc/munge/munge.key 400 munge:munge
+  if [[ ! -s $MUNGE_DIR/munge.key ]]; then
+    dd if=/dev/urandom bs=1024 count=1 status=none | write_file "$MUNGE_DIR/munge.key" 400 munge:munge
   fi
 
   # Fake GPUs: gres.conf File= must name character devices, else slurmd drops the GPUs.
   local i
   for (( i = 0; i < NGPU; i++ )); do
-    [[ -c /dev/fakegpu$i ]] || { rm -f "/dev/fakegpu$i"; mknod "/dev/fakegpu$i" c 1 3; }
+    [[ -c $STATE/dev/gpu$i ]] || { rm -f "$STATE/dev/gpu$i"; mknod "$STATE/dev/gpu$i" c 1 3; }
   done
 }
 
 write_configs() {
-  write_file /etc/slurm/slurm.conf 644 root:root <<EOF
-# Generated by scripts/slurm-cluster.sh - single-node test cluster. Do not edit.
+  local node_lines="" n i=10 addr
+  if (( NODES == 1 )); then
+    node_lines="NodeName=$HEAD NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 Gres=gpu:$NGPU State=UNKNOWN"
+  else
+    for n in "${NODE_NAMES[@]}"; do
+      i=$((i + 1)); addr=$SUBNET.$i
+      node_lines+="NodeName=$n NodeAddr=$addr NodeHostname=$n CPUs=8 RealMemory=8000 Gres=gpu:$NGPU State=UNKNOWN"$'\n'
+    done
+  fi
+  local nodelist; nodelist=$(IFS=,; echo "${NODE_NAMES[*]}")
+
+  write_file "$CONF_DIR/slurm.conf" 644 root:root <<EOF
+# Generated by scripts/slurm-cluster.sh - $NODES-node test cluster. Do not edit.
 ClusterName=$CLUSTER
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$HEAD($HEAD_ADDR)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -160,13 +229,14 @@ AuthInfo=socket=$MUNGE_SOCK,cred_expire=10
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/slurmd
+SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=${PIDFILE[slurmctld]}
-SlurmdPidFile=${PIDFILE[slurmd]}
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
+PlugStackConfig=$CONF_DIR/plugstack.conf
 
 # No cgroups in this environment.
 ProctrackType=proctrack/linuxproc
@@ -191,28 +261,30 @@ InactiveLimit=0
 Waittime=0
 
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$HEAD_ADDR
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCK
 AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 MailProg=/bin/true
 
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 Gres=gpu:$NGPU State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+${node_lines%$'\n'}
+PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP
 EOF
 
-  write_file /etc/slurm/gres.conf 644 root:root <<EOF
+  write_file "$CONF_DIR/gres.conf" 644 root:root <<EOF
 # Generated by scripts/slurm-cluster.sh - fake GPUs (character devices made with mknod c 1 3).
-NodeName=$NODE Name=gpu File=/dev/fakegpu[0-$((NGPU - 1))]
+NodeName=$nodelist Name=gpu File=$STATE/dev/gpu[0-$((NGPU - 1))]
 EOF
 
-  write_file /etc/slurm/slurmdbd.conf 600 root:root <<EOF
+  write_file "$CONF_DIR/plugstack.conf" 644 root:root </dev/null
+
+  write_file "$CONF_DIR/slurmdbd.conf" 600 root:root <<EOF
 # Generated by scripts/slurm-cluster.sh
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCK
-DbdHost=$NODE
-DbdAddr=127.0.0.1
+DbdHost=$HEAD
+DbdAddr=$HEAD_ADDR
 DbdPort=$DBD_PORT
 SlurmUser=root
 PidFile=${PIDFILE[slurmdbd]}
@@ -225,13 +297,69 @@ StorageUser=$DB_USER
 StoragePass=$DB_PASS
 StorageLoc=$DB_NAME
 EOF
+
+  if (( NODES > 1 )); then  # what each node's /etc/hosts says (bind-mounted inside its namespace)
+    i=10
+    { echo "127.0.0.1 localhost"; echo "$HEAD_ADDR $HEAD head"
+      for n in "${NODE_NAMES[@]}"; do i=$((i + 1)); echo "$SUBNET.$i $n"; done
+    } | write_file "$CONF_DIR/hosts" 644 root:root
+    write_file "$CONF_DIR/resolv.conf" 644 root:root </dev/null
+  fi
+}
+
+# ---------------------------------------------------------------------------- network (--nodes N)
+netns_of() { echo "$NETNS_PREFIX$1"; }
+
+net_up() {
+  (( NODES > 1 )) || return 0
+  ip link show "$BRIDGE" >/dev/null 2>&1 && die "interface $BRIDGE already exists and this script did not create it"
+  ip -o addr show | grep -q " inet $SUBNET\." && die "subnet $SUBNET.0/24 is already in use here; set SLURM_SUBNET"
+  log "creating bridge $BRIDGE ($HEAD_ADDR/24) and ${#NODE_NAMES[@]} network namespaces"
+  ip link add "$BRIDGE" type bridge
+  echo "bridge $BRIDGE" >>"$NET_FILE"
+  ip addr add "$HEAD_ADDR/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  local n i=10 ns veth
+  for n in "${NODE_NAMES[@]}"; do
+    i=$((i + 1)); ns=$(netns_of "$n"); veth=${CLUSTER}-$n
+    veth=${veth:0:15}
+    ip netns list | grep -qw "$ns" && die "network namespace $ns already exists and this script did not create it"
+    ip netns add "$ns"
+    echo "netns $ns" >>"$NET_FILE"
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    echo "veth $veth" >>"$NET_FILE"
+    ip link set "$veth" master "$BRIDGE" up
+    ip -n "$ns" addr add "$SUBNET.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+  done
+}
+
+net_down() {
+  [[ -s $NET_FILE ]] || return 0
+  local kind name pid
+  while read -r kind name; do   # what is left in the namespaces (job steps), then the links, then the rest
+    [[ $kind == netns ]] || continue
+    for pid in $(ip netns pids "$name" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  done <"$NET_FILE"
+  while read -r kind name; do
+    case $kind in
+      veth) ip link del "$name" 2>/dev/null || true ;;   # both ends, now (a namespace's go lazily)
+      netns) ip netns del "$name" 2>/dev/null || true ;;
+    esac
+  done <"$NET_FILE"
+  while read -r kind name; do
+    [[ $kind == bridge ]] && { ip link del "$name" 2>/dev/null || true; }
+  done <"$NET_FILE"
+  rm -f "$NET_FILE"
+  log "removed the bridge and namespaces this script created"
 }
 
 # ---------------------------------------------------------------------------- daemons
 start_munged() {
   log "starting munged"
-  runuser -u munge -- munged --socket="$MUNGE_SOCK" --pid-file="${PIDFILE[munged]}" \
-    --log-file="$LOG_DIR/munged.log" --seed-file="$MUNGE_DIR/munged.seed" \
+  runuser -u munge -- munged --socket="$MUNGE_SOCK" --key-file="$MUNGE_DIR/munge.key" \
+    --pid-file="${PIDFILE[munged]}" --log-file="$LOG_DIR/munged.log" --seed-file="$MUNGE_DIR/munged.seed" \
     || show_logs "$LOG_DIR/munged.log" || die "munged failed to start"
   WATCH=munged wait_for "$TIMEOUT" munged munge -n --socket="$MUNGE_SOCK" || show_logs "$LOG_DIR/munged.log" || die "munged not answering"
 }
@@ -240,7 +368,6 @@ start_munged() {
 mysql_root() { mariadb --no-defaults --socket="$MYSQL_SOCK" -u root "$@"; }
 
 start_mariadbd() {
-  port_free "$DB_PORT" mariadbd
   if [[ ! -d $MYSQL_DIR/data/mysql ]]; then
     log "initialising mariadb datadir $MYSQL_DIR/data"
     mariadb-install-db --no-defaults --user=mysql --datadir="$MYSQL_DIR/data" \
@@ -251,7 +378,7 @@ start_mariadbd() {
   setsid mariadbd --no-defaults --user=mysql --datadir="$MYSQL_DIR/data" \
     --socket="$MYSQL_SOCK" --pid-file="${PIDFILE[mariadbd]}" --port="$DB_PORT" --bind-address=127.0.0.1 \
     --skip-name-resolve --log-error="$LOG_DIR/mariadb.log" \
-    --innodb-buffer-pool-size=1G --innodb-lock-wait-timeout=900 \
+    --innodb-buffer-pool-size=256M --innodb-lock-wait-timeout=900 \
     </dev/null >>"$LOG_DIR/mariadb.log" 2>&1 &
   WATCH=mariadbd wait_for "$TIMEOUT" mariadbd mysql_root -e 'SELECT 1' || show_logs "$LOG_DIR/mariadb.log" || die "mariadbd not answering"
   wait_for 5 "mariadbd pid file" pid_of mariadbd || die "mariadbd wrote no pid file"
@@ -265,55 +392,97 @@ EOF
 }
 
 start_slurmdbd() {
-  port_free "$DBD_PORT" slurmdbd
   log "starting slurmdbd"
   slurmdbd || show_logs "$LOG_DIR/slurmdbd.log" || die "slurmdbd failed to start"
-  WATCH=slurmdbd wait_for "$TIMEOUT" "slurmdbd port $DBD_PORT" port_open "$DBD_PORT" \
+  WATCH=slurmdbd wait_for "$TIMEOUT" "slurmdbd port $DBD_PORT" port_open "$DBD_PORT" "$HEAD_ADDR" \
     || show_logs "$LOG_DIR/slurmdbd.log" || die "slurmdbd not listening"
 }
 
 start_slurmctld() {
-  port_free "$CTLD_PORT" slurmctld
   log "starting slurmctld"
-  slurmctld || show_logs "$LOG_DIR/slurmctld.log" || die "slurmctld failed to start"
+  slurmctld -f "$SLURM_CONF" || show_logs "$LOG_DIR/slurmctld.log" || die "slurmctld failed to start"
   WATCH=slurmctld wait_for "$TIMEOUT" slurmctld bash -c 'scontrol ping | grep -q UP' \
     || show_logs "$LOG_DIR/slurmctld.log" || die "slurmctld not answering"
 }
 
-start_slurmd() {
-  port_free "$SLURMD_PORT" slurmd
-  log "starting slurmd"
-  slurmd -N "$NODE" || show_logs "$LOG_DIR/slurmd.log" || die "slurmd failed to start"
+start_slurmd() {  # start_slurmd <node>
+  local n=$1 ns
+  log "starting slurmd $n"
+  if (( NODES == 1 )); then
+    slurmd -f "$SLURM_CONF" -N "$n" || show_logs "$LOG_DIR/slurmd-$n.log" || die "slurmd $n failed to start"
+    return 0
+  fi
+  # `ip netns exec` remounts /sys, which hides the cgroup mounts slurmd reads: enter the network
+  # namespace with nsenter, and give the node its own hostname and /etc/hosts in a private
+  # mount and UTS namespace (slave propagation: it still sees the host's shared paths).
+  ns=$(netns_of "$n")
+  nsenter --net="/run/netns/$ns" -- unshare --uts --mount --propagation slave -- sh -c \
+    "mount --bind '$CONF_DIR/hosts' /etc/hosts && mount --bind '$CONF_DIR/resolv.conf' /etc/resolv.conf \
+     && hostname '$n' && exec slurmd -f '$SLURM_CONF' -N '$n'" \
+    || show_logs "$LOG_DIR/slurmd-$n.log" || die "slurmd $n failed to start"
 }
 
-# Node is up and schedulable. Jobs that were running across a stop/start keep it "mixed"/"allocated".
-node_ready() { [[ $(sinfo -h -n "$NODE" -o %T 2>/dev/null) =~ ^(idle|mixed|allocated|completing)$ ]]; }
+# All nodes are up and schedulable. Jobs that were running across a stop/start keep them "mixed"/"allocated".
+nodes_ready() {
+  local states
+  states=$(sinfo -h -N -o %T 2>/dev/null | sort -u) || return 1
+  [[ $(sinfo -h -N -o %N 2>/dev/null | wc -l) == "${#NODE_NAMES[@]}" ]] || return 1
+  ! grep -qvE '^(idle|mixed|allocated|completing)$' <<<"$states"
+}
+
+running_count() {
+  local d n=0
+  for d in "${DAEMONS[@]}"; do pid_of "$d" >/dev/null && n=$((n + 1)); done
+  echo "$n"
+}
+
+FAIL_AFTER=${SLURM_CLUSTER_FAIL_AFTER:-}
+step() {  # step <function> [args]: run one start step; the fail point lets tests check the rollback
+  "$@"
+  [[ $FAIL_AFTER != "$1" ]] || die "failing after $1, as SLURM_CLUSTER_FAIL_AFTER asks"
+}
+
+STARTING=0
+rollback() {
+  (( STARTING )) || return 0
+  STARTING=0
+  log "start failed: stopping what it started"
+  cmd_stop || true
+}
 
 cmd_start() {
   need_root
-  local t0=$EPOCHREALTIME d n=0 pid
-  for d in "${DAEMONS[@]}"; do pid_of "$d" >/dev/null && n=$((n + 1)); done
-  if (( n == ${#DAEMONS[@]} )); then log "already running (state dir $STATE)"; return 0; fi
+  local t0=$EPOCHREALTIME d n
+  n=$(running_count)
+  if (( n == ${#DAEMONS[@]} )); then log "cluster $CLUSTER already running (state dir $STATE)"; return 0; fi
   if (( n > 0 )); then log "partially running; stopping the rest first"; cmd_stop; fi
   for d in "${BINARIES[@]}"; do command -v "$d" >/dev/null || die "$d not found; run: $0 install"; done
+  for d in "$CTLD_PORT:slurmctld" "$DBD_PORT:slurmdbd" "$DB_PORT:mariadbd"; do port_free "${d%%:*}" "${d#*:}"; done
+  (( NODES > 1 )) || port_free "$SLURMD_PORT" slurmd
 
-  setup_host
+  STARTING=1
+  trap rollback EXIT
+  setup_state
   write_configs
-  start_munged
-  start_mariadbd
-  start_slurmdbd
-  start_slurmctld
-  start_slurmd
+  net_down   # leftovers of a run that was killed before it could clean up
+  step net_up
+  step start_munged
+  step start_mariadbd
+  step start_slurmdbd
+  step start_slurmctld
+  for d in "${NODE_NAMES[@]}"; do step start_slurmd "$d"; done
 
-  WATCH=slurmd wait_for "$TIMEOUT" "node $NODE to be up" node_ready || {
-    scontrol show node "$NODE" >&2 || true
-    show_logs "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmctld.log" || die "node $NODE not up"
+  WATCH=slurmctld wait_for "$TIMEOUT" "nodes ${NODE_NAMES[*]} to be up" nodes_ready || {
+    scontrol show nodes >&2 || true
+    show_logs "$LOG_DIR/slurmd-${NODE_NAMES[0]}.log" "$LOG_DIR/slurmctld.log" || die "nodes not up"
   }
-  log "running a smoke job"
-  timeout "$TIMEOUT" srun -N1 -n1 -t 1 -J slurm-cluster-smoke -D / true \
-    || show_logs "$LOG_DIR/slurmd.log" "$LOG_DIR/slurmctld.log" || die "smoke job failed"
-  printf '[slurm-cluster] cluster %s up on node %s in %.1f s (state dir %s)\n' \
-    "$CLUSTER" "$NODE" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$STATE" >&2
+  log "running a smoke job on $NODES node(s)"
+  timeout "$TIMEOUT" srun -N"$NODES" -n"$NODES" -t 1 -J slurm-cluster-smoke -D / true \
+    || show_logs "$LOG_DIR/slurmd-${NODE_NAMES[0]}.log" "$LOG_DIR/slurmctld.log" || die "smoke job failed"
+  STARTING=0
+  printf '[slurm-cluster] cluster %s up on %s in %.1f s (state dir %s)\n[slurm-cluster] use it with: export SLURM_CONF=%s\n' \
+    "$CLUSTER" "${NODE_NAMES[*]}" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$STATE" \
+    "$SLURM_CONF" >&2
 }
 
 cmd_stop() {
@@ -331,11 +500,13 @@ cmd_stop() {
     fi
     rm -f "${PIDFILE[$d]}"
   done
-  log "stopped"
+  net_down
+  log "stopped cluster $CLUSTER"
 }
 
 cmd_status() {
   local d pid n=0
+  echo "cluster $CLUSTER (SLURM_CONF=$SLURM_CONF)"
   for d in "${DAEMONS[@]}"; do
     if pid=$(pid_of "$d"); then echo "$d: running (pid $pid)"; n=$((n + 1)); else echo "$d: stopped"; fi
   done
@@ -345,10 +516,11 @@ cmd_status() {
   return 1
 }
 
-case ${1:-} in
+case $CMD in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {install|start|stop|status}" >&2; exit 2 ;;
+  env) echo "export SLURM_CONF=$SLURM_CONF" ;;
+  *) usage ;;
 esac

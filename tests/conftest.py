@@ -13,6 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_slurm_only():
+    """Every SLURM command of the suite (the CLI's sbatch/sacct, the tests' squeue/scancel) goes to
+    the script's single-node test cluster through its own SLURM_CONF, never to a cluster that
+    /etc/slurm or the caller's SLURM_CONF names. Tests of the 2-node cluster switch to its config."""
+    from slurm_helpers import test_cluster
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SLURM_CONF", str(test_cluster(1).conf))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def mount(tmp_path_factory) -> Path:
     """A mount dir with the demo data and the tiny T5, built offline once per session."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,15 @@ def test_bad_input_fails_cleanly_and_leaves_nothing(env, tmp_path, mount):
             assert needle in message, (name, needle, message)
     assert not (tmp_path / "runs").exists(), "no run directory may be left behind"
     assert not (tmp_path / "mlflow").exists(), "no MLflow store or run may be created"
+
+
+@pytest.mark.parametrize("flag", ["--dry_run", "-d"])
+def test_an_override_after_a_boolean_flag_is_kept(flag, env):
+    """fire took the word after a bare flag as its value: `--dry_run train.seed=7` lost the override."""
+    def point_hash(*args):
+        result = run_cli("run", "jobs/demo.yaml", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return re.search(r"demo-([0-9a-f]{8})", result.stdout).group(1)
+
+    before = point_hash("train.seed=7", "--dry_run")
+    assert point_hash(flag, "train.seed=7") == before != point_hash("--dry_run")
