@@ -47,8 +47,8 @@ class Commands:
             backend: override the spec's backend (local).
             retry: "failed" resubmits only failed, cancelled and timed-out points.
             force: submit even when the memory planner says a point cannot fit its GPUs.
-            fail_fast: stop the sweep after its first failed point (local: cancel the rest;
-                slurm: the failing job cancels its array).
+            fail_fast: stop the sweep after its first failed point (on local, the rest are
+                cancelled; on SLURM, the failing job cancels its array).
             allow_dirty: submit with uncommitted changes in workflow/ (the jobs run a snapshot;
                 the diff is saved beside it and logged to MLflow).
         """
@@ -82,8 +82,10 @@ class Commands:
             found = driver.dry_run(sweep, retry, fail_fast, allow_dirty)
             ui.print_plan(found)
             ui.print_memory(found.plan)
+            ui.print_warnings(found.plan.warnings)
             return None
         plan = driver.plan(sweep, force, fail_fast, allow_dirty)
+        ui.print_warnings(plan.warnings)
         with ui.sweep_progress(len(sweep.points)) as on_event:
             outcome = driver.launch(plan, retry, on_event)
         ui.print_outcome(outcome)
@@ -92,27 +94,43 @@ class Commands:
         return None
 
     def validate(self, path: str, *overrides: str):
-        """Validate a job spec or sweep file (and its data and model) without running anything."""
+        """Validate a job spec or sweep file (and its data and model) without running anything.
+
+        Args:
+            path: a job spec (jobs/*.yaml) or a sweep file (sweeps/*.yaml).
+            overrides: key.path=value settings, e.g. train.learning_rate=1e-3.
+        """
         from workflow.launch import driver
         from workflow.launch.plan import make_plan
 
         plan = make_plan(driver.load(path, overrides))
         _ui().console.print(f"[green]ok[/] {path}: {len(plan.sweep.points)} point(s), backend {plan.backend}",
                             highlight=False)
+        _ui().print_warnings(plan.warnings)
 
     def plan(self, path: str, *overrides: str):
         """Per-GPU memory of each point for every ZeRO stage and offload choice, and whether it fits.
 
         Model states use DeepSpeed's cold estimator formulas on the parameter count read from the
         model's config.json (or a flan-t5 preset); activations are estimated per micro batch.
+
+        Args:
+            path: a job spec or a sweep file.
+            overrides: key.path=value settings, e.g. resources.gpus_per_node=8.
         """
         from workflow.launch import driver
         from workflow.launch.plan import make_plan
 
-        _ui().print_memory(make_plan(driver.load(path, overrides), force=True), empty_note=True)
+        plan = make_plan(driver.load(path, overrides), force=True)
+        _ui().print_memory(plan, empty_note=True)
+        _ui().print_warnings(plan.warnings)
 
     def status(self, sweep: str):
-        """Show each point's state, job id, elapsed time and latest metric."""
+        """Show each point's state, job id, elapsed time and latest metric.
+
+        Args:
+            sweep: the sweep name (python launch.py list shows them).
+        """
         ui = _ui()
         manifest, rows, warnings = lifecycle.status(sweep)
         ui.console.print(ui.status_table(manifest, rows))
@@ -120,7 +138,11 @@ class Commands:
 
     def sync(self, sweep: str):
         """Send metrics and params spooled during an MLflow outage into the same runs, and close
-        runs whose job ended without closing them. Status does this too, automatically."""
+        runs whose job ended without closing them. Status does this too, automatically.
+
+        Args:
+            sweep: the sweep name.
+        """
         ui = _ui()
         count, warnings = lifecycle.sync(sweep)
         ui.print_warnings(warnings)
@@ -129,11 +151,22 @@ class Commands:
         ui.console.print(f"synced {count} point(s) of {sweep} to MLflow", highlight=False)
 
     def logs(self, sweep: str, point: str | None = None, tail: int = 40):
-        """Print the last lines of each point's log (point: index, hash prefix or name)."""
+        """Print the last lines of each point's log.
+
+        Args:
+            sweep: the sweep name.
+            point: one point, by index, hash prefix or name (default: every point).
+            tail: how many lines of each log (0 for all).
+        """
         _ui().print_logs(lifecycle.logs(sweep, point, int(tail)))
 
     def cancel(self, sweep: str, point: str | None = None):
-        """Cancel the active points of a sweep (or one point)."""
+        """Cancel the active points of a sweep (or one point).
+
+        Args:
+            sweep: the sweep name.
+            point: one point, by index, hash prefix or name (default: every active point).
+        """
         names = lifecycle.cancel(sweep, point)
         _ui().console.print(f"cancelled {len(names)} point(s)" + (": " + ", ".join(names) if names else ""))
 
@@ -254,7 +287,12 @@ class Commands:
         _ui().console.print(f"exported ({result.kind}) {result.source} -> {result.out}{diff}", highlight=False)
 
     def tiny_model(self, name: str = "tiny-t5", data: str = "demo.json"):
-        """Build the offline demo: mount/data/<data> and a tiny T5 in mount/models/<name>."""
+        """Build the offline demo: mount/data/<data> and a tiny T5 in mount/models/<name>.
+
+        Args:
+            name: the model folder under mount/models.
+            data: the data file under mount/data.
+        """
         from workflow.launch import setup_demo
 
         model_dir, data_path = setup_demo.build(name, data)
@@ -297,10 +335,22 @@ def explicit_bool_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def check_command(argv: list[str]) -> None:
+    """`launch.py swep ...`: fire would list every command; name the one meant."""
+    if not argv or argv[0].startswith("-") or callable(getattr(Commands, argv[0], None)):
+        return
+    from workflow.errors import Problem, suggest
+
+    known = [n for n in vars(Commands) if not n.startswith("_")]
+    raise WorkflowError(f"No command '{argv[0]}'", [Problem(
+        "<command line>", None, "a command: " + ", ".join(known), repr(argv[0]), suggest(argv[0], known))])
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        fire.Fire(Commands(), command=explicit_bool_flags(sys.argv[1:] if argv is None else list(argv)),
-                  name="launch.py")
+        argv = sys.argv[1:] if argv is None else list(argv)
+        check_command(argv)
+        fire.Fire(Commands(), command=explicit_bool_flags(argv), name="launch.py")
     except WorkflowError as exc:
         _ui().print_error(exc)
         return 1

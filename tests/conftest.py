@@ -39,8 +39,13 @@ def mount(tmp_path_factory) -> Path:
 @pytest.fixture
 def env(tmp_path, mount) -> dict:
     """Environment for CLI subprocesses: isolated runs dir and MLflow store."""
-    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(tmp_path / "runs"),
-              "WF_MLFLOW_DIR": str(tmp_path / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return cli_env(tmp_path, mount)
+
+
+def cli_env(root: Path, mount: Path) -> dict:
+    """The CLI's environment with its runs and MLflow store under ``root``."""
+    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(root / "runs"),
+              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     values.pop("MLFLOW_TRACKING_URI", None)
     return values
 

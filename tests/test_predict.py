@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -17,12 +17,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mount):
     """The demo point, trained once for this module; returns its env and run directory."""
-    import os
-
     tmp = tmp_path_factory.mktemp("predict")
-    env = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(tmp / "runs"),
-           "WF_MLFLOW_DIR": str(tmp / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = cli_env(tmp, mount)
     result = run_cli("run", "jobs/demo.yaml", env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return env, next((tmp / "runs/demo").glob("demo-*")), tmp

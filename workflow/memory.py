@@ -179,6 +179,12 @@ class Option:
         name = f"ZeRO-{self.stage}" if self.stage else "no ZeRO"
         return name + (f", offload {off}" if off else "") + f", {self.nodes} node(s)"
 
+    @property
+    def short(self) -> str:
+        """The setup in a table cell: ZeRO-3 +opt+par (offloads of optimizer and params)."""
+        off = "".join(x for x, on in (("+opt", self.offload_optimizer), ("+par", self.offload_param)) if on)
+        return (f"ZeRO-{self.stage}" if self.stage else "no ZeRO") + (f" {off}" if off else "")
+
 
 @dataclass(frozen=True)
 class Estimate:

@@ -79,6 +79,11 @@ def rank(value, name: str | None) -> float:
     return value if lower_is_better(name) else -value
 
 
+def best_first(metrics: dict, primary: str | None) -> tuple[float, float]:
+    """Sort key of one point's final metrics, best first: the ranking metric, ties by lower eval loss."""
+    return rank(metrics.get(primary), primary), rank(metrics.get("best_eval_loss"), "best_eval_loss")
+
+
 def bce(scores: list[float], targets: list[float]) -> float:
     total = 0.0
     for p, t in zip(scores, targets):

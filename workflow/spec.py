@@ -30,7 +30,7 @@ from workflow.errors import Problem, short, suggest
 from workflow.metrics import GENERATION
 from workflow.paths import models_dir
 from workflow.tasks import TASKS, Task
-from workflow.tree import get_path
+from workflow.tree import flatten, get_path, nest
 
 if TYPE_CHECKING:
     from workflow.rundir import RunDir
@@ -310,6 +310,18 @@ class JobSpec(Block):
     def model_dir(self, rd: RunDir) -> Path:
         """Where the final model goes."""
         return Path(self.output_dir) if self.output_dir else rd.model
+
+    def tracked_params(self) -> dict:
+        """The resolved keys that matter for this run, for MLflow's params: the task's own block
+        (not the other task's), the block of the backend used (not the others'), DeepSpeed and
+        LoRA only when on. Every resolved key stays in the spec artifact (spec.yaml)."""
+        data = self.model_dump(mode="json")
+        own = set(self.task_info.blocks) | {self.backend}
+        unused = {b for task in TASKS.values() for b in task.blocks} | {"local", "slurm", "ctl"}
+        data = {k: v for k, v in data.items() if k not in unused - own}
+        if not self.deepspeed.enabled:
+            data["deepspeed"] = {"enabled": False}
+        return nest({k: v for k, v in flatten(data).items() if v is not None})
 
     def point_hash(self) -> str:
         """Stable id of a point: sha256 over the keys that change what is computed."""

@@ -47,6 +47,12 @@ class State(str, Enum):
             return None
         return {State.COMPLETED: "FINISHED", State.FAILED: "FAILED", State.OUT_OF_MEMORY: "FAILED"}.get(self, "KILLED")
 
+    @classmethod
+    def from_mlflow(cls, status: str) -> "State":
+        """A run status in the tool's words (for runs the manifest does not know)."""
+        return {"FINISHED": cls.COMPLETED, "FAILED": cls.FAILED, "KILLED": cls.CANCELLED, "RUNNING": cls.RUNNING,
+                "SCHEDULED": cls.PENDING}.get(status, cls.UNKNOWN)
+
 
 ACTIVE = (State.PENDING, State.RUNNING, State.REQUEUED, State.SUBMITTED)
 TERMINAL_FAILED = (State.FAILED, State.CANCELLED, State.TIMEOUT, State.OUT_OF_MEMORY, State.NODE_FAIL,

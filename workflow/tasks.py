@@ -13,6 +13,7 @@ class Task:
     recipe: str                     # the node's recipe class, "module:Class" (see workflow.node.recipe)
     command: str                    # module of the original command line (python -m ...), also what ctl runs
     record_keys: tuple[str, ...]    # string fields every record of the task's data file needs
+    blocks: tuple[str, ...]         # the task's own spec blocks; the other tasks' blocks are not its params
 
     def load_recipe(self) -> type:
         module, cls = self.recipe.split(":")
@@ -21,7 +22,7 @@ class Task:
 
 TASKS = {
     "seq2seq": Task("seq2seq", "workflow.node.finetune_seq2seq:Seq2SeqRecipe", "workflow.seq2seq",
-                    ("prompt", "completion")),
+                    ("prompt", "completion"), ("generate",)),
     "classifier": Task("classifier", "workflow.node.finetune_classifier:ClassifierRecipe", "workflow.clf",
-                       ("input",)),
+                       ("input",), ("classifier",)),
 }

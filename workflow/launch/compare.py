@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from workflow.errors import ManifestError, Problem, suggest
+from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch.manifest import Manifest
 from workflow.launch.runs import child_runs
 from workflow.metrics import primary_metric, rank, table_metrics
 from workflow.paths import usable_tracking_uri
+from workflow.states import State
 
 
 def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[list[dict], list[str], list[str]]:
@@ -24,21 +25,31 @@ def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[li
     runs = child_runs(usable_tracking_uri(manifest.tracking_uri), manifest.parent_run_id)
     names = sorted({m for r in runs for m in r["metrics"]})
     if metric is not None and metric not in names:
+        close = suggest(metric, names)
         raise ManifestError(f"No metric '{metric}' in sweep {manifest.sweep}", [Problem(
-            "<command line>", "--metric", "a logged metric: " + ", ".join(names), repr(metric),
-            suggest(metric, names))])
+            "<command line>", "--metric", "a logged metric", repr(metric),
+            close if close and close.startswith("did you mean") else "logged: " + (", ".join(names) or "none yet"))])
     key = metric or primary_metric(names)
     logged = [r for r in runs if r["params"]]  # runs that never started have no params
     common = set.intersection(*(set(r["params"]) for r in logged)) if logged else set()
     params = sorted(p for p in common if not p.startswith(("version.", "data.", "run_name", "tracking.", "model."))
                     and len({r["params"][p] for r in logged}) > 1)
     runs.sort(key=lambda r: rank(r["metrics"].get(key), key))
-    rows = [{"point": r["name"], "state": r["status"], "params": r["params"], "metrics": r["metrics"]}
+    rows = [{"point": r["name"], "state": _state(manifest, r), "params": r["params"], "metrics": r["metrics"]}
             for r in runs[:top]]
     return rows, params, table_metrics(names, key)
 
 
+def _state(manifest: Manifest, run: dict) -> str:
+    """The point's state as status and sweep show it (not MLflow's run status)."""
+    record = manifest.points.get(run["point_hash"] or "")
+    return str(record.state) if record else str(State.from_mlflow(run["status"]))
+
+
 def write_csv(path: Path, rows: list[dict], params: list[str], metrics: list[str]) -> None:
+    if not path.parent.is_dir():
+        raise WorkflowError(f"Cannot write {path}", [Problem("<command line>", "--csv", "a file in an existing folder",
+                                                              str(path), f"create {path.parent} first")])
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["point", "state", *params, *metrics])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import timedelta
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.progress import ProgressColumn
 from rich.table import Table
+from rich.text import Text
 
 from workflow.errors import WorkflowError
 from workflow.launch.manifest import Manifest, PointRecord
@@ -71,7 +76,7 @@ def mlflow_ui_command(uri: str | None) -> str:
 
 def print_logs(found: list) -> None:
     for record, lines in found:
-        console.rule(f"{record.index} {record.name} [{record.state}]")
+        console.rule(f"{record.index} {escape(record.name)} \\[{record.state}]")
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -91,18 +96,27 @@ def _shown(items: list, limit: int = SHOWN_ROWS) -> tuple[list, int]:
 
 
 def points_table(sweep: Sweep, title: str | None = None) -> Table:
+    """The points; a column per varying key while they fit the terminal (the names say what
+    each point sets, so the columns are the first thing to go)."""
     table = Table(title=title or f"sweep {sweep.name}: {len(sweep.points)} point(s)")
     table.add_column("#", justify="right")
-    table.add_column("point")
+    table.add_column("point", overflow="fold")
     table.add_column("hash")
-    for key in sweep.varying:
-        table.add_column(key)
     points, hidden = _shown(sweep.points)
+    width = max([len(p.name) for p in points] + [5]) + 8 + 4 + 10
+    keys = []
+    for key in sweep.varying:
+        width += max([len(format_value(p.overrides[key])) for p in points] + [len(key)]) + 3
+        if width > console.width:
+            keys = []
+            break
+        keys.append(key)
+    for key in keys:
+        table.add_column(key)
     for i, point in enumerate(points):
         if hidden and i == SHOWN_ROWS - 5:
-            table.add_row("...", f"({hidden} more points)", "", *([""] * len(sweep.varying)))
-        table.add_row(str(point.index), point.name, point.hash,
-                      *(format_value(point.overrides[k]) for k in sweep.varying))
+            table.add_row("...", f"({hidden} more points)", "", *([""] * len(keys)))
+        table.add_row(str(point.index), escape(point.name), point.hash[:8], *(format_value(point.overrides[k]) for k in keys))
     return table
 
 
@@ -143,46 +157,83 @@ def print_memory(plan, empty_note: bool = False) -> None:
             console.print(f"[red]does not fit[/] {est.gpu_mem_gb:.0f} GB GPUs{hint}", highlight=False)
 
 
-def memory_table(est, name: str) -> Table:
+def memory_table(est, name: str) -> Group:
+    """Fits 80 columns: short headers, the setup in a few words, the shared facts above and below."""
     gpus = est.gpus_per_node * est.chosen.nodes
-    title = (f"memory for {name}: {est.model}, {est.params.total / 1e9:.3f}B params, {est.chosen.nodes} node(s) x "
-             f"{est.gpus_per_node} GPU(s)" + (f" of {est.gpu_mem_gb:.0f} GB" if est.gpu_mem_gb else ""))
-    table = Table(title=title)
-    for column in ("setup", "model states GB/GPU", "activations GB/GPU", "total GB/GPU", "host GB/node", "fits"):
+    title = (f"[bold]{escape(name)}[/]: {est.model}, {est.params.total / 1e9:.1f}B params, {est.chosen.nodes}x"
+             f"{est.gpus_per_node} GPUs" + (f" of {est.gpu_mem_gb:.0f} GB" if est.gpu_mem_gb else ""))
+    table = Table()
+    for column in ("setup", "states", "activ.", "total", "host", "fits"):
         table.add_column(column, justify="left" if column == "setup" else "right")
     rows = list(est.options)
     if est.chosen not in rows:
         rows.insert(0, est.chosen)
     for option in rows:
-        mark = " (chosen)" if option == est.chosen else ""
+        label = option.short + (f" x{option.nodes} nodes" if option.nodes != est.chosen.nodes else "")
+        label += " (chosen)" if option == est.chosen else ""
         fit = "-" if est.gpu_mem_gb is None else ("yes" if fits(option, est.gpu_mem_gb) else "[red]no[/]")
-        table.add_row(option.label + mark, f"{option.gpu_gb:.1f}", f"{est.activations_gb:.1f}",
+        table.add_row(label, f"{option.gpu_gb:.1f}", f"{est.activations_gb:.1f}",
                       f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit)
-    table.caption = f"{gpus} GPU(s) in all; model states from DeepSpeed's cold estimator formulas"
-    return table
+    notes = (f"[dim]GB per GPU (host: per node), {gpus} GPUs in all. states: model states from DeepSpeed's "
+             "cold estimator formulas; activ.: activations; +opt/+par: optimizer/params offloaded to CPU[/]")
+    return Group(Text.from_markup(title), table, Text.from_markup(notes))
 
 
 @contextmanager
 def sweep_progress(total: int) -> Iterator:
-    """A progress bar over a sweep's points; yields the backend event hook."""
+    """A progress bar over a sweep's points, with the running points' step, loss and ETA (read
+    from their spools at each refresh); yields the backend event hook."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=False)
+    running = RunningColumn()
+    progress = Progress(TextColumn("[bold]points"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                        TimeElapsedColumn(), running, console=console, transient=False)
     task = progress.add_task("points", total=total)
 
     def on_event(kind: str, record: PointRecord) -> None:
         if kind == "started":
-            progress.update(task, description=f"running {record.name}")
+            running.records[record.hash] = record
         elif kind == "finished":
+            running.records.pop(record.hash, None)
             style = STATE_STYLE.get(record.state, "white")
-            progress.console.print(f"[{style}]{record.state}[/] {record.name}  {record.run_dir}", highlight=False)
+            progress.console.print(f"[{style}]{record.state}[/] {escape(record.name)}  {escape(record.run_dir)}",
+                                   highlight=False)
             progress.advance(task)
         elif kind == "submitted":
             progress.advance(task)
 
     with progress:
         yield on_event
+
+
+class RunningColumn(ProgressColumn):
+    """`step 120/300 loss=3.21 ETA 0:00:42 <point>` for each running point. The rate is measured
+    from the first step seen, so model loading does not count in the ETA."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: dict[str, PointRecord] = {}
+        self.first: dict[str, tuple[int, float]] = {}
+        self.max_steps: dict[str, int | None] = {}
+
+    def render(self, task) -> Text:
+        from workflow.launch.lifecycle import latest_metric
+
+        parts = []
+        for digest, record in list(self.records.items()):
+            step, metric = latest_metric(record.rundir)
+            if digest not in self.max_steps:
+                self.max_steps[digest] = record.rundir.read_job().get("spec", {}).get("train", {}).get("max_steps")
+            text = "starting"
+            if step is not None:
+                total = self.max_steps[digest]
+                text = f"step {step}" + (f"/{total}" if total else "") + f" {metric}"
+                first = self.first.setdefault(digest, (step, time.time()))
+                if total and step > first[0]:
+                    rate = (step - first[0]) / (time.time() - first[1])
+                    text += f" ETA {_elapsed((total - step) / rate)}"
+            parts.append(f"{text} {record.name}")
+        return Text("  ".join(parts), overflow="ellipsis", no_wrap=True)
 
 
 def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str) -> Table:
@@ -194,8 +245,8 @@ def results_table(rows: list[dict], params: list[str], metrics: list[str], title
     for metric in metrics:
         table.add_column(metric, justify="right")
     for row in rows:
-        cells = [row["point"], f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"]
-        cells += [format_value(row["params"].get(p, "")) for p in params]
+        cells = [escape(row["point"]), f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"]
+        cells += [format_value(_number(row["params"].get(p, ""))) for p in params]
         cells += [_metric(row["metrics"].get(m)) for m in metrics]
         table.add_row(*cells)
     return table
@@ -217,10 +268,18 @@ def status_table(manifest: Manifest, rows: list[dict]) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         style = STATE_STYLE.get(row["state"], "white")
-        cells = [str(row["index"]), row["name"], f"[{style}]{row['state']}[/]", row["job_id"] or "-",
+        cells = [str(row["index"]), escape(row["name"]), f"[{style}]{row['state']}[/]", row["job_id"] or "-",
                  _elapsed(row["elapsed_s"]), str(row.get("step") or "-"), row.get("metric") or "-"]
         table.add_row(*cells, *((row.get("error") or "")[:200],) if errors else ())
     return table
+
+
+def _number(value):
+    """MLflow keeps params as text ("0.003"): read floats back, so they print as the point names
+    do (3e-3)."""
+    if isinstance(value, str) and re.fullmatch(r"-?(\d+\.\d*|\.\d+|\d+(\.\d*)?e-?\d+)", value):
+        return float(value)
+    return value
 
 
 def _metric(value) -> str:

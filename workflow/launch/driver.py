@@ -64,15 +64,19 @@ class DryRun:
 def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None) -> Sweep:
     """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys)."""
     extra = {"backend": backend} if backend else None
-    if sweep is None:
-        sweep = any(k in config.read_yaml(Path(path)) for k in SWEEP_KEYS)
-    return expand(path, overrides, extra) if sweep else single(path, overrides, extra)
+    is_sweep = any(k in config.read_yaml(Path(path)) for k in SWEEP_KEYS)
+    if sweep is not None and sweep != is_sweep:
+        kind, other = ("job spec", "run") if sweep else ("sweep file", "sweep")
+        raise SpecError(f"{path} is a {kind}", [Problem(
+            str(path), None, "a sweep file (grid, zip, random or points over a base spec)" if sweep
+            else "a job spec", f"a {kind}", f"use: python launch.py {other} {path}")])
+    return expand(path, overrides, extra) if is_sweep else single(path, overrides, extra)
 
 
 def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:
     """The plan, with the code snapshot its jobs will run (described, not yet written or checked:
     problems of the input are reported before a dirty tree)."""
-    checked = make_plan(sweep, force=force, fail_fast=fail_fast)
+    checked = make_plan(sweep, force=force, fail_fast=fail_fast, cluster=True)
     return replace(checked, code=snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty))
 
 
@@ -135,7 +139,7 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     for point in points:
         _write_run_dir(plan, manifest, point)
     manifest.save()
-    warning = runs.register(plan, manifest, points)
+    warning = runs.register(plan, manifest)
     for point in points:
         _write_job(plan, manifest, point)
     manifest.save()
@@ -192,7 +196,8 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
         "point_index": point.index, "point_name": point.name, "backend": plan.backend,
         "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
         "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
-        "tags": runs.run_tags(manifest, record), "fail_fast": plan.fail_fast,
+        "tags": {**runs.run_tags(manifest, record), "sweep.varying": ",".join(plan.sweep.varying)},
+        "fail_fast": plan.fail_fast,
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
         # The launcher's locations, resolved: the node runs from the snapshot, not the checkout.

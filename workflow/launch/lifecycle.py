@@ -10,7 +10,7 @@ from collections import defaultdict
 from workflow.errors import ManifestError, Problem, suggest
 from workflow.launch import backends, manifest as manifests
 from workflow.launch.manifest import Manifest, PointRecord
-from workflow.metrics import LIVE, primary_metric, rank, table_metrics
+from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
 from workflow.rundir import RunDir
 from workflow.states import State
 from workflow.tree import flatten
@@ -28,6 +28,10 @@ def refresh(manifest: Manifest) -> Manifest:
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
                 record.extra["elapsed_s"], changed = job.elapsed_s, True
+            if not record.mlflow_run_id and job.state != State.PENDING:
+                found = record.rundir.read_state().get("mlflow_run_id")  # the job creates its run
+                if found:
+                    record.mlflow_run_id, changed = found, True
             if job.state != record.state:
                 record.state, changed = job.state, True
                 if not job.state.is_active:
@@ -52,9 +56,7 @@ def sync(sweep: str) -> tuple[int, list[str]]:
     from workflow.launch import runs
 
     manifest = refresh(manifests.load(sweep))
-    for record in manifest.points.values():
-        record.extra.pop("mlflow_closed", None)
-    return len(manifest.points), runs.reconcile(manifest)
+    return len(manifest.points), runs.reconcile(manifest, resend=True)
 
 
 def sweep_states() -> dict[str, dict[str, int]]:
@@ -73,7 +75,7 @@ def status_rows(manifest: Manifest) -> list[dict]:
     for record in manifest.ordered():
         rd = record.rundir
         state = rd.read_state()
-        step, metric = _latest_metric(rd)
+        step, metric = latest_metric(rd)
         start, end = record.started_at or state.get("started_at"), record.ended_at or state.get("ended_at")
         elapsed = record.extra.get("elapsed_s")
         if elapsed is None and start:
@@ -84,7 +86,7 @@ def status_rows(manifest: Manifest) -> list[dict]:
     return rows
 
 
-def _latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
+def latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
     """The last metric line of the point's spool (read from the end, cheaply)."""
     try:
         with rd.metrics.open("rb") as handle:
@@ -164,8 +166,7 @@ def results(manifest: Manifest, varying: list[str] | None = None) -> tuple[list[
         row["params"] = {p: row["spec"].get(p) for p in params}
     names = {m for r in rows for m in r["metrics"]}
     primary = primary_metric(names)
-    rows.sort(key=lambda r: (rank(r["metrics"].get(primary), primary),
-                             rank(r["metrics"].get("best_eval_loss"), "best_eval_loss")))  # ties: lower loss
+    rows.sort(key=lambda r: best_first(r["metrics"], primary))
     return rows, params, table_metrics(names, primary, limit=8)
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from workflow import data, memory, secrets
-from workflow.errors import DataError, Problem, SpecError
+from workflow.errors import DataError, Problem, SpecError, suggest
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep
@@ -21,6 +21,7 @@ from workflow.paths import models_dir, resolve_tracking_uri
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
 
+HUB_TIMEOUT_S = 3
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -35,6 +36,7 @@ class Plan:
     fail_fast: bool = False  # stop the sweep after its first failed point
     auto_choices: dict = field(default_factory=dict)  # point hash -> what deepspeed.stage auto chose, in words
     code: Snapshot | None = None  # the code the nodes run (None: this checkout, as it is)
+    warnings: tuple[str, ...] = ()  # what may fail on the nodes but cannot be known here
 
     @property
     def root(self) -> Path:
@@ -64,6 +66,44 @@ def check_model(spec: JobSpec, file: str) -> Problem | None:
     if not looks_local and not HUB_ID.match(source):
         return Problem(file, "model_init_path", "a local path or a hub id such as google/flan-t5-xxl", repr(source))
     return None
+
+
+def hub_warning(spec: JobSpec) -> str | None:
+    """A hub id (google/flan-t5-xxl) that is neither in this machine's model cache nor reachable
+    from here: the nodes, offline like most compute nodes, will fail to load it once the job runs."""
+    source = spec.model_source
+    if spec.model_init_name or Path(source).exists() or not HUB_ID.match(source) or _hub_cached(source):
+        return None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and _hub_reachable(source):
+        return None
+    return (f"model {source} is not in the model cache here ({_hub_cache()}) and the hub is "
+            f"{'off (HF_HUB_OFFLINE=1)' if offline else 'unreachable'}: the nodes need it prefetched into the "
+            f"HF_HOME they use, e.g. HF_HOME=<shared dir> huggingface-cli download {source}, or set "
+            f"model_init_path to a local folder")
+
+
+def _hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _hub_cached(hub_id: str) -> bool:
+    folder = _hub_cache() / ("models--" + hub_id.replace("/", "--")) / "snapshots"
+    return any(folder.glob("*/config.json"))
+
+
+def _hub_reachable(hub_id: str) -> bool:
+    import urllib.request
+
+    try:
+        request = urllib.request.Request(f"https://huggingface.co/api/models/{hub_id}", method="HEAD")
+        with urllib.request.urlopen(request, timeout=HUB_TIMEOUT_S) as reply:
+            return reply.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def t5_modules(cfg: dict) -> set[str]:
@@ -102,11 +142,11 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
     return problems
 
 
-def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Plan:
-    """Check every point's model, LoRA targets, memory and data, and pin the tracking store.
-    ``force`` submits configurations the memory planner says cannot fit."""
+def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluster: bool = False) -> Plan:
+    """Check every point's model, LoRA targets, data and memory, and (``cluster``) what the
+    backend can run, and pin the tracking store. Every problem found is raised at once, in one
+    SpecError. ``force`` submits configurations the memory planner says cannot fit."""
     problems: list[Problem] = []
-    counts: dict = {}
     backends = {p.spec.backend for p in sweep.points}
     if len(backends) > 1:
         problems.append(Problem(sweep.file, "backend", "one backend for the whole sweep", ", ".join(sorted(backends))))
@@ -125,23 +165,46 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False) -> Pla
     for key, reason in secrets.find_in_spec(sweep.points[0].spec.model_dump(mode="json")):
         problems.append(Problem(sweep.file, key, "no credentials in a spec: jobs inherit them from the environment "
                                 "(e.g. MLFLOW_TRACKING_PASSWORD, HF_TOKEN)", reason + " (hidden)"))
+    counts = check_data(sweep, problems)
     choices = resolve_auto_stages(sweep, problems)
-    if problems:
-        raise SpecError(f"Cannot plan {sweep.file}", problems)
     estimates = {p.hash: memory.estimate(p.spec) for p in sweep.points}
     estimates = {h: e for h, e in estimates.items() if e is not None}
-    problems = [] if force else check_memory(estimates, sweep)
+    if not force:
+        problems += [p for p in check_memory(estimates, sweep) if p not in problems]
+    if cluster and len(backends) == 1:
+        from workflow.launch import backends as registry
+
+        problems += [p for p in registry.get(next(iter(backends))).problems(sweep.file, sweep.points)
+                     if p not in problems]
     if problems:
-        raise SpecError(f"{sweep.file} cannot fit the requested GPUs", problems)
+        raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)
+    first = sweep.points[0].spec
+    uri = resolve_tracking_uri(first.tracking.uri)
+    warnings = tuple(dict.fromkeys(w for w in map(hub_warning, (p.spec for p in sweep.points)) if w))
+    return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
+                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, warnings=warnings)
+
+
+def check_data(sweep: Sweep, problems: list[Problem]) -> dict:
+    """Each distinct data file of the sweep, checked once: {key: record count per split}."""
+    counts: dict = {}
     for point in sweep.points:
         spec = point.spec
         key = (spec.task, spec.data_name, spec.train.do_train, tuple(spec.classifier.labels or ()) or None)
-        if key not in counts:
+        if key in counts:
+            continue
+        try:
             counts[key] = data.check(*key)
-    first = sweep.points[0].spec
-    uri = resolve_tracking_uri(first.tracking.uri)
-    return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
-                {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices)
+        except DataError as exc:
+            counts[key] = {}
+            for problem in exc.problems:
+                if problem.given == "no such file":  # the spec's data_name is wrong, not the file
+                    known = sorted(p.name for p in data.data_dir().glob("*.json*")) if data.data_dir().is_dir() else []
+                    problem = Problem(sweep.file, "data_name", problem.expected, repr(spec.data_name),
+                                      suggest(spec.data_name, known) if known else f"{data.data_dir()} is empty")
+                if problem not in problems:
+                    problems.append(problem)
+    return counts
 
 
 def resolve_auto_stages(sweep: Sweep, problems: list[Problem]) -> dict[str, str]:

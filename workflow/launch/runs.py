@@ -2,7 +2,7 @@
 sweep's runs, reconciles them with the manifest, and closes the parent run.
 
 The launcher never imports mlflow itself: every call runs this module as a helper process,
-``python -m workflow.launch.runs prepare|sync|finish`` (a JSON request on stdin, a JSON reply
+``python -m workflow.launch.runs prepare|sync|log|artifact`` (a JSON request on stdin, a JSON reply
 on stdout). The helper half below ``# --- helper process`` imports mlflow and reuses the
 node's tracker to send spooled rows.
 """
@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workflow.launch.manifest import Manifest, PointRecord
+from workflow.metrics import best_first, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.secrets import redact
 from workflow.states import State
 
 if TYPE_CHECKING:
     from workflow.launch.plan import Plan
-    from workflow.launch.sweep import Point
 
 TIMEOUT_S = 120
 REPLY_MARK = "@@reply "
@@ -40,68 +40,92 @@ def run_tags(manifest: Manifest, record: PointRecord | None = None) -> dict:
             "backend": record.backend or "", "git_commit": record.commit or "unknown"}
 
 
-def register(plan: Plan, manifest: Manifest, points: list[Point]) -> str | None:
-    """Create the parent run and one child run per point before submission, so a requeued job
-    logs into the same run. Returns a warning when MLflow cannot be reached (each job then
-    creates its own run)."""
+def register(plan: Plan, manifest: Manifest) -> str | None:
+    """Create (or reopen) the sweep's parent run before submission: one tracking call, whatever
+    the number of points. Each job creates its point's child run when it starts, so the run's
+    start is the job's, and keeps the run id in its run folder, so a requeued or retried job
+    logs into the same run. Returns a warning when MLflow cannot be reached."""
     request = {
         "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
         "parent_run_id": manifest.parent_run_id,
-        "tags": {**run_tags(manifest), "backend": plan.backend, "git_commit": plan.code.commit if plan.code else ""},
-        "points": [{"hash": p.hash, "name": p.name, "run_id": manifest.points[p.hash].mlflow_run_id,
-                    "tags": run_tags(manifest, manifest.points[p.hash])} for p in points],
+        "tags": {**run_tags(manifest), "backend": plan.backend, "git_commit": plan.code.commit if plan.code else "",
+                 "sweep.varying": ",".join(plan.sweep.varying)},
     }
     try:
         reply = call("prepare", request)
     except RuntimeError as exc:
-        return f"MLflow runs not registered before submission ({exc}); each job will create its own run."
+        return f"MLflow parent run not registered before submission ({exc}); each job will create its own run."
     manifest.parent_run_id = reply["parent_run_id"]
-    for digest, run_id in reply["runs"].items():
-        manifest.points[digest].mlflow_run_id = run_id
     return None
 
 
-def reconcile(manifest: Manifest) -> list[str]:
-    """Bring MLflow in line with the manifest: send spooled rows MLflow never got (outages),
-    close runs whose job ended without closing them (SIGKILL, scancel, node failure, time
-    limit), tag failures with their error, and close the parent when every point has ended.
-    Done once per ended point; returns warnings (MLflow unreachable: retried next time)."""
+def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
+    """Bring MLflow in line with the manifest, in one tracking call: send spooled rows MLflow
+    never got (outages), close runs whose job ended without closing them (SIGKILL, scancel, node
+    failure, time limit) at the job's end time, tag failures with their error, update the parent
+    run's summary of the sweep, and close the parent when every point has ended. A run the job
+    closed itself keeps its times. Each ended point is done once (``resend``: again); returns
+    warnings (MLflow unreachable: retried next time)."""
+    if not manifest.tracking_uri:
+        return []
     ended = [r for r in manifest.ordered() if State(r.state).is_terminal
-             and not r.extra.get("mlflow_closed") and r.rundir.job.is_file()]
-    warnings = []
-    if ended and manifest.tracking_uri:
-        request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
-                   "parent_run_id": manifest.parent_run_id,
-                   "points": [{"hash": r.hash, "name": r.name, "run_dir": r.run_dir, "run_id": r.mlflow_run_id,
-                               "state": r.state, "error": r.error, "tags": run_tags(manifest, r)} for r in ended]}
-        try:
-            reply = call("sync", request)
-        except RuntimeError as exc:
-            warnings.append(f"MLflow not updated ({exc}); metrics stay spooled, retried on the next status or sync")
-        else:
-            for record in ended:
-                record.mlflow_run_id = reply[record.hash]["run_id"]
-                record.extra["mlflow_closed"] = True
-            manifest.save()
-    warning = finish_parent(manifest)
-    return warnings + ([warning] if warning else [])
-
-
-def finish_parent(manifest: Manifest) -> str | None:
-    """Close the sweep's parent run when every point has ended; returns a warning or None."""
-    if not manifest.parent_run_id or not manifest.tracking_uri or manifest.parent_closed:
-        return None
-    if not all(State(r.state).is_terminal for r in manifest.points.values()):
-        return None
-    failed = any(r.state != State.COMPLETED for r in manifest.points.values())
-    status = (State.FAILED if failed else State.COMPLETED).mlflow_status
+             and (resend or not r.extra.get("mlflow_closed")) and r.rundir.job.is_file()]
+    all_ended = all(State(r.state).is_terminal for r in manifest.points.values())
+    close_parent = bool(manifest.parent_run_id) and all_ended and (resend or not manifest.parent_closed)
+    if not ended and not close_parent:
+        return []
+    request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
+               "parent_run_id": manifest.parent_run_id, "points": [_sync_entry(manifest, r) for r in ended],
+               "parent": _parent_entry(manifest, close_parent) if manifest.parent_run_id else None}
     try:
-        call("finish", {"uri": usable_tracking_uri(manifest.tracking_uri), "runs": {manifest.parent_run_id: status}})
+        reply = call("sync", request)
     except RuntimeError as exc:
-        return f"could not close the MLflow parent run: {exc}"
-    manifest.parent_closed = True
+        return [f"MLflow not updated ({exc}); metrics stay spooled, retried on the next status or sync"]
+    for record in ended:
+        record.mlflow_run_id = reply["runs"][record.hash]
+        record.extra["mlflow_closed"] = True
+    manifest.parent_closed = manifest.parent_closed or close_parent
     manifest.save()
-    return None
+    return []
+
+
+def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
+    state = record.rundir.read_state()
+    return {"hash": record.hash, "name": record.name, "run_dir": record.run_dir,
+            "run_id": record.mlflow_run_id or state.get("mlflow_run_id"), "status": State(record.state).mlflow_status,
+            "error": record.error, "tags": run_tags(manifest, record),
+            "started_at": state.get("started_at") or record.started_at,
+            "ended_at": state.get("ended_at") or record.ended_at}
+
+
+def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
+    """What the parent run shows: the best point's hash, its final metrics, and tags (the best
+    point's name and hash, and the count of points by state)."""
+    finals = {r.hash: r.rundir.read_results() for r in manifest.ordered() if r.state == State.COMPLETED}
+    counts: dict[str, int] = {}
+    for record in manifest.points.values():
+        counts[str(record.state)] = counts.get(str(record.state), 0) + 1
+    tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in sorted(counts.items())}}
+    finals = {h: f for h, f in finals.items() if f}
+    if not finals:
+        return None, {}, tags
+    primary = primary_metric({m for f in finals.values() for m in f})
+    best = min(finals, key=lambda h: best_first(finals[h], primary))
+    metrics = {k: float(v) for k, v in finals[best].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tags.update({"best_point": manifest.points[best].name, "best_point_hash": best})
+    return best, metrics, tags
+
+
+def _parent_entry(manifest: Manifest, close: bool) -> dict:
+    _, metrics, tags = sweep_summary(manifest)
+    entry = {"run_id": manifest.parent_run_id, "metrics": metrics, "tags": tags,
+             "step": sum(r.state == State.COMPLETED for r in manifest.points.values())}
+    if close:
+        failed = any(r.state != State.COMPLETED for r in manifest.points.values())
+        ends = [r.ended_at for r in manifest.points.values() if r.ended_at]
+        entry.update(status=(State.FAILED if failed else State.COMPLETED).mlflow_status,
+                     ended_at=max(ends) if ends else None)
+    return entry
 
 
 def log_metrics(uri: str, run_id: str, values: dict[str, float]) -> None:
@@ -136,7 +160,9 @@ def call(command: str, request: dict) -> dict:
 # --- helper process: imports mlflow ---------------------------------------------------------
 
 def prepare(request: dict) -> dict:
-    """Create (or reuse) the parent run and one child run per point; returns their ids."""
+    """Create (or reopen) the sweep's parent run; returns its id."""
+    from mlflow.entities import RunTag
+
     from workflow.node.tracker import client, experiment_id
 
     mlflow = client(request["uri"])
@@ -146,49 +172,50 @@ def prepare(request: dict) -> dict:
         parent = mlflow.create_run(exp, run_name=request["sweep"], tags=request["tags"]).info.run_id
     else:
         mlflow.update_run(parent, status="RUNNING")
-    runs = {}
-    for point in request["points"]:
-        if point.get("run_id"):
-            runs[point["hash"]] = point["run_id"]
-            continue
-        tags = {**point["tags"], "mlflow.parentRunId": parent}
-        run = mlflow.create_run(exp, run_name=point["name"], tags=tags)
-        mlflow.update_run(run.info.run_id, status="SCHEDULED")
-        runs[point["hash"]] = run.info.run_id
-    return {"parent_run_id": parent, "experiment_id": exp, "runs": runs}
-
-
-def finish_runs(request: dict) -> dict:
-    """Set the final status of runs: {"uri", "runs": {run_id: status}}."""
-    from workflow.node.tracker import client
-
-    mlflow = client(request["uri"])
-    for run_id, status in request["runs"].items():
-        mlflow.set_terminated(run_id, status)
-    return {"done": len(request["runs"])}
+        mlflow.log_batch(parent, tags=[RunTag(k, str(v)) for k, v in request["tags"].items()])
+    return {"parent_run_id": parent, "experiment_id": exp}
 
 
 def sync(request: dict) -> dict:
-    """Send every point's unsent spool rows into its run (created if the job never reached MLflow),
-    then close runs whose job has ended: {"uri", "experiment", "parent_run_id", "points": [...]}."""
+    """Send every ended point's unsent spool rows into its run (created, with the job's start
+    time, if the job never reached MLflow); close the runs the job left open, at its end time;
+    then the parent: summary metrics and tags, and its end when asked."""
     from pathlib import Path
 
-    from workflow.node.tracker import Tracker
+    from mlflow.entities import Metric, RunTag
+
+    from workflow.node.tracker import Tracker, client
     from workflow.rundir import RunDir
 
-    out = {}
+    runs = {}
     for point in request["points"]:
         tracker = Tracker(request["uri"], point.get("run_id"), RunDir(Path(point["run_dir"])),
                           experiment=request["experiment"], parent_run_id=request.get("parent_run_id"),
-                          run_name=point["name"], tags=point["tags"])
+                          run_name=point["name"], tags=point["tags"], start_time=point.get("started_at"))
         tracker.sync()
-        status = State(point["state"]).mlflow_status if point.get("state") else None
-        if status:
+        if tracker.client.get_run(tracker.run_id).info.status in OPEN_STATUSES:
             if point.get("error"):
                 tracker.client.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])
-            tracker.client.set_terminated(tracker.run_id, status)
-        out[point["hash"]] = {"run_id": tracker.run_id, "sent": tracker.synced}
-    return out
+            tracker.client.set_terminated(tracker.run_id, point["status"], end_time=_ms(point.get("ended_at")))
+        runs[point["hash"]] = tracker.run_id
+    parent = request.get("parent")
+    if parent:
+        mlflow = client(request["uri"])
+        now = _ms(None)
+        metrics = [Metric(k, v, now, parent["step"]) for k, v in parent["metrics"].items()]
+        mlflow.log_batch(parent["run_id"], metrics=metrics, tags=[RunTag(k, v) for k, v in parent["tags"].items()])
+        if parent.get("status"):
+            mlflow.set_terminated(parent["run_id"], parent["status"], end_time=_ms(parent.get("ended_at")))
+    return {"runs": runs}
+
+
+OPEN_STATUSES = ("RUNNING", "SCHEDULED")
+
+
+def _ms(seconds: float | None) -> int:
+    import time
+
+    return int((seconds if seconds is not None else time.time()) * 1000)
 
 
 def log_run_metrics(request: dict) -> dict:
@@ -222,12 +249,13 @@ def child_runs(uri: str, parent_run_id: str) -> list[dict]:
     runs = mlflow.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
                               max_results=10000)
     return [{"name": r.info.run_name, "status": r.info.status, "run_id": r.info.run_id,
+             "point_hash": r.data.tags.get("point_hash"),
              "params": dict(r.data.params), "metrics": dict(r.data.metrics)} for r in runs]
 
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    handlers = {"prepare": prepare, "finish": finish_runs, "sync": sync, "log": log_run_metrics,
+    handlers = {"prepare": prepare, "sync": sync, "log": log_run_metrics,
                 "artifact": log_run_artifact}
     if command not in handlers:
         print(f"usage: python -m workflow.launch.runs {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)

@@ -217,7 +217,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
             continue
         seen[digest] = index
         values = {k: spec.get(k) for k in varying}
-        name = ",".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in values.items()) or "default"
+        name = point_name({k: spec.get(k) for k in sorted(sources)}, varying)
         spec.run_name = spec.run_name or name
         points.append(Point(index, name, digest, values, spec))
     if problems:
@@ -226,10 +226,24 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     return Sweep(sweep.name or path.stem, file, points, varying)
 
 
+def point_name(own: dict, varying: list[str]) -> str:
+    """A point's name: the keys it sets itself, by their last part unless two varying keys share
+    it (train.learning_rate=1e-3 -> learning_rate=1e-3); "default" when it sets none."""
+    lasts = [k.rsplit(".", 1)[-1] for k in varying]
+    shown = {k: k.rsplit(".", 1)[-1] if lasts.count(k.rsplit(".", 1)[-1]) == 1 else k for k in own}
+    return ",".join(f"{shown[k]}={format_value(v)}" for k, v in own.items()) or "default"
+
+
 def single(spec_path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
-    """``launch.py run spec.yaml``: a sweep of one point, named after the spec file."""
+    """``launch.py run spec.yaml [key=value ...]``: a sweep of one point, named after the spec
+    file. The point's name adds the overrides, which set it apart from the other runs of the
+    same file in the sweep's manifest: ``x[deepspeed.stage=3]``."""
     path = Path(spec_path)
-    return one_point(path.stem, str(path), config.load_spec(path, cli_overrides, extra))
+    spec = config.load_spec(path, cli_overrides, extra)
+    overrides = list(cli_overrides)
+    if overrides and not spec.run_name:
+        spec.run_name = f"{path.stem}[{','.join(overrides)}]"
+    return one_point(path.stem, str(path), spec)
 
 
 def one_point(name: str, file: str, spec: JobSpec) -> Sweep:

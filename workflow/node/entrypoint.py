@@ -20,6 +20,7 @@ from pathlib import Path
 
 import submitit
 
+from workflow.node import quiet
 from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
 from workflow.secrets import redact
@@ -84,13 +85,11 @@ def setup(rd: RunDir) -> Job:
     raw = rd.read_job()
     job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist_env())
     os.environ.update(job.context.get("env", {}))  # the launcher's mount, runs and MLflow folders
+    quiet.apply(job.spec.resources.on_cpu)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s [rank {job.dist.rank}] %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RedactSecrets())
-    # bitsandbytes' CPU backend warns at import on AVX512-BF16 hosts that an optional kernel package is
-    # missing; nothing a user can act on (it is a CPU fallback, unused on GPUs).
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
     if job.spec.deepspeed.enabled:

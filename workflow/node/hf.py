@@ -157,9 +157,8 @@ def training_args(spec: JobSpec, rd: RunDir) -> Seq2SeqTrainingArguments:
         fp16=train.precision == "fp16",
         use_cpu=cpu,
         deepspeed=deepspeed_config(ds) if use_ds else None,
-        gradient_checkpointing=train.gradient_checkpointing,
         # Non-reentrant checkpointing also works when the inputs need no grad (LoRA, QLoRA: frozen embeddings).
-        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+        **_checkpointing_args(train.gradient_checkpointing),
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         # T5 ignores num_items_in_batch, so averaging tokens across devices scales the loss by world size.
         average_tokens_across_devices=False,
@@ -168,6 +167,16 @@ def training_args(spec: JobSpec, rd: RunDir) -> Seq2SeqTrainingArguments:
         dataloader_num_workers=0,
         remove_unused_columns=True,
     )
+
+
+def _checkpointing_args(on: bool) -> dict:
+    """Activation checkpointing, by the argument names of the installed transformers (5.x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on the old name)."""
+    from transformers import TrainingArguments
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
 
 
 def train_or_evaluate(trainer, spec: JobSpec, rd: RunDir, tracker) -> None:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from transformers import set_seed
 
 from workflow.jsonio import read_json
-from workflow.node import hf
+from workflow.node import hf, quiet
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
 
@@ -42,7 +42,8 @@ class Recipe(ABC):
         args = hf.training_args(spec, self.rd)
         callback = hf.TrackingCallback(self.tracker, spec.samples_per_step)
         trainer = self.setup(args, [callback, hf.PreemptionCallback()])
-        self.tracker.log_params({**spec.model_dump(mode="json"), **hf.package_versions(), **self.params})
+        quiet.without_printer(trainer)
+        self.tracker.log_params({**spec.tracked_params(), **hf.package_versions(), **self.params})
         self.tracker.log_artifact(self.rd.spec_yaml)
         self.log.info("world size %d (%s), global batch %d", args.world_size, args.parallel_mode.value,
                       spec.samples_per_step)

@@ -53,8 +53,10 @@ class Tracker:
 
     def __init__(self, uri: str, run_id: str | None, rd: RunDir, enabled: bool = True,
                  experiment: str = "t5-finetune", parent_run_id: str | None = None,
-                 run_name: str | None = None, tags: dict | None = None):
+                 run_name: str | None = None, tags: dict | None = None, start_time: float | None = None):
+        """``start_time`` (s): when the run began, if it is created later than that (default: now)."""
         self.uri, self.rd, self.enabled = uri, rd, enabled
+        self.start_time = start_time
         self.spool = rd.metrics
         self.experiment, self.parent_run_id, self.run_name = experiment, parent_run_id, run_name
         self.tags = dict(tags or {})
@@ -80,7 +82,8 @@ class Tracker:
             tags = dict(self.tags)
             if self.parent_run_id:
                 tags["mlflow.parentRunId"] = self.parent_run_id
-            self.run_id = self.client.create_run(exp, run_name=self.run_name, tags=tags).info.run_id
+            start = int(self.start_time * 1000) if self.start_time else None
+            self.run_id = self.client.create_run(exp, start_time=start, run_name=self.run_name, tags=tags).info.run_id
             self._save_state()
         self.client.update_run(self.run_id, status="RUNNING")
         if self.tags:

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
+from workflow.errors import BackendError, Problem
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
@@ -36,12 +37,22 @@ class Request(ABC):
     def describe(self) -> str: ...
 
 
+def refuse(title: str, problems: list[Problem]) -> None:
+    if problems:
+        raise BackendError(title, problems)
+
+
 class Backend(ABC):
     name: str
     waits: bool = False  # True: schedule() returns only when every point has ended (local)
 
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
+
+    def problems(self, file: str, points: list[Point]) -> list[Problem]:
+        """What this backend cannot run (cluster limits, missing settings), reported with the
+        input's other problems; ``render`` refuses the same."""
+        return []
 
     @abstractmethod
     def render(self, plan: Plan, points: list[Point]) -> Request:

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 
 from workflow.errors import BackendError, Problem
-from workflow.launch.backends.base import Backend, JobState, Report, Request
+from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
 from workflow.paths import PROJECT_ROOT
 from workflow.states import State
 
@@ -69,12 +69,14 @@ def inner_command(plan: Plan, point: Point) -> str:
 class CtlBackend(Backend):
     name = "ctl"
 
+    def problems(self, file: str, points: list[Point]) -> list[Problem]:
+        if all(p.spec.ctl.container for p in points):
+            return []
+        return [Problem(file, "ctl.container", "a container image name", "nothing",
+                        "set ctl.container in the spec, or ctl.container=<image> on the command line")]
+
     def render(self, plan: Plan, points: list[Point]) -> CtlRequest:
-        missing = [p for p in points if not p.spec.ctl.container]
-        if missing:
-            raise BackendError("The ctl backend needs a container image", [Problem(
-                plan.sweep.file, "ctl.container", "a container image name", "nothing",
-                "set ctl.container in the spec, or ctl.container=<image> on the command line")])
+        refuse("The ctl backend needs a container image", self.problems(plan.sweep.file, points))
         return CtlRequest(tuple(self._job(plan, p) for p in points))
 
     @staticmethod

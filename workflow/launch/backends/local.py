@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow.errors import BackendError, Problem
-from workflow.launch.backends.base import Backend, JobState, Report, Request
+from workflow.errors import Problem
+from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
 from workflow.paths import PROJECT_ROOT
 from workflow.rundir import RunDir
 from workflow.states import State
@@ -68,8 +68,11 @@ class LocalBackend(Backend):
     name = "local"
     waits = True
 
+    def problems(self, file: str, points: list[Point]) -> list[Problem]:
+        return _single_node(file, points)
+
     def render(self, plan: Plan, points: list[Point]) -> LocalRequest:
-        _check_single_node(plan, points)
+        refuse("The local backend runs on one node", self.problems(plan.sweep.file, points))
         max_parallel = min(p.spec.local.max_parallel for p in points) if points else 1
         ranks = max(p.spec.resources.tasks for p in points) if points else 1
         threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
@@ -165,12 +168,10 @@ def _pid(job_id: str | None) -> int | None:
     return int(job_id.split(":")[1]) if job_id and job_id.startswith("local:") else None
 
 
-def _check_single_node(plan: Plan, points: list[Point]) -> None:
+def _single_node(file: str, points: list[Point]) -> list[Problem]:
     nodes = max((p.spec.resources.nodes for p in points), default=1)
-    if nodes > 1:
-        raise BackendError("The local backend runs on one node", [Problem(
-            plan.sweep.file, "resources.nodes", "1 with the local backend", str(nodes),
-            "use --backend slurm for multi-node jobs")])
+    return [Problem(file, "resources.nodes", "1 with the local backend", str(nodes),
+                    "use --backend slurm for multi-node jobs")] if nodes > 1 else []
 
 
 def _pythonpath(code: str) -> str:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 
 from workflow.errors import BackendError, Problem, suggest
-from workflow.launch.backends.base import Backend, JobState, Report, Request
+from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
@@ -88,6 +88,25 @@ def cluster_info() -> ClusterInfo:
     return ClusterInfo(int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE, partitions, True)
 
 
+ACTIVATE = re.compile(r"(?:^|[;&|]\s*)(?:source|\.)\s+['\"]?([^'\"\s;&|]+)/bin/activate\b")
+PATH_SETUP = re.compile(r"\b(?:conda|mamba|micromamba)\s+activate\b|\bmodule\s+load\b|\bspack\s+load\b")
+
+
+def node_python(slurm) -> str:
+    """The python the job runs: ``slurm.python``; else the venv that ``slurm.setup`` activates
+    (its bin/python); else ``python`` from the PATH that a conda/module setup line makes; else
+    the launcher's own interpreter (same path on the nodes: a shared file system)."""
+    if slurm.python:
+        return slurm.python
+    for line in slurm.setup:
+        found = ACTIVATE.search(line)
+        if found:
+            return f"{found.group(1)}/bin/python"
+    if any(PATH_SETUP.search(line) for line in slurm.setup):
+        return "python"
+    return sys.executable
+
+
 def executor_parameters(spec: JobSpec, name: str, chdir: str | None = None) -> dict:
     """The one mapping from a spec to submitit's SLURM parameters. ``chdir``: the code snapshot,
     the jobs' working directory, from which they import workflow."""
@@ -150,7 +169,7 @@ class SlurmBackend(Backend):
 
     def render(self, plan: Plan, points: list[Point]) -> SlurmRequest:
         info = cluster_info()
-        _check_resources(plan, points, info)
+        refuse("The cluster cannot run this sweep", _resource_problems(plan.sweep.file, points, info))
         chdir = str(plan.code.root) if plan.code else None
         groups: dict[str, list[Point]] = {}
         for point in points:
@@ -161,7 +180,7 @@ class SlurmBackend(Backend):
         first = points[0].spec.slurm if points else None
         shares = _share(first.array_parallelism if first else 1, [len(p) for p in pieces])
         folder = str(plan.root / ".submitit" / "%j")
-        python = (first.python if first else None) or sys.executable
+        python = node_python(first) if first else sys.executable
         chunks = tuple(self._chunk(plan, piece, share, folder, python, chdir) for piece, share in zip(pieces, shares))
         return SlurmRequest(folder, python, first.max_requeues if first else 0, chunks, info.max_array_size, info.live)
 
@@ -176,6 +195,9 @@ class SlurmBackend(Backend):
         script = _make_sbatch_string(command=command, folder=folder, **params, **array)
         return Chunk(tuple(p.hash for p in points), tuple(str(plan.run_dir(p).root) for p in points),
                      params, parallelism, script)
+
+    def problems(self, file: str, points: list[Point]) -> list[Problem]:
+        return _resource_problems(file, points, cluster_info())
 
     def preflight(self) -> None:
         missing = [c for c in ("sbatch", "scontrol", "sinfo", "squeue") if shutil.which(c) is None]
@@ -276,24 +298,23 @@ def _seconds(text: str) -> float | None:
     return days * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
-def _check_resources(plan: Plan, points: list[Point], info: ClusterInfo) -> None:
-    """Refuse what the cluster cannot run: unknown partitions, too many GPUs per node."""
+def _resource_problems(file: str, points: list[Point], info: ClusterInfo) -> list[Problem]:
+    """What the cluster cannot run: unknown partitions, too many GPUs per node."""
     if not info.live or not info.partitions:
-        return
+        return []
     problems = []
     default = next((n for n, p in info.partitions.items() if p["default"]), None)
     for point in points:
         name = point.spec.slurm.partition or default
         gpus = point.spec.resources.gpus_per_node
         if name not in info.partitions:
-            problem = Problem(plan.sweep.file, "slurm.partition", "a partition of this cluster (" +
+            problem = Problem(file, "slurm.partition", "a partition of this cluster (" +
                               ", ".join(info.partitions) + ")", repr(name), suggest(str(name), info.partitions))
         elif gpus > info.partitions[name]["gpus"]:
-            problem = Problem(plan.sweep.file, "resources.gpus_per_node",
+            problem = Problem(file, "resources.gpus_per_node",
                               f"at most {info.partitions[name]['gpus']} GPUs per node in partition '{name}'", str(gpus))
         else:
             continue
         if problem not in problems:
             problems.append(problem)
-    if problems:
-        raise BackendError("The cluster cannot run this sweep", problems)
+    return problems

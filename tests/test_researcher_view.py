@@ -1,0 +1,198 @@
+"""What a researcher sees: true run times in MLflow, a parent run that summarises the sweep, only
+the params that matter, distinct point names, every problem of an input at once, tables that fit
+80 columns, one state vocabulary, quiet point logs, and the hints of the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, cli_env, run_cli
+
+FAST = {"train.max_steps": 10, "train.eval_steps": 10, "train.save_steps": 10, "train.logging_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, mount):
+    """A 2-point local sweep, then `status` and `sync` after it ended."""
+    tmp = tmp_path_factory.mktemp("view")
+    env = cli_env(tmp, mount)
+    sweep = tmp / "view.yaml"
+    sweep.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "name": "view", "overrides": FAST,
+                                     "grid": {"train.learning_rate": [3e-3, 1e-2]}}))
+    result = run_cli("sweep", str(sweep), env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = json.loads((tmp / "runs/view/manifest.json").read_text())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow/mlflow.db'}")
+    before = {r["mlflow_run_id"]: client.get_run(r["mlflow_run_id"]).info for r in manifest["points"].values()}
+    for command in ("status", "sync"):
+        assert run_cli(command, "view", env=env).returncode == 0
+    return env, tmp, manifest, client, before, result
+
+
+def test_child_runs_start_and_end_with_their_jobs_and_stay_closed(swept):
+    _, _, manifest, client, before, _ = swept
+    for record in manifest["points"].values():
+        state = json.loads(Path(record["run_dir"], "state.json").read_text())
+        info = client.get_run(record["mlflow_run_id"]).info
+        assert abs(info.start_time / 1000 - state["started_at"]) < 2, "the run starts when its job starts"
+        assert abs(info.end_time / 1000 - state["ended_at"]) < 2, "the run ends when its job ends"
+        assert (info.start_time, info.end_time) == (before[info.run_id].start_time, before[info.run_id].end_time), \
+            "status and sync do not close a finished run again"
+    starts = sorted(client.get_run(r["mlflow_run_id"]).info.start_time for r in manifest["points"].values())
+    assert starts[1] - starts[0] > 1000, "points run one after the other: their runs do not share a start"
+
+
+def test_the_parent_run_summarises_the_sweep(swept):
+    _, _, manifest, client, _, _ = swept
+    parent = client.get_run(manifest["parent_run_id"])
+    finals = {h: json.loads(Path(r["run_dir"], "eval_results.json").read_text()) for h, r in manifest["points"].items()}
+    best = min(finals, key=lambda h: (-finals[h]["exact_match"], finals[h]["best_eval_loss"]))
+    assert parent.data.tags["best_point_hash"] == best
+    assert parent.data.tags["best_point"] == manifest["points"][best]["name"]
+    assert parent.data.tags["points"] == "2" and parent.data.tags["points.COMPLETED"] == "2"
+    assert parent.data.metrics["exact_match"] == finals[best]["exact_match"]
+    assert parent.data.metrics["best_eval_loss"] == pytest.approx(finals[best]["best_eval_loss"])
+    ends = max(json.loads(Path(r["run_dir"], "state.json").read_text())["ended_at"] for r in manifest["points"].values())
+    assert parent.info.status == "FINISHED" and abs(parent.info.end_time / 1000 - ends) < 2
+
+
+def test_params_are_the_task_and_backend_ones_and_the_spec_artifact_has_all(swept):
+    _, tmp, manifest, client, _, _ = swept
+    record = next(iter(manifest["points"].values()))
+    run = client.get_run(record["mlflow_run_id"])
+    blocks = {k.split(".")[0] for k in run.data.params}
+    assert {"train", "generate", "resources", "local"} <= blocks
+    assert not blocks & {"classifier", "slurm", "ctl", "lora"}, blocks
+    assert run.data.tags["sweep.varying"] == "train.learning_rate"
+    spec = yaml.safe_load(Path(record["run_dir"], "spec.yaml").read_text())
+    assert {"classifier", "slurm", "ctl"} <= set(spec), "every resolved key stays in the spec artifact"
+    assert "spec.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_point_logs_are_one_line_per_step_without_library_noise(swept):
+    _, _, manifest, _, _, _ = swept
+    log = Path(next(iter(manifest["points"].values()))["run_dir"], "log.txt").read_text()
+    assert log.count("step 5/10  loss") == 1 and log.count("step 10/10  loss") == 1
+    for noise in ("{'loss'", "it/s]", "FutureWarning", "gradient_checkpointing", "Setting accelerator",
+                  "compilers.C.base", "JAX version"):
+        assert noise not in log, noise
+
+
+def test_compare_speaks_the_tools_states_and_numbers(swept):
+    env, tmp, _, _, _, _ = swept
+    result = run_cli("compare", "view", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "COMPLETED" in result.stdout and "FINISHED" not in result.stdout
+    assert "3e-3" in result.stdout and "0.003" not in result.stdout, "the same number format as the point names"
+    wrong = run_cli("compare", "view", "--metric", "exact_mach", env=env)
+    assert wrong.returncode != 0 and "did you mean 'exact_match'?" in wrong.stderr
+    assert wrong.stderr.count("best_eval_loss") <= 1, "the valid metrics are listed once at most"
+    nowhere = run_cli("compare", "view", "--csv", str(tmp / "no/such/dir/x.csv"), env=env)
+    assert nowhere.returncode != 0 and "Traceback" not in nowhere.stderr and "--csv" in nowhere.stderr
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_plan_status_and_compare_fit_the_terminal(swept, width):
+    env = {**swept[0], "COLUMNS": str(width)}
+    plan = run_cli("plan", "jobs/flan-t5-xxl-zero3-2x8.yaml", env=env)
+    assert plan.returncode == 0, plan.stderr
+    rows = [line for line in plan.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 6, "one line per setup: no row wraps\n" + plan.stdout
+    assert "ZeRO-3 (chosen)" in plan.stdout
+    for command in (("plan", "jobs/flan-t5-xxl-zero3-2x8.yaml"), ("status", "view"), ("compare", "view")):
+        out = run_cli(*command, env=env).stdout
+        assert max(len(line) for line in out.splitlines()) <= width, (command, out)
+
+
+def test_every_problem_of_an_input_is_reported_at_once(env, tmp_path):
+    result = run_cli("run", "jobs/demo.yaml", "model_init_name=nope", "data_name=demo2.json", "resources.nodes=2",
+                     env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    for needle in ("model_init_name: expected a model folder", "data_name: expected a JSON file",
+                   "did you mean 'demo.json'?", "resources.nodes: expected 1 with the local backend"):
+        assert needle in result.stderr, (needle, result.stderr)
+    assert result.stderr.count("error:") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_runs_of_one_file_with_different_overrides_have_distinct_names(env):
+    from workflow.launch.sweep import single
+
+    assert single("jobs/demo.yaml").points[0].name == "demo"
+    assert single("jobs/demo.yaml", ["deepspeed.stage=3"]).points[0].name == "demo[deepspeed.stage=3]"
+    dry = run_cli("run", "jobs/demo.yaml", "train.seed=3", "--dry_run", env=env)
+    assert "demo[train.seed=3]" in dry.stdout, "the brackets are text, not console markup"
+
+
+def test_points_are_named_by_the_keys_they_set(env):
+    from workflow.launch.sweep import expand
+
+    names = [p.name for p in expand(ROOT / "sweeps/decoding.yaml").points]
+    assert names == ["default", "n_samples=2,num_beams=4", "length_penalty=2,num_beams=4",
+                     "n_samples=4,temperature=0.7,top_p=0.9", "penalty_alpha=0.6,top_k=4"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["swep", "sweeps/lr.yaml"], "did you mean 'sweep'?"),
+    (["sweep", "jobs/demo.yaml"], "use: python launch.py run jobs/demo.yaml"),
+    (["run", "sweeps/lr.yaml"], "use: python launch.py sweep sweeps/lr.yaml"),
+])
+def test_the_command_line_names_the_right_command(argv, needle, env):
+    result = run_cli(*argv, env=env)
+    assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n  - ") == 1, "one problem, not one per unknown key"
+
+
+def test_a_hub_model_nobody_can_fetch_is_flagged(env, tmp_path):
+    home = {**env, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    warned = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
+    assert warned.returncode == 0 and "google/flan-t5-xxl is not in the model cache" in warned.stderr
+    assert "prefetched" in warned.stderr
+    snapshot = tmp_path / "hf/hub/models--google--flan-t5-xxl/snapshots/abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    cached = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
+    assert cached.returncode == 0 and "warning" not in cached.stderr, cached.stderr
+
+
+@pytest.mark.parametrize("setup, python", [
+    (["source /opt/venvs/t5/bin/activate"], "/opt/venvs/t5/bin/python"),
+    (["module load cuda/12", "conda activate t5"], "python"),
+    (["export NCCL_DEBUG=WARN"], None),
+])
+def test_the_node_runs_the_python_that_slurm_setup_activates(setup, python):
+    import sys
+
+    from workflow.launch.backends.slurm import node_python
+    from workflow.spec import SlurmSpec
+
+    assert node_python(SlurmSpec(setup=setup)) == (python or sys.executable)
+    assert node_python(SlurmSpec(setup=setup, python="/x/python")) == "/x/python"
+
+
+def test_the_progress_bar_shows_step_loss_and_eta(tmp_path):
+    import time
+
+    from workflow.jsonio import append_jsonl, write_json
+    from workflow.launch.console import RunningColumn
+    from workflow.launch.manifest import PointRecord
+
+    run_dir = tmp_path / "p"
+    run_dir.mkdir()
+    write_json(run_dir / "job.json", {"spec": {"train": {"max_steps": 300}}, "context": {}})
+    record = PointRecord(0, "lr=1e-3", "abc", str(run_dir))
+    column = RunningColumn()
+    column.records[record.hash] = record
+    assert str(column.render(None)) == "starting lr=1e-3"
+    append_jsonl(run_dir / "metrics.jsonl", [{"kind": "metric", "key": "loss", "value": 3.2, "step": 10, "ts": 0}])
+    assert str(column.render(None)) == "step 10/300 loss=3.2 lr=1e-3"
+    column.first[record.hash] = (10, time.time() - 10)  # 10 steps took 10 s
+    append_jsonl(run_dir / "metrics.jsonl", [{"kind": "metric", "key": "loss", "value": 2.5, "step": 20, "ts": 0}])
+    text = str(column.render(None))
+    assert re.fullmatch(r"step 20/300 loss=2\.5 ETA 0:04:(3\d|40) lr=1e-3", text), text
