@@ -134,6 +134,7 @@ class Commands:
         ui = _ui()
         manifest, rows, warnings = lifecycle.status(sweep)
         ui.console.print(ui.status_table(manifest, rows))
+        ui.print_links(manifest)
         ui.print_warnings(warnings)
 
     def sync(self, sweep: str):
@@ -192,6 +193,7 @@ class Commands:
         rows, params, metrics = compare(manifest, metric, int(top) if top else None)
         ui = _ui()
         ui.console.print(ui.results_table(rows, params, metrics, f"sweep {sweep}: best first by {metrics[0]}"))
+        ui.print_links(manifest)
         if csv:
             write_csv(Path(csv), rows, params, metrics)
             ui.console.print(f"wrote {csv}", highlight=False)

@@ -59,19 +59,26 @@ def print_outcome(outcome) -> None:
         console.print(status_table(manifest, status_rows(manifest)))
         console.print(f"submitted {len(outcome.submitted)} point(s). Follow them with: python launch.py status "
                       f"{name}  |  logs {name}  |  cancel {name}", highlight=False)
+        print_links(manifest)
         return
     from workflow.launch.lifecycle import results
 
     rows, params, metrics = results(manifest, outcome.plan.sweep.varying)
     console.print(results_table(rows, params, metrics, f"sweep {name}: results, best first"))
     console.print(f"runs: {manifest.path.parent}", highlight=False)
-    console.print(f"MLflow UI: {mlflow_ui_command(manifest.tracking_uri)}", highlight=False, soft_wrap=True)
+    print_links(manifest)
 
 
-def mlflow_ui_command(uri: str | None) -> str:
-    if uri and uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri} --port 5000"
+def print_links(manifest: Manifest) -> None:
+    """The MLflow UI command and the sweep's runs and compare pages."""
+    from workflow.launch.runs import ui_links
+
+    links = ui_links(manifest)
+    if links is None:
+        return
+    lines = ([f"MLflow UI: {links.command}"] if links.command else []) + [f"  runs:    {links.runs}"]
+    lines += [f"  compare: {links.compare}"] if links.compare else []
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
 def print_logs(found: list) -> None:

@@ -54,6 +54,7 @@ class Manifest:
     created_at: float = field(default_factory=time.time)
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
+    experiment_id: Optional[str] = None
     parent_run_id: Optional[str] = None
     parent_closed: bool = False
     points: dict[str, PointRecord] = field(default_factory=dict)

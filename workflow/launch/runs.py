@@ -14,7 +14,9 @@ import logging
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING
 
 from workflow.launch.manifest import Manifest, PointRecord
@@ -55,7 +57,7 @@ def register(plan: Plan, manifest: Manifest) -> str | None:
         reply = call("prepare", request)
     except RuntimeError as exc:
         return f"MLflow parent run not registered before submission ({exc}); each job will create its own run."
-    manifest.parent_run_id = reply["parent_run_id"]
+    manifest.parent_run_id, manifest.experiment_id = reply["parent_run_id"], reply["experiment_id"]
     return None
 
 
@@ -89,6 +91,37 @@ def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
     return []
 
 
+UI_PORT = 5000
+COMPARE_LIMIT = 100  # runs selected in the compare link (a URL of 10,000 run ids helps no one)
+
+
+@dataclass(frozen=True)
+class UiLinks:
+    command: str | None  # what serves the UI (None: the tracking server is the UI)
+    runs: str            # the experiment's training runs, filtered to this sweep
+    compare: str | None  # the compare page with the sweep's runs selected
+
+
+def ui_links(manifest: Manifest) -> UiLinks | None:
+    """Where to see the sweep in the MLflow UI. MLflow 3.17 opens an experiment on its GenAI
+    overview unless the URL asks for the model-training view (``workflowType``), whatever the
+    experiment's tags say; the runs filter must be on the runs route (a bare experiment URL
+    drops it)."""
+    uri, exp = manifest.tracking_uri, manifest.experiment_id
+    if not uri or not exp:
+        return None
+    if uri.startswith(("http://", "https://")):
+        base, command = uri.rstrip("/"), None
+    else:
+        base, command = f"http://127.0.0.1:{UI_PORT}", f"mlflow ui --backend-store-uri {uri} --port {UI_PORT}"
+    search = quote(f"tags.sweep_id = '{manifest.sweep_id}'")
+    runs = f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning&searchFilter={search}"
+    ids = [r.mlflow_run_id for r in manifest.ordered() if r.mlflow_run_id][:COMPARE_LIMIT]
+    compare = (f"{base}/#/compare-runs?runs={json.dumps(ids, separators=(',', ':'))}"
+               f"&experiments={json.dumps([exp])}") if ids else None
+    return UiLinks(command, runs, compare)
+
+
 def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
     state = record.rundir.read_state()
     return {"hash": record.hash, "name": record.name, "run_dir": record.run_dir,
@@ -116,9 +149,20 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
     return best, metrics, tags
 
 
+def parent_name(manifest: Manifest, best: str | None, metrics: dict) -> str:
+    """The parent run's name says who won, so the runs list shows it without expanding the sweep:
+    ``lr: exact_match=0.92 by learning_rate=1e-3`` (the metric first: the UI cuts long names)."""
+    if best is None:
+        return manifest.sweep
+    key = primary_metric(metrics) or next(iter(metrics), None)
+    value = f"{key}={metrics[key]:.4g} by " if key else "best: "
+    return f"{manifest.sweep}: {value}{manifest.points[best].name}"
+
+
 def _parent_entry(manifest: Manifest, close: bool) -> dict:
-    _, metrics, tags = sweep_summary(manifest)
+    best, metrics, tags = sweep_summary(manifest)
     entry = {"run_id": manifest.parent_run_id, "metrics": metrics, "tags": tags,
+             "name": parent_name(manifest, best, metrics),
              "step": sum(r.state == State.COMPLETED for r in manifest.points.values())}
     if close:
         failed = any(r.state != State.COMPLETED for r in manifest.points.values())
@@ -204,6 +248,7 @@ def sync(request: dict) -> dict:
         now = _ms(None)
         metrics = [Metric(k, v, now, parent["step"]) for k, v in parent["metrics"].items()]
         mlflow.log_batch(parent["run_id"], metrics=metrics, tags=[RunTag(k, v) for k, v in parent["tags"].items()])
+        mlflow.update_run(parent["run_id"], name=parent["name"])
         if parent.get("status"):
             mlflow.set_terminated(parent["run_id"], parent["status"], end_time=_ms(parent.get("ended_at")))
     return {"runs": runs}

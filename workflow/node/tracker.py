@@ -45,7 +45,10 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
     if found is not None:
         return found.experiment_id
     location = default_artifact_root() if uri == default_tracking_uri() else None
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    # MLflow 3 sorts experiments into GenAI and model-training ones by this tag (3.17's UI picks its
+    # view from the URL instead: the launcher's links ask for the training runs).
+    return mlflow_client.create_experiment(name, artifact_location=location,
+                                           tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 class Tracker:
