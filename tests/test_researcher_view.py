@@ -106,10 +106,11 @@ def test_plan_status_and_compare_fit_the_terminal(swept, width):
     rows = [line for line in plan.stdout.splitlines() if line.startswith("│")]
     assert len(rows) == 6, "one line per setup: no row wraps\n" + plan.stdout
     assert "ZeRO-3 (chosen)" in plan.stdout
-    for command in (("plan", "jobs/flan-t5-xxl-zero3-2x8.yaml"), ("status", "view"), ("compare", "view")):
+    for command in (("plan", "jobs/flan-t5-xxl-zero3-2x8.yaml"), ("status", "view"), ("compare", "view"),
+                    ("sweep", "sweeps/decoding.yaml", "--dry_run")):
         out = run_cli(*command, env=env).stdout
-        lines = [line for line in out.splitlines()  # links and commands to copy are never cut
-                 if "http://" not in line and "mlflow ui" not in line]
+        lines = [line for line in out.split("backend request")[0].splitlines()  # the request is what runs, verbatim
+                 if "http://" not in line and "mlflow ui" not in line]  # links and commands to copy are never cut
         assert max(len(line) for line in lines) <= width, (command, out)
 
 
