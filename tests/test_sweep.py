@@ -141,3 +141,43 @@ def test_keys_added_later_keep_old_hashes():
     assert JobSpec.model_validate({**base, "lora": {"r": 8, "quantize": "4bit"},
                                    "resources": {"gpus_per_node": 1}}).point_hash() != old
     assert JobSpec.model_validate(base).point_hash() != old
+
+
+BASE_RAW = {"model_init_name": "tiny-t5", "data_name": "demo.json",
+            "train": {"global_batch_size": 64, "train_batch_size": 8, "learning_rate": 1e-3},
+            "resources": {"tasks_per_node": 1, "gpus_per_node": 0}, "deepspeed": {"enabled": True, "stage": 2}}
+
+
+CASES = [
+    ({"resources": {"tasks_per_node": 2}}, {}),                    # accumulation recomputed, not inherited
+    ({"train": {"learning_rate": 5e-3}}, {"train": {"learning_rate": 7e-3}}),  # the command line wins
+    ({"train": {"train_batch_size": 16}, "generate": {"num_beams": 4}}, {"resources": {"nodes": 2}}),
+    ({"deepspeed": {"bf16": True}}, {}),                            # sets train.precision through a check
+    ({"lora": {"r": 8}}, {"train": {"seed": 3}}),                   # a block the base does not have
+    ({"train": {"train_batch_size": -1}}, {}),                      # errors: the same ones
+    ({"train": {"global_batch_size": 60}}, {}),
+    ({"deepspeed": {"fp16": True, "bf16": True}}, {}),
+    ({"task": "classifier", "classifier": {"top_k": 2}}, {}),
+    ({}, {}),                                                       # after a point that changed the world size
+]
+
+
+def test_points_validate_exactly_as_their_merged_dicts():
+    """Each point validates only the blocks it overrides (the rest are the base's, copied): the
+    spec, and each error, must be what validating the whole merged dict gives."""
+    from pydantic import ValidationError
+
+    from workflow.launch.sweep import BaseBlocks
+    from workflow.tree import deep_merge
+
+    def outcome(make):
+        try:
+            return make().model_dump(mode="json")
+        except ValidationError as exc:
+            return [(e["loc"], e["msg"]) for e in exc.errors()]
+
+    bases = {}
+    for nested, cli in CASES:  # in sequence, on one base per command line: points must not leak into it
+        base = bases.setdefault(repr(cli), BaseBlocks(deep_merge(BASE_RAW, cli)))
+        whole = outcome(lambda: JobSpec.model_validate(deep_merge(deep_merge(BASE_RAW, nested), cli)))
+        assert outcome(lambda: base.validate(nested, cli)) == whole, (nested, cli)

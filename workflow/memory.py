@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,8 +50,19 @@ class ModelSize:
 def t5_config(source: str) -> dict | None:
     """A local config.json, or the preset whose name ends the hub id (google/flan-t5-xxl)."""
     path = Path(source) / "config.json"
-    if path.is_file():
-        return read_json(path)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    found = _t5_config(source, mtime)
+    return dict(found) if found is not None else None
+
+
+@lru_cache(maxsize=64)
+def _t5_config(source: str, mtime: int | None) -> dict | None:
+    """Read once per file version: every point of a sweep usually shares one model."""
+    if mtime is not None:
+        return read_json(Path(source) / "config.json")
     name = source.rstrip("/").rsplit("/", 1)[-1].lower()
     return {**PRESET_COMMON, **PRESETS[name]} if name in PRESETS else None
 
@@ -210,8 +222,10 @@ def estimate(spec: JobSpec) -> Estimate | None:
     """Per-GPU memory for the spec's choice and every ZeRO/offload alternative; None without a
     known T5 config or without GPUs."""
     res, train, ds, lora = spec.resources, spec.train, spec.deepspeed, spec.lora
+    if res.on_cpu:
+        return None
     cfg = t5_config(spec.model_source)
-    if cfg is None or res.on_cpu:
+    if cfg is None:
         return None
     size = t5_params(cfg)
     acts = (checkpointed_activations_gb if train.gradient_checkpointing else activations_gb)(

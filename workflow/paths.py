@@ -10,13 +10,19 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
+    return _resolved(os.environ.get(name), default)
+
+
+@lru_cache(maxsize=64)
+def _resolved(value: str | None, default: Path) -> Path:
+    """Cached: a sweep of 10,000 points asks for the models folder for each."""
     return Path(value).expanduser().resolve() if value else default
 
 
@@ -25,11 +31,16 @@ def mount_dir() -> Path:
 
 
 def data_dir() -> Path:
-    return mount_dir() / "data"
+    return _under(mount_dir(), "data")
 
 
 def models_dir() -> Path:
-    return mount_dir() / "models"
+    return _under(mount_dir(), "models")
+
+
+@lru_cache(maxsize=64)
+def _under(parent: Path, name: str) -> Path:
+    return parent / name
 
 
 def runs_dir() -> Path:

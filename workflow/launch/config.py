@@ -5,6 +5,8 @@ All problems are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,14 +20,24 @@ from workflow.paths import PROJECT_ROOT
 from workflow.spec import JobSpec, field_paths, problems_from
 
 CLI = "<command line>"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping, turning every failure into a SpecError that names the file."""
     if not path.is_file():
         raise SpecError(f"Cannot read {path}", [Problem(str(path), None, "an existing YAML file", "no such file")])
+    stat = path.stat()
+    return copy.deepcopy(_read_yaml(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=32)
+def _read_yaml(path_text: str, _inode: int, _mtime_ns: int, _size: int) -> dict:
+    """Parsed once per file version (a sweep file is read to tell its kind, then to expand it),
+    with libyaml's parser when PyYAML has it (10,000-value grids)."""
+    path = Path(path_text)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None

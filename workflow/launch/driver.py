@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import yaml
 
 from workflow.errors import Problem, SpecError
+from workflow.spec import JobSpec
 from workflow.launch import backends, config, lifecycle, manifest as manifests, runs, snapshot
 from workflow.launch.backends.base import JobState, Request
 from workflow.launch.manifest import Manifest, PointRecord
@@ -64,13 +65,15 @@ class DryRun:
 def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None) -> Sweep:
     """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys)."""
     extra = {"backend": backend} if backend else None
-    is_sweep = any(k in config.read_yaml(Path(path)) for k in SWEEP_KEYS)
-    if sweep is not None and sweep != is_sweep:
+    data = config.read_yaml(Path(path))
+    is_sweep = any(k in data for k in SWEEP_KEYS)
+    is_job = not is_sweep and set(data) - {"base"} and all(k in JobSpec.model_fields for k in data)
+    if (sweep and is_job) or (sweep is False and is_sweep):
         kind, other = ("job spec", "run") if sweep else ("sweep file", "sweep")
         raise SpecError(f"{path} is a {kind}", [Problem(
             str(path), None, "a sweep file (grid, zip, random or points over a base spec)" if sweep
             else "a job spec", f"a {kind}", f"use: python launch.py {other} {path}")])
-    return expand(path, overrides, extra) if is_sweep else single(path, overrides, extra)
+    return expand(path, overrides, extra) if (is_sweep if sweep is None else sweep) else single(path, overrides, extra)
 
 
 def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:

@@ -150,8 +150,14 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
     backends = {p.spec.backend for p in sweep.points}
     if len(backends) > 1:
         problems.append(Problem(sweep.file, "backend", "one backend for the whole sweep", ", ".join(sorted(backends))))
-    for point in sweep.points:
-        for problem in (check_model(point.spec, sweep.file), check_lora(point.spec, sweep.file)):
+    checked = set()
+    for point in sweep.points:  # once per distinct model and LoRA setup
+        spec = point.spec
+        key = (spec.model_init_name, spec.model_init_path, repr(spec.lora))
+        if key in checked:
+            continue
+        checked.add(key)
+        for problem in (check_model(spec, sweep.file), check_lora(spec, sweep.file)):
             if problem and problem not in problems:
                 problems.append(problem)
     for point in sweep.points:
@@ -180,7 +186,8 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
         raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first.tracking.uri)
-    warnings = tuple(dict.fromkeys(w for w in map(hub_warning, (p.spec for p in sweep.points)) if w))
+    sources = {p.spec.model_source: p.spec for p in sweep.points}
+    warnings = tuple(w for w in map(hub_warning, sources.values()) if w)
     return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
                 {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, warnings=warnings)
 

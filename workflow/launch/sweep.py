@@ -17,7 +17,8 @@ import random as _random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from functools import lru_cache
+from typing import Any, Iterable, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -198,12 +199,12 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     varying = sorted({k for combo in combos for _, over in combo for k in over})
+    base = BaseBlocks(deep_merge(base_raw, cli))
     for index, combo in enumerate(combos):
         nested = nest({k: v for _, over in combo for k, v in over.items()})
-        raw = deep_merge(deep_merge(base_raw, nested), cli)
         sources = {k: src for src, over in combo for k in over}
         try:
-            spec = JobSpec.model_validate(raw)
+            spec = base.validate(nested, cli)
         except ValidationError as exc:
             for problem in problems_from(exc, file):
                 src = sources.get(problem.key)
@@ -224,6 +225,49 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
         unique = list(dict.fromkeys(problems))
         raise SpecError(f"Invalid sweep {path}", unique)
     return Sweep(sweep.name or path.stem, file, points, varying)
+
+
+class BaseBlocks:
+    """A sweep's base spec, validated block by block once, so that each point validates only
+    the blocks its overrides touch. The others are copies of the base's blocks as their own
+    validation left them, before the spec-wide checks (which may set fields, e.g. the gradient
+    accumulation); those checks then run on each point's whole spec, as on its raw dict. Each
+    point's spec, and each error, is the one that validating the merged dict gives."""
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+        self.blocks = {}
+        for name, value in raw.items():
+            kind = _block_type(name)
+            if kind is not None and isinstance(value, dict):
+                self.blocks[name] = kind.model_validate(value)  # the base spec is valid: this cannot fail
+
+    def validate(self, nested: dict, cli: dict) -> JobSpec:
+        """The point's spec: ``deep_merge(deep_merge(base, nested), cli)``, validated."""
+        raw = {}
+        for name in {**self.raw, **nested}:
+            if name in nested:  # what the raw merge gives for this key (the command line wins)
+                layers = [{name: self.raw[name]}] if name in self.raw else []
+                layers += [{name: nested[name]}] + ([{name: cli[name]}] if name in cli else [])
+                merged: dict = {}
+                for layer in layers:
+                    merged = deep_merge(merged, layer)
+                raw[name] = merged[name]
+            elif name in self.blocks:
+                raw[name] = self.blocks[name].model_copy()
+            else:
+                raw[name] = self.raw[name]
+        return JobSpec.model_validate(raw)
+
+
+@lru_cache(maxsize=None)
+def _block_type(name: str) -> type | None:
+    """The model class of a top-level spec block (train, resources, ...), None for plain fields."""
+    field = JobSpec.model_fields.get(name)
+    if field is None:
+        return None
+    kinds = [t for t in (field.annotation, *get_args(field.annotation)) if isinstance(t, type)]
+    return next((t for t in kinds if issubclass(t, BaseModel)), None)
 
 
 def point_name(own: dict, varying: list[str]) -> str:
