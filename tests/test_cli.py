@@ -108,7 +108,7 @@ def test_an_override_after_a_boolean_flag_is_kept(flag, env):
     def point_hash(*args):
         result = run_cli("run", "jobs/demo.yaml", *args, env=env)
         assert result.returncode == 0, result.stderr
-        return re.search(r"demo-([0-9a-f]{8})", result.stdout).group(1)
+        return re.search(r"│ 0 │ .*? │ ([0-9a-f]{8}) │", result.stdout).group(1)
 
     before = point_hash("train.seed=7", "--dry_run")
     assert point_hash(flag, "train.seed=7") == before != point_hash("--dry_run")

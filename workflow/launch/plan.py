@@ -207,7 +207,7 @@ def check_data(sweep: Sweep, problems: list[Problem]) -> dict:
             for problem in exc.problems:
                 if problem.given == "no such file":  # the spec's data_name is wrong, not the file
                     known = sorted(p.name for p in data.data_dir().glob("*.json*")) if data.data_dir().is_dir() else []
-                    problem = Problem(sweep.file, "data_name", problem.expected, repr(spec.data_name),
+                    problem = Problem(sweep.file, "data_name", problem.expected, f"{spec.data_name!r} (no such file)",
                                       suggest(spec.data_name, known) if known else f"{data.data_dir()} is empty")
                 if problem not in problems:
                     problems.append(problem)
