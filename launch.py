@@ -125,15 +125,17 @@ class Commands:
         _ui().print_memory(plan, empty_note=True)
         _ui().print_warnings(plan.warnings)
 
-    def status(self, sweep: str):
+    def status(self, sweep: str, all: bool = False):
         """Show each point's state, job id, elapsed time and latest metric.
 
         Args:
             sweep: the sweep name (python launch.py list shows them).
+            all: every point; a sweep of more than 40 shows its count by state and the failed and
+                running points.
         """
         ui = _ui()
         manifest, rows, warnings = lifecycle.status(sweep)
-        ui.console.print(ui.status_table(manifest, rows))
+        ui.print_status(manifest, rows, show_all=all)
         ui.print_links(manifest)
         ui.print_warnings(warnings)
 

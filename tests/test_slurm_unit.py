@@ -143,3 +143,14 @@ def test_master_port_is_per_job_and_outside_the_ephemeral_range():
     ports = {master_port(f"{1000 + i}_{t}") for i in range(200) for t in range(5)}
     assert all(20000 <= p < 32000 for p in ports) and len(ports) > 900
     assert master_port("4242") == master_port("4242")
+
+
+def test_a_sweep_beyond_the_clusters_job_limits_is_refused(tmp_path, isolated, fake_slurm):
+    fake_bin(fake_slurm, "scontrol", "MaxArraySize = 2\nMaxJobCount = 3")
+    sweep = expand(sweep_of(tmp_path, 7, backend="slurm"))
+    with pytest.raises(Exception) as caught:
+        make_plan(sweep, cluster=True)
+    text = "\n".join(p.render() for p in caught.value.problems)
+    assert "max_points: expected at most MaxArraySize 2 x MaxJobCount 3 = 6 points on this cluster, got 7 points" \
+        in text
+    make_plan(expand(sweep_of(tmp_path, 6, backend="slurm")), cluster=True)

@@ -181,3 +181,12 @@ def test_points_validate_exactly_as_their_merged_dicts():
         base = bases.setdefault(repr(cli), BaseBlocks(deep_merge(BASE_RAW, cli)))
         whole = outcome(lambda: JobSpec.model_validate(deep_merge(deep_merge(BASE_RAW, nested), cli)))
         assert outcome(lambda: base.validate(nested, cli)) == whole, (nested, cli)
+
+
+def test_max_points_is_checked_before_the_points_are_built(base):
+    path = base / "huge.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"train.seed": list(range(100000)),
+                                                                 "train.learning_rate": [1e-3] * 100000}}))
+    with pytest.raises(SpecError) as caught:
+        expand(path)
+    assert "got 10000000000 points" in caught.value.problems[0].render()

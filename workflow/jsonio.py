@@ -44,3 +44,33 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
     with Path(path).open("a") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
+
+
+def append_line(path: Path, row: dict) -> None:
+    """One JSON line in one write(2) with O_APPEND: the lines that many processes (a sweep's
+    jobs) append to one file never interleave on a local file system."""
+    data = (json.dumps(row, default=str, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_lines_from(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The complete JSON lines after byte ``offset``, and the offset after the last of them (a
+    line still being written is left for the next read; a garbled one is skipped)."""
+    try:
+        with Path(path).open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    rows = []
+    for line in data[:end].splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows, offset + end

@@ -6,6 +6,7 @@ into a run directory goes through ``RunDir``.
     log.txt             stdout and stderr of every task of the point
     state.json          written by the node: state, times, step, error summary
     metrics.jsonl       every metric and param logged (the tracking spool)
+    ../events.jsonl     the sweep's status index: each point's state changes, step and latest metric
     tracking.json       the MLflow run id and how much of the spool it has received
     checkpoints/        HF Trainer checkpoints (checkpoint-<step>/, complete ones marked)
     eval_results.json   final metrics
@@ -22,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflow.jsonio import read_json, write_json
+from workflow.jsonio import append_line, read_json, write_json
 
 # Written into a checkpoint folder once the Trainer has finished writing it: a checkpoint cut
 # off by a kill or a full disk is never resumed from, nor exported.
 COMPLETE_MARKER = ".complete"
+EVENTS = "events.jsonl"
+EVENT_FIELDS = ("state", "started_at", "ended_at", "error", "mlflow_run_id", "preemptions", "host")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class RunDir:
     predictions = property(lambda self: self.root / "predictions.json")
     plots = property(lambda self: self.root / "plots")
     model = property(lambda self: self.root / "model")
+    # The sweep's status index, beside its manifest: every point's news (state, times, step and
+    # latest metric) appended as one line, so status reads one file, not every run directory.
+    events = property(lambda self: self.root.parent / EVENTS)
 
     def read_job(self) -> dict:
         return read_json(self.job)
@@ -55,6 +61,15 @@ class RunDir:
         state = self.read_state()
         state.update(fields, updated_at=time.time())
         write_json(self.state, state)
+        self.post(**{k: v for k, v in fields.items() if k in EVENT_FIELDS})
+
+    def post(self, **fields: Any) -> None:
+        """Append this point's news to the sweep's status index; a failure costs only the index
+        (status then shows the scheduler's view)."""
+        try:
+            append_line(self.events, {"dir": self.root.name, "t": time.time(), **fields})
+        except OSError:
+            pass
 
     def read_results(self) -> dict:
         return read_json(self.eval_results)

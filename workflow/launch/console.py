@@ -17,7 +17,7 @@ from rich.text import Text
 from workflow.errors import WorkflowError
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.memory import fits
-from workflow.states import State
+from workflow.states import TERMINAL_FAILED, State
 from workflow.tree import format_value
 
 if TYPE_CHECKING:  # annotations only: status never loads the spec machinery
@@ -56,7 +56,7 @@ def print_outcome(outcome) -> None:
     if not outcome.waited:
         from workflow.launch.lifecycle import status_rows
 
-        console.print(status_table(manifest, status_rows(manifest)))
+        print_status(manifest, status_rows(manifest))
         console.print(f"submitted {len(outcome.submitted)} point(s). Follow them with: python launch.py status "
                       f"{name}  |  logs {name}  |  cancel {name}", highlight=False)
         print_links(manifest)
@@ -268,8 +268,30 @@ def metrics_table(values: dict, title: str) -> Table:
     return table
 
 
-def status_table(manifest: Manifest, rows: list[dict]) -> Table:
-    table = Table(title=f"sweep {manifest.sweep} ({manifest.sweep_id})")
+STATUS_ROWS = 40  # beyond this, status shows the count by state and only the rows that need a look
+
+
+def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -> None:
+    """The status table; for a large sweep (unless ``show_all``), the count of points by state,
+    then the failed and running points (at most STATUS_ROWS of them)."""
+    if show_all or len(rows) <= STATUS_ROWS:
+        console.print(status_table(manifest, rows))
+        return
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
+    summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in sorted(counts.items()))
+    console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(rows)} points: {summary}")
+    shown = [r for r in rows if r["state"] in TERMINAL_FAILED] + [r for r in rows if r["state"] == State.RUNNING]
+    if shown:
+        console.print(status_table(manifest, shown[:STATUS_ROWS], title="failed and running points"))
+    more = len(shown) - STATUS_ROWS
+    console.print(f"{f'{more} more not shown; ' if more > 0 else ''}every point: "
+                  f"python launch.py status {manifest.sweep} --all", highlight=False)
+
+
+def status_table(manifest: Manifest, rows: list[dict], title: str | None = None) -> Table:
+    table = Table(title=title or f"sweep {manifest.sweep} ({manifest.sweep_id})")
     errors = any(row.get("error") for row in rows)
     for column in ("#", "point", "state", "job id", "elapsed", "step", "latest metric") + (("error",) if errors else ()):
         table.add_column(column, overflow="fold")

@@ -6,37 +6,57 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from workflow.errors import ManifestError, Problem, suggest
 from workflow.launch import backends, manifest as manifests
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
-from workflow.rundir import RunDir
+from workflow.jsonio import read_lines_from
+from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
 from workflow.states import State
 from workflow.tree import flatten
 
 
+def apply_events(manifest: Manifest) -> bool:
+    """What the jobs posted to the sweep's status index since the last read: per point, the
+    node's state and times, its error, its MLflow run, its step and latest metric."""
+    rows, offset = read_lines_from(manifest.path.parent / EVENTS, manifest.events_offset)
+    if offset == manifest.events_offset:
+        return False
+    by_dir = {Path(r.run_dir).name: r for r in manifest.points.values()}
+    for row in rows:
+        record = by_dir.get(row.get("dir"))
+        if record is None:
+            continue  # a folder of another manifest version (renamed point)
+        if "step" in row:
+            record.extra["step"], record.extra["metric"] = row["step"], row.get("metric")
+        node = record.extra.setdefault("node", {})
+        node.update({k: v for k, v in row.items() if k in EVENT_FIELDS})
+        if row.get("mlflow_run_id"):
+            record.mlflow_run_id = row["mlflow_run_id"]
+    manifest.events_offset = offset
+    return True
+
+
 def refresh(manifest: Manifest) -> Manifest:
-    """Ask each backend (once for all its points) for the state of active points."""
+    """Apply the jobs' news from the status index, then ask each backend (once for all its
+    points) for the state of active points."""
+    changed = apply_events(manifest)
     by_backend: dict[str, list[PointRecord]] = defaultdict(list)
     for record in manifest.points.values():
         if State(record.state).is_active and record.backend:
             by_backend[record.backend].append(record)
-    changed = False
     for name, records in by_backend.items():
         for digest, job in backends.get(name).poll(records).items():
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
                 record.extra["elapsed_s"], changed = job.elapsed_s, True
-            if not record.mlflow_run_id and job.state != State.PENDING:
-                found = record.rundir.read_state().get("mlflow_run_id")  # the job creates its run
-                if found:
-                    record.mlflow_run_id, changed = found, True
             if job.state != record.state:
                 record.state, changed = job.state, True
                 if not job.state.is_active:
                     record.ended_at = record.ended_at or time.time()
-                    record.error = record.error or record.rundir.read_state().get("error")
+                    record.error = record.error or record.extra.get("node", {}).get("error")
     if changed:
         manifest.save()
     return manifest
@@ -71,18 +91,20 @@ def sweep_states() -> dict[str, dict[str, int]]:
 
 
 def status_rows(manifest: Manifest) -> list[dict]:
+    """One row per point, from the manifest alone (the status index has been applied to it).
+    A sweep launched before the index existed reads its run directories instead."""
+    indexed = (manifest.path.parent / EVENTS).is_file()
     rows = []
     for record in manifest.ordered():
-        rd = record.rundir
-        state = rd.read_state()
-        step, metric = latest_metric(rd)
-        start, end = record.started_at or state.get("started_at"), record.ended_at or state.get("ended_at")
+        node = record.extra.get("node", {}) if indexed else record.rundir.read_state()
+        step, metric = (record.extra.get("step"), record.extra.get("metric")) if indexed \
+            else latest_metric(record.rundir)
+        start, end = record.started_at or node.get("started_at"), record.ended_at or node.get("ended_at")
         elapsed = record.extra.get("elapsed_s")
         if elapsed is None and start:
             elapsed = max(0.0, (end or time.time()) - start)
         rows.append({"index": record.index, "name": record.name, "state": record.state, "job_id": record.job_id,
-                     "elapsed_s": elapsed, "step": step, "metric": metric,
-                     "error": record.error or state.get("error")})
+                     "elapsed_s": elapsed, "step": step, "metric": metric, "error": record.error or node.get("error")})
     return rows
 
 

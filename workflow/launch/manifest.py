@@ -57,6 +57,7 @@ class Manifest:
     experiment_id: Optional[str] = None
     parent_run_id: Optional[str] = None
     parent_closed: bool = False
+    events_offset: int = 0  # how much of the sweep's status index (events.jsonl) has been applied
     points: dict[str, PointRecord] = field(default_factory=dict)
 
     @property

@@ -77,7 +77,8 @@ def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
     if not ended and not close_parent:
         return []
     request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
-               "parent_run_id": manifest.parent_run_id, "points": [_sync_entry(manifest, r) for r in ended],
+               "sweep_id": manifest.sweep_id, "parent_run_id": manifest.parent_run_id,
+               "points": [_sync_entry(manifest, r) for r in ended],
                "parent": _parent_entry(manifest, close_parent) if manifest.parent_run_id else None}
     try:
         reply = call("sync", request)
@@ -221,9 +222,11 @@ def prepare(request: dict) -> dict:
 
 
 def sync(request: dict) -> dict:
-    """Send every ended point's unsent spool rows into its run (created, with the job's start
-    time, if the job never reached MLflow); close the runs the job left open, at its end time;
-    then the parent: summary metrics and tags, and its end when asked."""
+    """The sweep's runs, found by its sweep-id tag (one search per page, not a call per point):
+    for each ended point, send its unsent spool rows (creating its run, with the job's start
+    time, only if it has none: a job that failed before it started tracking); close the runs
+    its job left open, at the job's end time; then the parent's summary, and its end when asked.
+    A run the job closed keeps its status and times."""
     from pathlib import Path
 
     from mlflow.entities import Metric, RunTag
@@ -231,20 +234,26 @@ def sync(request: dict) -> dict:
     from workflow.node.tracker import Tracker, client
     from workflow.rundir import RunDir
 
+    mlflow = client(request["uri"])
+    found = sweep_runs(mlflow, request["experiment"], request["sweep_id"])
     runs = {}
     for point in request["points"]:
-        tracker = Tracker(request["uri"], point.get("run_id"), RunDir(Path(point["run_dir"])),
-                          experiment=request["experiment"], parent_run_id=request.get("parent_run_id"),
-                          run_name=point["name"], tags=point["tags"], start_time=point.get("started_at"))
-        tracker.sync()
-        if tracker.client.get_run(tracker.run_id).info.status in OPEN_STATUSES:
+        run_id, status = found.get(point["hash"], (point.get("run_id"), None))
+        rd = RunDir(Path(point["run_dir"]))
+        tracker = Tracker(request["uri"], run_id, rd, experiment=request["experiment"],
+                          parent_run_id=request.get("parent_run_id"), run_name=point["name"], tags=point["tags"],
+                          start_time=point.get("started_at"))
+        if tracker.pending or not tracker.run_id:
+            tracker.sync()
+        if status is None or tracker.run_id != run_id:  # made now, or not found by its tags
+            status = mlflow.get_run(tracker.run_id).info.status
+        if status in OPEN_STATUSES:
             if point.get("error"):
-                tracker.client.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])
-            tracker.client.set_terminated(tracker.run_id, point["status"], end_time=_ms(point.get("ended_at")))
+                mlflow.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])
+            mlflow.set_terminated(tracker.run_id, point["status"], end_time=_ms(point.get("ended_at")))
         runs[point["hash"]] = tracker.run_id
     parent = request.get("parent")
     if parent:
-        mlflow = client(request["uri"])
         now = _ms(None)
         metrics = [Metric(k, v, now, parent["step"]) for k, v in parent["metrics"].items()]
         mlflow.log_batch(parent["run_id"], metrics=metrics, tags=[RunTag(k, v) for k, v in parent["tags"].items()])
@@ -254,6 +263,25 @@ def sync(request: dict) -> dict:
     return {"runs": runs}
 
 
+def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, str]]:
+    """{point hash: (run id, status)} of a sweep's child runs, page by page."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return {}
+    out, token = {}, None
+    while True:
+        page = mlflow.search_runs([exp.experiment_id], f"tags.sweep_id = '{sweep_id}'", max_results=SEARCH_PAGE,
+                                  page_token=token)
+        for run in page:
+            digest = run.data.tags.get("point_hash")
+            if digest:
+                out[digest] = (run.info.run_id, run.info.status)
+        token = page.token
+        if not token:
+            return out
+
+
+SEARCH_PAGE = 1000
 OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 
 

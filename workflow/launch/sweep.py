@@ -185,11 +185,12 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
     base_raw = deep_merge(base_raw, fixed)
     config.validate(deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
 
-    combos = list(itertools.product(*axes)) if axes else [()]
-    if len(combos) > sweep.max_points:
+    count = math.prod(len(axis) for axis in axes)  # before building them: a typo can ask for billions
+    if count > sweep.max_points:
         raise SpecError(f"Sweep {path} is too large", [Problem(
             file, "max_points", f"at most {sweep.max_points} points (raise max_points to allow more)",
-            f"{len(combos)} points")])
+            f"{count} points")])
+    combos = list(itertools.product(*axes)) if axes else [()]
     return _resolve(path, sweep, base_raw, combos, cli)
 
 

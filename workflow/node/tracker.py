@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from workflow.jsonio import append_jsonl, read_json, read_jsonl, write_json
+from workflow.metrics import LIVE
 from workflow.paths import default_artifact_root, default_tracking_uri
 from workflow.rundir import RunDir
 from workflow.secrets import redact
@@ -79,6 +80,14 @@ class Tracker:
         self._guard("start", self._start)
 
     def _start(self) -> None:
+        """The job starts (or resumes) its run: create it if need be, mark it RUNNING, tag it."""
+        self._connect()
+        self.client.update_run(self.run_id, status="RUNNING")
+        if self.tags:
+            self.client.log_batch(self.run_id, tags=self._tag_objects(self.tags))
+
+    def _connect(self) -> None:
+        """A client, and the run: the one this point already has, else a new one."""
         self.client = client(self.uri)
         if not self.run_id:
             exp = experiment_id(self.client, self.experiment, self.uri)
@@ -88,9 +97,6 @@ class Tracker:
             start = int(self.start_time * 1000) if self.start_time else None
             self.run_id = self.client.create_run(exp, start_time=start, run_name=self.run_name, tags=tags).info.run_id
             self._save_state()
-        self.client.update_run(self.run_id, status="RUNNING")
-        if self.tags:
-            self.client.log_batch(self.run_id, tags=self._tag_objects(self.tags))
 
     def log_params(self, params: dict) -> None:
         flat = {k: str(v)[:PARAM_VALUE_LIMIT] for k, v in flatten(params).items()}
@@ -101,6 +107,9 @@ class Tracker:
         rows = [{"kind": "metric", "key": k, "value": float(v), "step": int(step), "ts": now}
                 for k, v in metrics.items() if isinstance(v, (int, float))]
         self._record(rows)
+        live = next((r for name in LIVE for r in rows if r["key"] == name), None)
+        if self.enabled and live:
+            self.rd.post(step=live["step"], metric=f"{live['key']}={live['value']:.4g}")
 
     def set_tags(self, tags: dict) -> None:
         self._record([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])
@@ -111,11 +120,11 @@ class Tracker:
                         self.client.log_artifact(self.run_id, str(path), folder))
 
     def sync(self) -> None:
-        """Send everything still spooled now (connecting, and creating the run, if needed);
-        raises RuntimeError when rows remain unsent."""
+        """Send everything still spooled now (connecting, and creating the run, if needed; a run
+        that exists keeps its status and times); raises RuntimeError when rows remain unsent."""
         self.next_try = 0.0
         if self.client is None or not self.run_id:
-            self._start()
+            self._connect()
         self._flush()
         if self.pending:
             raise RuntimeError(f"could not send {len(self.pending)} rows of {self.spool}")

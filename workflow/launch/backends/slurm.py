@@ -56,6 +56,7 @@ class ClusterInfo:
     max_array_size: int
     partitions: dict  # name -> {"gpus": max GPUs per node, "default": bool}
     live: bool
+    max_job_count: int | None = None
 
 
 def run(argv: list[str]) -> str:
@@ -75,7 +76,9 @@ def cluster_info() -> ClusterInfo:
     """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable."""
     if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
-    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", run(["scontrol", "show", "config"]), re.M)
+    config = run(["scontrol", "show", "config"])
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
+    jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
     partitions: dict = {}
     for line in run(["sinfo", "-h", "-o", "%P|%G"]).splitlines():
         name, gres = (line.split("|") + [""])[:2]
@@ -85,7 +88,8 @@ def cluster_info() -> ClusterInfo:
         entry = partitions.setdefault(name, {"gpus": 0, "default": False})
         entry["gpus"] = max(entry["gpus"], gpus)
         entry["default"] = entry["default"] or default
-    return ClusterInfo(int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE, partitions, True)
+    return ClusterInfo(int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE, partitions, True,
+                       int(jobs.group(1)) if jobs else None)
 
 
 ACTIVATE = re.compile(r"(?:^|[;&|]\s*)(?:source|\.)\s+['\"]?([^'\"\s;&|]+)/bin/activate\b")
@@ -299,12 +303,17 @@ def _seconds(text: str) -> float | None:
 
 
 def _resource_problems(file: str, points: list[Point], info: ClusterInfo) -> list[Problem]:
-    """What the cluster cannot run: unknown partitions, too many GPUs per node."""
-    if not info.live or not info.partitions:
+    """What the cluster cannot run: more points than its job limits hold, unknown partitions,
+    too many GPUs per node."""
+    if not info.live:
         return []
     problems = []
+    if info.max_job_count and len(points) > info.max_array_size * info.max_job_count:
+        problems.append(Problem(file, "max_points", f"at most MaxArraySize {info.max_array_size} x MaxJobCount "
+                                f"{info.max_job_count} = {info.max_array_size * info.max_job_count} points on this "
+                                "cluster", f"{len(points)} points", "split the sweep, or ask for larger limits"))
     default = next((n for n, p in info.partitions.items() if p["default"]), None)
-    for point in points:
+    for point in points if info.partitions else ():
         name = point.spec.slurm.partition or default
         gpus = point.spec.resources.gpus_per_node
         if name not in info.partitions:

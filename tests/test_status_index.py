@@ -1,0 +1,70 @@
+"""The sweep's status index: jobs append their news (state, times, step, latest metric) to one
+file beside the manifest, and `status` reads that file instead of every run directory."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from workflow.jsonio import read_lines_from
+from workflow.launch import lifecycle
+from workflow.launch.manifest import Manifest, PointRecord
+from workflow.rundir import RunDir
+from workflow.states import State
+
+
+def sweep_of(isolated, n: int) -> Manifest:
+    manifest = Manifest("idx", "idx.yaml")
+    for i in range(n):
+        run_dir = manifest.path.parent / f"p{i}-{i:08x}"
+        run_dir.mkdir(parents=True)
+        manifest.points[f"{i:012x}"] = PointRecord(i, f"p{i}", f"{i:012x}", str(run_dir), state=State.RUNNING,
+                                                   backend="slurm", job_id=f"7_{i}")
+    manifest.save()
+    return manifest
+
+
+def test_status_rows_come_from_the_index_alone(isolated):
+    manifest = sweep_of(isolated, 3)
+    rd = RunDir(manifest.path.parent / "p1-00000001")
+    rd.write_state(state=State.RUNNING, started_at=time.time() - 60, mlflow_run_id="run-1", error=None)
+    rd.post(step=20, metric="loss=3.25")
+    RunDir(manifest.path.parent / "p2-00000002").write_state(state=State.FAILED, error="ValueError: x",
+                                                              ended_at=time.time())
+    assert lifecycle.apply_events(manifest)
+    for record in manifest.points.values():
+        shutil.rmtree(record.run_dir)  # status must not need them
+    rows = {r["name"]: r for r in lifecycle.status_rows(manifest)}
+    assert (rows["p1"]["step"], rows["p1"]["metric"]) == (20, "loss=3.25")
+    assert 59 < rows["p1"]["elapsed_s"] < 120 and rows["p2"]["error"] == "ValueError: x"
+    assert manifest.points["000000000001"].mlflow_run_id == "run-1"
+    assert not lifecycle.apply_events(manifest), "each line is applied once"
+
+
+def test_a_line_being_written_waits_for_the_next_read(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"dir": "a", "step": 1}\n{"dir": "a", "st')
+    rows, offset = read_lines_from(path, 0)
+    assert rows == [{"dir": "a", "step": 1}] and offset == len('{"dir": "a", "step": 1}\n')
+    with path.open("a") as handle:
+        handle.write('ep": 2}\n')
+    assert read_lines_from(path, offset)[0] == [{"dir": "a", "step": 2}]
+
+
+def test_a_large_sweep_shows_counts_and_the_rows_that_need_a_look(isolated):
+    from workflow.launch import console
+
+    manifest = sweep_of(isolated, 100)
+    rows = lifecycle.status_rows(manifest)
+    for row in rows[:97]:
+        row["state"] = State.COMPLETED
+    rows[97]["state"] = State.FAILED
+    with console.console.capture() as captured:
+        console.print_status(manifest, rows)
+    text = captured.get()
+    assert "100 points: COMPLETED 97, FAILED 1, RUNNING 2" in text
+    assert "p97" in text and "p98" in text and "p99" in text and "p10 " not in text
+    assert "python launch.py status idx --all" in text
+    with console.console.capture() as captured:
+        console.print_status(manifest, rows, show_all=True)
+    assert all(f"p{i} " in captured.get() for i in range(100))
