@@ -1,14 +1,16 @@
 """P2 submission and P3 status on the real SLURM (start it with scripts/slurm-cluster.sh start;
 then eval "$(bash scripts/slurm-cluster.sh env)" points the SLURM commands at it).
 
-P2: `launch.py sweep` of a 1,000-point sweep (--backend slurm, held so nothing runs) against bare
-submitit executor.batch() of 1,000 trivial functions (bench/bare_submitit.py), both timed as
-whole commands. The tool's time includes planning, 1,000 run directories and registering 1,000
-MLflow runs (sqlite). SLURM commands are counted by wrappers on PATH.
+P2: `launch.py sweep` of an N-point sweep (--backend slurm, held so nothing runs) against bare
+submitit executor.batch() of N trivial functions in arrays of 1,000 (bench/bare_submitit.py),
+both timed as whole commands. The tool's time includes planning, N run directories, and its
+MLflow parent run, in the default sqlite store and in a real `mlflow server` on 127.0.0.1 (the
+child runs are created by the jobs when they start). SLURM commands are counted by wrappers on
+PATH.
 P3: `launch.py status` of that sweep: the SLURM commands it issues, and its time against one
-bare `sacct -j <array>`.
+bare `sacct -X -j <arrays>`.
 
-    python bench/submit_status.py --runs 5
+    python bench/submit_status.py --runs 3 --points 1000 10000
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -45,7 +51,7 @@ def calls(folder: Path) -> list[str]:
 
 
 def sweep_file(folder: Path, n: int) -> Path:
-    path = folder / "p2.yaml"
+    path = folder / f"p2-{n}.yaml"
     path.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "name": "p2", "max_points": n,
                                     "overrides": {"backend": "slurm", "slurm.sbatch": {"hold": True}},
                                     "grid": {"train.seed": list(range(n))}}))
@@ -54,63 +60,119 @@ def sweep_file(folder: Path, n: int) -> Path:
 
 def cancel(name: str) -> None:
     subprocess.run(["scancel", "--name", name], check=False)
+    for _ in range(600):  # the next submission must not queue behind MaxJobCount
+        if not subprocess.run(["squeue", "-h", "--name", name, "-o", "%i"], capture_output=True,
+                              text=True).stdout.strip():
+            return
+        time.sleep(0.5)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--points", type=int, default=1000)
-    args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="p2-"))
-    bin_dir = shims(base / "bin")
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    sweep = sweep_file(base, args.points)
+def mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                             "--artifacts-destination", str(folder / "artifacts")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    for _ in range(180):
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("mlflow server did not start")
+
+
+def measure(base: Path, bin_dir: Path, env: dict, n: int, runs: int, tracking: str, uri: str | None) -> dict:
+    sweep = sweep_file(base, n)
     counter = {"i": 0, "sbatch": []}
+
+    def run_env(tag: str) -> dict:
+        out = {**env, "WF_RUNS_DIR": str(base / f"runs-{tag}"), "WF_MLFLOW_DIR": str(base / f"mlflow-{tag}")}
+        if uri:
+            out["MLFLOW_TRACKING_URI"] = uri
+        return out
 
     def ours() -> float:
         counter["i"] += 1
-        run_env = {**env, "WF_RUNS_DIR": str(base / f"runs{counter['i']}"),
-                   "WF_MLFLOW_DIR": str(base / f"mlflow{counter['i']}")}
         calls(bin_dir)
-        took = timed([python(), "launch.py", "sweep", str(sweep)], run_env)
+        took = timed([python(), "launch.py", "sweep", str(sweep)], run_env(f"{n}-{tracking}-{counter['i']}"))
         counter["sbatch"].append(calls(bin_dir).count("sbatch"))
-        counter["last_env"] = run_env
         cancel("p2")
         return took
 
     def bare() -> float:
-        took = timed([python(), str(ROOT / "bench/bare_submitit.py"), str(base / "bare/%j"), str(args.points)], env)
+        took = timed([python(), str(ROOT / "bench/bare_submitit.py"), str(base / "bare/%j"), str(n), "1000"], env)
         cancel("bare")
         return took
 
-    submit, baseline, ratios = paired(ours, bare, args.runs)
+    submit, baseline, ratios = paired(ours, bare, runs)
 
-    # P3: one more (held) submission to read back; wait for accounting to see it
-    run_env = {**env, "WF_RUNS_DIR": str(base / "status"), "WF_MLFLOW_DIR": str(base / "status-mlflow")}
-    timed([python(), "launch.py", "sweep", str(sweep)], run_env)
-    array = subprocess.run(["squeue", "-h", "--name", "p2", "-o", "%F"], capture_output=True, text=True).stdout.split()[0]
+    # P3: one more (held) submission to read back
+    status_env = run_env(f"{n}-{tracking}-status")
+    timed([python(), "launch.py", "sweep", str(sweep)], status_env)
+    arrays = sorted(set(subprocess.run(["squeue", "-h", "--name", "p2", "-o", "%F"], capture_output=True,
+                                       text=True).stdout.split()))
     calls(bin_dir)
-    status_commands = []
+    commands = []
 
     def status() -> float:
-        took = timed([python(), "launch.py", "status", "p2"], run_env)
-        status_commands.append(calls(bin_dir))
+        took = timed([python(), "launch.py", "status", "p2"], status_env)
+        commands.append(calls(bin_dir))
         return took
 
     def sacct() -> float:
-        return timed(["sacct", "-n", "-X", "-j", array])
+        return timed(["sacct", "-n", "-X", "-j", ",".join(arrays)])
 
-    stat, bare_sacct, stat_ratios = paired(status, sacct, args.runs)
+    stat, bare_sacct, stat_ratios = paired(status, sacct, runs)
     cancel("p2")
-    print(f"P2/P3 on {machine()}, real SLURM, {args.points} points, {args.runs} runs each\n")
-    print(table(["measure", "ours (median s)", "baseline (median s)", "median ratio", "goal"], [
-        [f"submit {args.points} points vs bare submitit batch", f"{median(submit):.2f}", f"{median(baseline):.2f}",
-         f"{median(ratios):.2f}x", "<= 1.2x"],
-        [f"status of {args.points} jobs vs one bare sacct", f"{median(stat):.2f}", f"{median(bare_sacct):.3f}",
-         f"{median(stat_ratios):.2f}x", "<= 2x"],
-    ]))
-    print(f"\nsbatch calls per submission: {counter['sbatch']} (one per MaxArraySize chunk)")
-    print(f"SLURM commands per status: {[len(c) for c in status_commands]} {status_commands[0]} (goal: <= 2)")
+    return {"n": n, "tracking": tracking, "submit": median(submit), "bare": median(baseline),
+            "ratio": median(ratios), "status": median(stat), "sacct": median(bare_sacct),
+            "status_ratio": median(stat_ratios), "sbatch": counter["sbatch"], "commands": commands[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--points", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--tracking", nargs="+", default=["sqlite", "server"], choices=["sqlite", "server"])
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="p2-"))
+    bin_dir = shims(base / "bin")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server, uri = mlflow_server(base / "server") if "server" in args.tracking else (None, None)
+    results = []
+    try:
+        for n in args.points:
+            for tracking in args.tracking:
+                results.append(measure(base, bin_dir, env, n, args.runs, tracking, uri if tracking == "server" else None))
+    finally:
+        if server:
+            server.kill()
+    print(f"P2/P3 on {machine()}, real SLURM, {args.runs} runs each\n")
+    rows = []
+    for r in results:
+        rows.append([f"submit {r['n']:,} points ({r['tracking']}) vs bare submitit", f"{r['submit']:.2f}",
+                     f"{r['bare']:.2f}", f"{r['ratio']:.2f}x", "<= 2x"])
+        rows.append([f"status of {r['n']:,} jobs ({r['tracking']}) vs one bare sacct", f"{r['status']:.2f}",
+                     f"{r['sacct']:.3f}", f"{r['status_ratio']:.2f}x", "<= 3x"])
+    by = {(r["n"], r["tracking"]): r for r in results}
+    for tracking in args.tracking:
+        if (1000, tracking) in by and (10000, tracking) in by:
+            small, large = by[(1000, tracking)], by[(10000, tracking)]
+            rows.append([f"10,000 vs 1,000 points ({tracking}): submit", f"{large['submit']:.2f}",
+                         f"{small['submit']:.2f}", f"{large['submit'] / small['submit']:.2f}x", "<= 11x"])
+            rows.append([f"10,000 vs 1,000 points ({tracking}): status", f"{large['status']:.2f}",
+                         f"{small['status']:.2f}", f"{large['status'] / small['status']:.2f}x", "<= 11x"])
+    print(table(["measure", "ours (median s)", "baseline (median s)", "median ratio", "goal"], rows))
+    for r in results:
+        print(f"\n{r['n']} points ({r['tracking']}): sbatch calls per submission {r['sbatch']}; "
+              f"SLURM commands per status {len(r['commands'])} {r['commands']}")
 
 
 if __name__ == "__main__":
