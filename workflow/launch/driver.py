@@ -25,6 +25,7 @@ from workflow.secrets import redact
 from workflow.states import State
 
 RETRY_CHOICES = ("failed",)
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: a spec.yaml per point of 10,000
 SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
@@ -183,7 +184,7 @@ def _existing(sweep: str) -> Manifest | None:
 def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
     run_dir = plan.run_dir(point)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    run_dir.spec_yaml.write_text(yaml.safe_dump(point.spec.model_dump(mode="json"), sort_keys=False))
+    run_dir.spec_yaml.write_text(yaml.dump(point.spec.model_dump(mode="json"), Dumper=SAFE_DUMPER, sort_keys=False))
     old = manifest.points.get(point.hash)
     manifest.points[point.hash] = PointRecord(
         index=point.index, name=point.name, hash=point.hash, run_dir=str(run_dir.root), backend=plan.backend,
