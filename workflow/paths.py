@@ -31,16 +31,17 @@ def mount_dir() -> Path:
 
 
 def data_dir() -> Path:
-    return _under(mount_dir(), "data")
+    return _mount_sub(os.environ.get("WF_MOUNT_DIR"), "data")
 
 
 def models_dir() -> Path:
-    return _under(mount_dir(), "models")
+    return _mount_sub(os.environ.get("WF_MOUNT_DIR"), "models")
 
 
 @lru_cache(maxsize=64)
-def _under(parent: Path, name: str) -> Path:
-    return parent / name
+def _mount_sub(_mount_env: str | None, name: str) -> Path:
+    """Cached by the variable's value: a sweep of 10,000 points asks for the models folder for each."""
+    return mount_dir() / name
 
 
 def runs_dir() -> Path:

@@ -398,7 +398,7 @@ HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.t
                    "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None}
 
 
-def _block_type(annotation: Any) -> type[BaseModel] | None:
+def block_type(annotation: Any) -> type[BaseModel] | None:
     """The block model behind an annotation, unwrapping Optional[...]."""
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -411,7 +411,7 @@ def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str,
     out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         path = prefix + name
-        sub = _block_type(info.annotation)
+        sub = block_type(info.annotation)
         if sub is not None:
             out.update(field_paths(sub, path + "."))
         else:
@@ -425,7 +425,7 @@ def block_at(path: tuple, model: type[BaseModel] = JobSpec) -> type[BaseModel] |
         if isinstance(part, int):
             continue
         info = model.model_fields.get(part)
-        sub = _block_type(info.annotation) if info else None
+        sub = block_type(info.annotation) if info else None
         if sub is None:
             return None
         model = sub

@@ -17,14 +17,13 @@ import random as _random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from functools import lru_cache
-from typing import Any, Iterable, Optional, get_args
+from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.launch import config
-from workflow.spec import JobSpec, field_paths, problems_from
+from workflow.spec import JobSpec, block_type, field_paths, problems_from
 from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -237,16 +236,20 @@ class BaseBlocks:
 
     def __init__(self, raw: dict):
         self.raw = raw
-        self.blocks = {}
-        for name, value in raw.items():
-            kind = _block_type(name)
-            if kind is not None and isinstance(value, dict):
-                self.blocks[name] = kind.model_validate(value)  # the base spec is valid: this cannot fail
+        self.blocks = {}  # the base's blocks, and the default of each block it leaves out
+        for name, info in JobSpec.model_fields.items():
+            kind = block_type(info.annotation)
+            if kind is None:
+                continue
+            if isinstance(raw.get(name), dict):
+                self.blocks[name] = kind.model_validate(raw[name])  # the base spec is valid: this cannot fail
+            elif name not in raw and info.default_factory is not None:
+                self.blocks[name] = info.default_factory()
 
     def validate(self, nested: dict, cli: dict) -> JobSpec:
         """The point's spec: ``deep_merge(deep_merge(base, nested), cli)``, validated."""
         raw = {}
-        for name in {**self.raw, **nested}:
+        for name in {**self.blocks, **self.raw, **nested}:
             if name in nested:  # what the raw merge gives for this key (the command line wins)
                 layers = [{name: self.raw[name]}] if name in self.raw else []
                 layers += [{name: nested[name]}] + ([{name: cli[name]}] if name in cli else [])
@@ -259,16 +262,6 @@ class BaseBlocks:
             else:
                 raw[name] = self.raw[name]
         return JobSpec.model_validate(raw)
-
-
-@lru_cache(maxsize=None)
-def _block_type(name: str) -> type | None:
-    """The model class of a top-level spec block (train, resources, ...), None for plain fields."""
-    field = JobSpec.model_fields.get(name)
-    if field is None:
-        return None
-    kinds = [t for t in (field.annotation, *get_args(field.annotation)) if isinstance(t, type)]
-    return next((t for t in kinds if issubclass(t, BaseModel)), None)
 
 
 def point_name(own: dict, varying: list[str]) -> str:
