@@ -35,16 +35,16 @@ def redact(text: str, values: list[str] | None = None) -> str:
     return re.sub(r"(://[^/:@\s]+:)[^@/\s]+@", rf"\1{MASK}@", text)
 
 
-def find_in_spec(tree: Any, path: str = "") -> list[tuple[str, str]]:
+def find_in_spec(tree: Any, path: str = "", values: list[str] | None = None) -> list[tuple[str, str]]:
     """(key path, reason) for every credential value or password-bearing URI in a spec."""
-    values = secret_values()
+    values = secret_values() if values is None else values
     found = []
     if isinstance(tree, dict):
         for key, value in tree.items():
-            found += find_in_spec(value, f"{path}.{key}" if path else str(key))
+            found += find_in_spec(value, f"{path}.{key}" if path else str(key), values)
     elif isinstance(tree, list):
         for i, value in enumerate(tree):
-            found += find_in_spec(value, f"{path}[{i}]")
+            found += find_in_spec(value, f"{path}[{i}]", values)
     elif isinstance(tree, str):
         if any(v in tree for v in values):
             found.append((path, "the value of a credential environment variable"))
