@@ -2,7 +2,7 @@
 into a run directory goes through ``RunDir``.
 
     job.json            what the node runs: resolved spec + context (plain data)
-    spec.yaml           the resolved spec, for people
+    spec.yaml           the resolved spec, for people (written by the job when it starts)
     log.txt             stdout and stderr of every task of the point
     state.json          written by the node: state, times, step, error summary
     metrics.jsonl       every metric and param logged (the tracking spool)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-import yaml
 
 from workflow.errors import Problem, SpecError
 from workflow.spec import JobSpec
@@ -25,7 +24,6 @@ from workflow.secrets import redact
 from workflow.states import State
 
 RETRY_CHOICES = ("failed",)
-SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: a spec.yaml per point of 10,000
 SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
@@ -140,10 +138,11 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
         plan.code.write()
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
     manifest.parent_closed = False
+    registering = runs.register(plan, manifest)  # its helper process starts the parent run meanwhile
     for point in points:
         _write_run_dir(plan, manifest, point)
     manifest.save()
-    warning = runs.register(plan, manifest)
+    warning = registering()
     for point in points:
         _write_job(plan, manifest, point)
     manifest.save()
@@ -184,7 +183,6 @@ def _existing(sweep: str) -> Manifest | None:
 def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
     run_dir = plan.run_dir(point)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    run_dir.spec_yaml.write_text(yaml.dump(point.spec.model_dump(mode="json"), Dumper=SAFE_DUMPER, sort_keys=False))
     old = manifest.points.get(point.hash)
     manifest.points[point.hash] = PointRecord(
         index=point.index, name=point.name, hash=point.hash, run_dir=str(run_dir.root), backend=plan.backend,
@@ -207,4 +205,4 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
         # The launcher's locations, resolved: the node runs from the snapshot, not the checkout.
         "env": {"WF_MOUNT_DIR": str(mount_dir()), "WF_RUNS_DIR": str(runs_dir()), "WF_MLFLOW_DIR": str(mlflow_dir())},
     }
-    write_json(plan.run_dir(point).job, {"spec": point.spec.model_dump(mode="json"), "context": context})
+    write_json(plan.run_dir(point).job, {"spec": point.spec.model_dump(mode="json"), "context": context}, indent=None)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import best_first, primary_metric
@@ -42,23 +42,29 @@ def run_tags(manifest: Manifest, record: PointRecord | None = None) -> dict:
             "backend": record.backend or "", "git_commit": record.commit or "unknown"}
 
 
-def register(plan: Plan, manifest: Manifest) -> str | None:
+def register(plan: Plan, manifest: Manifest) -> Callable[[], str | None]:
     """Create (or reopen) the sweep's parent run before submission: one tracking call, whatever
     the number of points. Each job creates its point's child run when it starts, so the run's
     start is the job's, and keeps the run id in its run folder, so a requeued or retried job
-    logs into the same run. Returns a warning when MLflow cannot be reached."""
+    logs into the same run. The helper process starts now; the returned function waits for it,
+    records the parent, and returns a warning when MLflow cannot be reached."""
     request = {
         "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
         "parent_run_id": manifest.parent_run_id,
         "tags": {**run_tags(manifest), "backend": plan.backend, "git_commit": plan.code.commit if plan.code else "",
                  "sweep.varying": ",".join(plan.sweep.varying)},
     }
-    try:
-        reply = call("prepare", request)
-    except RuntimeError as exc:
-        return f"MLflow parent run not registered before submission ({exc}); each job will create its own run."
-    manifest.parent_run_id, manifest.experiment_id = reply["parent_run_id"], reply["experiment_id"]
-    return None
+    running = start_call("prepare", request)
+
+    def finish() -> str | None:
+        try:
+            reply = running()
+        except RuntimeError as exc:
+            return f"MLflow parent run not registered before submission ({exc}); each job will create its own run."
+        manifest.parent_run_id, manifest.experiment_id = reply["parent_run_id"], reply["experiment_id"]
+        return None
+
+    return finish
 
 
 def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
@@ -188,15 +194,32 @@ def log_artifact(manifest: Manifest, path: Path) -> None:
 
 def call(command: str, request: dict) -> dict:
     """Run the helper process with a JSON request; returns its JSON reply."""
-    try:
-        proc = subprocess.run([sys.executable, "-m", __name__, command], input=json.dumps(request),
-                              capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return start_call(command, request)()
+
+
+def start_call(command: str, request: dict) -> Callable[[], dict]:
+    """Start the helper process with a JSON request; the returned function waits for its JSON
+    reply (raises RuntimeError on failure or after TIMEOUT_S)."""
+    proc = subprocess.Popen([sys.executable, "-m", __name__, command], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+
+    def reply() -> dict:
+        try:
+            out, err = proc.communicate(json.dumps(request), timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s") from None
+        return _reply(proc.returncode, out, err)
+
+    return reply
+
+
+def _reply(code: int, stdout: str, stderr: str) -> dict:
+    if code != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(last[:300])
-    replies = [line for line in proc.stdout.splitlines() if line.startswith(REPLY_MARK)]
+    replies = [line for line in stdout.splitlines() if line.startswith(REPLY_MARK)]
     if not replies:
         raise RuntimeError("no reply from the tracking helper")
     return json.loads(replies[-1].removeprefix(REPLY_MARK))
