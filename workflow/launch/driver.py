@@ -19,6 +19,7 @@ from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import Plan, make_plan
 from workflow.launch.sweep import Point, Sweep, expand, single
 from workflow.jsonio import write_json
+from workflow.rundir import EVENTS
 from workflow.paths import mlflow_dir, mount_dir, runs_dir
 from workflow.secrets import redact
 from workflow.states import State
@@ -139,6 +140,8 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
     manifest.parent_closed = False
     registering = runs.register(plan, manifest)  # its helper process starts the parent run meanwhile
+    manifest.path.parent.mkdir(parents=True, exist_ok=True)
+    (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
     for point in points:
         _write_run_dir(plan, manifest, point)
     manifest.save()
