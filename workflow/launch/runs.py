@@ -291,17 +291,9 @@ def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, s
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return {}
-    out, token = {}, None
-    while True:
-        page = mlflow.search_runs([exp.experiment_id], f"tags.sweep_id = '{sweep_id}'", max_results=SEARCH_PAGE,
-                                  page_token=token)
-        for run in page:
-            digest = run.data.tags.get("point_hash")
-            if digest:
-                out[digest] = (run.info.run_id, run.info.status)
-        token = page.token
-        if not token:
-            return out
+    return {run.data.tags["point_hash"]: (run.info.run_id, run.info.status)
+            for run in all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'")
+            if run.data.tags.get("point_hash")}
 
 
 SEARCH_PAGE = 1000
@@ -342,11 +334,21 @@ def child_runs(uri: str, parent_run_id: str) -> list[dict]:
 
     mlflow = client(uri)
     parent = mlflow.get_run(parent_run_id)
-    runs = mlflow.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
-                              max_results=10000)
+    runs = all_runs(mlflow, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
     return [{"name": r.info.run_name, "status": r.info.status, "run_id": r.info.run_id,
              "point_hash": r.data.tags.get("point_hash"),
              "params": dict(r.data.params), "metrics": dict(r.data.metrics)} for r in runs]
+
+
+def all_runs(mlflow, experiment_id: str, filter_string: str):
+    """Every run that matches, a search per page (a sweep may have more runs than a page holds)."""
+    token = None
+    while True:
+        page = mlflow.search_runs([experiment_id], filter_string, max_results=SEARCH_PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def main(argv: list[str]) -> int:
