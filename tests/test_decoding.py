@@ -84,10 +84,10 @@ def test_beam_search_returns_the_best_beams(env, tmp_path):
     result = run_cli("run", "jobs/demo.yaml", "train.do_train=false", "generate.num_beams=4",
                      "generate.n_samples=2", "generate.length_penalty=1.2", env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    predictions = json.loads(next((tmp_path / "runs/demo").glob("demo-*/predictions.json")).read_text())
+    predictions = json.loads(next((tmp_path / "runs/demo").glob("demo*/predictions.json")).read_text())
     assert len(predictions) == 100 and all(len(p["samples"]) == 2 for p in predictions)
     assert any(p["samples"][0] != p["samples"][1] for p in predictions)
-    results = json.loads(next((tmp_path / "runs/demo").glob("demo-*/eval_results.json")).read_text())
+    results = json.loads(next((tmp_path / "runs/demo").glob("demo*/eval_results.json")).read_text())
     assert "exact_match_any_of_2" in results
 
 
