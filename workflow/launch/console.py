@@ -244,6 +244,10 @@ class RunningColumn(ProgressColumn):
 
 
 def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str) -> Table:
+    """Best first. A param column is left out when every point's name already says its value
+    (a grid's `learning_rate=1e-3`), so the table fits a narrow terminal."""
+    params = [p for p in params if not all(
+        f"{p.rsplit('.', 1)[-1]}={format_value(_number(row['params'].get(p, '')))}" in row["point"] for row in rows)]
     table = Table(title=title)
     table.add_column("point", overflow="fold")
     table.add_column("state")

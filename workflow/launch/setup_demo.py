@@ -4,6 +4,7 @@ demo and the tests need no download."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from workflow import demo
@@ -13,6 +14,7 @@ from workflow.paths import data_dir, models_dir
 
 def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int = 0) -> tuple[Path, Path]:
     """Write the demo data (if absent) and build the tiny model (if absent); returns both paths."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' "Writing model shards" bar on the user's terminal
     from workflow.tiny import build_tiny_model
 
     data_path = data_dir() / data_name
