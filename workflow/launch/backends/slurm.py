@@ -73,10 +73,15 @@ def run(argv: list[str]) -> str:
 
 
 def cluster_info() -> ClusterInfo:
-    """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable."""
+    """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable (no
+    commands here, or no controller answering: a dry run still shows the request, and a
+    submission then fails at sbatch with SLURM's own message)."""
     if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
-    config = run(["scontrol", "show", "config"])
+    try:
+        config = run(["scontrol", "show", "config"])
+    except BackendError:
+        return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
     jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
     partitions: dict = {}
