@@ -18,17 +18,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
 from common import ROOT, machine, median, paired, python, table, timed
+
+sys.path.insert(0, str(ROOT / "tests"))
+from mlflow_server import MlflowServer  # noqa: E402  the tests' real server on 127.0.0.1
 
 COMMANDS = ("sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel")
 
@@ -65,26 +66,6 @@ def cancel(name: str) -> None:
                               text=True).stdout.strip():
             return
         time.sleep(0.5)
-
-
-def mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-                             "--artifacts-destination", str(folder / "artifacts")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("mlflow server did not start")
 
 
 def measure(base: Path, bin_dir: Path, env: dict, n: int, runs: int, tracking: str, uri: str | None) -> dict:
@@ -145,12 +126,13 @@ def main() -> None:
     bin_dir = shims(base / "bin")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    server, uri = mlflow_server(base / "server") if "server" in args.tracking else (None, None)
+    server = MlflowServer(base / "server").start(timeout=180) if "server" in args.tracking else None
     results = []
     try:
         for n in args.points:
             for tracking in args.tracking:
-                results.append(measure(base, bin_dir, env, n, args.runs, tracking, uri if tracking == "server" else None))
+                results.append(measure(base, bin_dir, env, n, args.runs, tracking,
+                                       server.uri if tracking == "server" else None))
     finally:
         if server:
             server.kill()

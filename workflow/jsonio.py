@@ -41,15 +41,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
-    with Path(path).open("a") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-
-
-def append_line(path: Path, row: dict) -> None:
-    """One JSON line in one write(2) with O_APPEND: the lines that many processes (a sweep's
-    jobs) append to one file never interleave on a local file system."""
-    data = (json.dumps(row, default=str, separators=(",", ":")) + "\n").encode()
+    """JSON lines in one write(2) with O_APPEND: the lines that many processes (a sweep's jobs)
+    append to one file never interleave on a local file system."""
+    data = "".join(json.dumps(row, default=str, separators=(",", ":")) + "\n" for row in rows).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflow.jsonio import append_line, read_json, write_json
+from workflow.jsonio import append_jsonl, read_json, write_json
 
 # Written into a checkpoint folder once the Trainer has finished writing it: a checkpoint cut
 # off by a kill or a full disk is never resumed from, nor exported.
@@ -67,7 +67,7 @@ class RunDir:
         """Append this point's news to the sweep's status index; a failure costs only the index
         (status then shows the scheduler's view)."""
         try:
-            append_line(self.events, {"dir": self.root.name, "t": time.time(), **fields})
+            append_jsonl(self.events, [{"dir": self.root.name, "t": time.time(), **fields}])
         except OSError:
             pass
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from datetime import timedelta
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from rich.console import Console, Group
 from rich.markup import escape
-from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -190,11 +190,16 @@ def memory_table(est, name: str) -> Group:
 def sweep_progress(total: int) -> Iterator:
     """A progress bar over a sweep's points, with the running points' step, loss and ETA (read
     from their spools at each refresh); yields the backend event hook."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 
     running = RunningColumn()
+
+    class Running(ProgressColumn):  # rich.progress loads with the bar: status and the rest never need it
+        def render(self, task) -> Text:
+            return running.render(task)
+
     progress = Progress(TextColumn("[bold]points"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                        TimeElapsedColumn(), running, console=console, transient=False)
+                        TimeElapsedColumn(), Running(), console=console, transient=False)
     task = progress.add_task("points", total=total)
 
     def on_event(kind: str, record: PointRecord) -> None:
@@ -213,12 +218,12 @@ def sweep_progress(total: int) -> Iterator:
         yield on_event
 
 
-class RunningColumn(ProgressColumn):
-    """`step 120/300 loss=3.21 ETA 0:00:42 <point>` for each running point. The rate is measured
-    from the first step seen, so model loading does not count in the ETA."""
+class RunningColumn:
+    """What the progress bar's last column shows: `step 120/300 loss=3.21 ETA 0:00:42 <point>`
+    for each running point. The rate is measured from the first step seen, so model loading
+    does not count in the ETA."""
 
     def __init__(self):
-        super().__init__()
         self.records: dict[str, PointRecord] = {}
         self.first: dict[str, tuple[int, float]] = {}
         self.max_steps: dict[str, int | None] = {}
@@ -281,9 +286,7 @@ def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -
     if show_all or len(rows) <= STATUS_ROWS:
         console.print(status_table(manifest, rows))
         return
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
+    counts = Counter(str(row["state"]) for row in rows)
     summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in sorted(counts.items()))
     console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(rows)} points: {summary}")
     shown = [r for r in rows if r["state"] in TERMINAL_FAILED] + [r for r in rows if r["state"] == State.RUNNING]

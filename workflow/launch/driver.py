@@ -201,7 +201,7 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
         "point_index": point.index, "point_name": point.name, "backend": plan.backend,
         "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
         "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
-        "tags": {**runs.run_tags(manifest, record), "sweep.varying": ",".join(plan.sweep.varying)},
+        "tags": runs.run_tags(manifest, record, plan.sweep.varying),
         "fail_fast": plan.fail_fast,
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},

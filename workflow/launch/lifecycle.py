@@ -56,7 +56,7 @@ def refresh(manifest: Manifest) -> Manifest:
                 record.state, changed = job.state, True
                 if not job.state.is_active:
                     record.ended_at = record.ended_at or time.time()
-                    record.error = record.error or record.extra.get("node", {}).get("error")
+                    record.error = record.error or record.node.get("error")
     if changed:
         manifest.save()
     return manifest
@@ -81,13 +81,7 @@ def sync(sweep: str) -> tuple[int, list[str]]:
 
 def sweep_states() -> dict[str, dict[str, int]]:
     """Every known sweep with its count of points by state."""
-    out = {}
-    for name in manifests.known_sweeps():
-        states: dict[str, int] = defaultdict(int)
-        for record in manifests.load(name).points.values():
-            states[str(record.state)] += 1
-        out[name] = dict(sorted(states.items()))
-    return out
+    return {name: manifests.load(name).state_counts() for name in manifests.known_sweeps()}
 
 
 def status_rows(manifest: Manifest) -> list[dict]:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,6 +46,12 @@ class PointRecord:
     def rundir(self) -> RunDir:
         return RunDir(Path(self.run_dir))
 
+    @property
+    def node(self) -> dict:
+        """What the job reported (state, times, error, MLflow run): from the sweep's status
+        index, else (a sweep launched before the index) from its run folder."""
+        return self.extra.get("node") or self.rundir.read_state()
+
 
 @dataclass
 class Manifest:
@@ -69,6 +76,10 @@ class Manifest:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
         data["points"] = {h: {**vars(r), "extra": dict(r.extra)} for h, r in self.points.items()}
         write_json(self.path, data, indent=None)
+
+    def state_counts(self) -> dict[str, int]:
+        """{state: number of points}, by state name."""
+        return dict(sorted(Counter(str(r.state) for r in self.points.values()).items()))
 
     def ordered(self) -> list[PointRecord]:
         return sorted(self.points.values(), key=lambda r: (r.index, r.hash))

@@ -17,7 +17,7 @@ from workflow.errors import DataError, Problem, SpecError, suggest
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep
-from workflow.paths import models_dir, resolve_tracking_uri
+from workflow.paths import data_dir, models_dir, resolve_tracking_uri
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
 
@@ -200,17 +200,17 @@ def check_data(sweep: Sweep, problems: list[Problem]) -> dict:
         key = (spec.task, spec.data_name, spec.train.do_train, tuple(spec.classifier.labels or ()) or None)
         if key in counts:
             continue
+        counts[key] = {}
+        if data.jsonl_files(spec.data_name) is None and not data.data_path(spec.data_name).is_file():
+            known = sorted(p.name for p in data_dir().glob("*.json*")) if data_dir().is_dir() else []
+            problems.append(Problem(sweep.file, "data_name", f"a JSON file under {data_dir()}",
+                                    f"{spec.data_name!r} (no such file)",
+                                    suggest(spec.data_name, known) if known else f"{data_dir()} is empty"))
+            continue
         try:
             counts[key] = data.check(*key)
         except DataError as exc:
-            counts[key] = {}
-            for problem in exc.problems:
-                if problem.given == "no such file":  # the spec's data_name is wrong, not the file
-                    known = sorted(p.name for p in data.data_dir().glob("*.json*")) if data.data_dir().is_dir() else []
-                    problem = Problem(sweep.file, "data_name", problem.expected, f"{spec.data_name!r} (no such file)",
-                                      suggest(spec.data_name, known) if known else f"{data.data_dir()} is empty")
-                if problem not in problems:
-                    problems.append(problem)
+            problems += [p for p in exc.problems if p not in problems]
     return counts
 
 

@@ -32,10 +32,12 @@ TIMEOUT_S = 120
 REPLY_MARK = "@@reply "
 
 
-def run_tags(manifest: Manifest, record: PointRecord | None = None) -> dict:
-    """The MLflow tags of the sweep's parent run (no record) or of one point's run. The node
-    adds only its host."""
+def run_tags(manifest: Manifest, record: PointRecord | None = None, varying: list[str] | None = None) -> dict:
+    """The MLflow tags of the sweep's parent run (no record) or of one point's run; ``varying``:
+    the sweep's varying keys, when known. The node adds only its host."""
     tags = {"sweep": manifest.sweep, "sweep_id": manifest.sweep_id}
+    if varying is not None:
+        tags["sweep.varying"] = ",".join(varying)
     if record is None:
         return {**tags, "host": socket.gethostname()}
     return {**tags, "point_hash": record.hash, "point_index": str(record.index), "point_name": record.name,
@@ -51,8 +53,8 @@ def register(plan: Plan, manifest: Manifest) -> Callable[[], str | None]:
     request = {
         "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
         "parent_run_id": manifest.parent_run_id,
-        "tags": {**run_tags(manifest), "backend": plan.backend, "git_commit": plan.code.commit if plan.code else "",
-                 "sweep.varying": ",".join(plan.sweep.varying)},
+        "tags": {**run_tags(manifest, varying=plan.sweep.varying), "backend": plan.backend,
+                 "git_commit": plan.code.commit if plan.code else ""},
     }
     running = start_call("prepare", request)
 
@@ -130,7 +132,7 @@ def ui_links(manifest: Manifest) -> UiLinks | None:
 
 
 def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
-    state = record.rundir.read_state()
+    state = record.node
     return {"hash": record.hash, "name": record.name, "run_dir": record.run_dir,
             "run_id": record.mlflow_run_id or state.get("mlflow_run_id"), "status": State(record.state).mlflow_status,
             "error": record.error, "tags": run_tags(manifest, record),
@@ -142,10 +144,7 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
     """What the parent run shows: the best point's hash, its final metrics, and tags (the best
     point's name and hash, and the count of points by state)."""
     finals = {r.hash: r.rundir.read_results() for r in manifest.ordered() if r.state == State.COMPLETED}
-    counts: dict[str, int] = {}
-    for record in manifest.points.values():
-        counts[str(record.state)] = counts.get(str(record.state), 0) + 1
-    tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in sorted(counts.items())}}
+    tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in manifest.state_counts().items()}}
     finals = {h: f for h, f in finals.items() if f}
     if not finals:
         return None, {}, tags
@@ -169,8 +168,7 @@ def parent_name(manifest: Manifest, best: str | None, metrics: dict) -> str:
 def _parent_entry(manifest: Manifest, close: bool) -> dict:
     best, metrics, tags = sweep_summary(manifest)
     entry = {"run_id": manifest.parent_run_id, "metrics": metrics, "tags": tags,
-             "name": parent_name(manifest, best, metrics),
-             "step": sum(r.state == State.COMPLETED for r in manifest.points.values())}
+             "name": parent_name(manifest, best, metrics), "step": manifest.state_counts().get(State.COMPLETED, 0)}
     if close:
         failed = any(r.state != State.COMPLETED for r in manifest.points.values())
         ends = [r.ended_at for r in manifest.points.values() if r.ended_at]

@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workflow.errors import BackendError, Problem, suggest
 from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
@@ -75,7 +77,13 @@ def run(argv: list[str]) -> str:
 def cluster_info() -> ClusterInfo:
     """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable (no
     commands here, or no controller answering: a dry run still shows the request, and a
-    submission then fails at sbatch with SLURM's own message)."""
+    submission then fails at sbatch with SLURM's own message). Read once per command: the plan
+    checks the cluster's limits, then the request is rendered for it."""
+    return _cluster_info(os.environ.get("PATH", ""), os.environ.get("SLURM_CONF", ""))
+
+
+@lru_cache(maxsize=8)
+def _cluster_info(_path: str, _conf: str) -> ClusterInfo:
     if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     try:
