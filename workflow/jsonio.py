@@ -43,7 +43,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     """JSON lines in one write(2) with O_APPEND: the lines that many processes (a sweep's jobs)
     append to one file never interleave on a local file system."""
-    data = "".join(json.dumps(row, default=str, separators=(",", ":")) + "\n" for row in rows).encode()
+    data = "".join(json.dumps(row, default=str) + "\n" for row in rows).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
