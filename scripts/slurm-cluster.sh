@@ -36,8 +36,11 @@
 #   SLURM_CLUSTER_FAIL_AFTER  tests only: fail the start after this step (net_up, start_munged,
 #                          start_mariadbd, start_slurmdbd, start_slurmctld, start_slurmd), to check the rollback
 #
-# Config changes (e.g. a new SLURM_MAX_ARRAY_SIZE) take effect on stop + start. Job state and
-# accounting survive stop/start; `rm -rf $SLURM_STATE_DIR` while stopped resets them.
+# Config changes (e.g. a new SLURM_MAX_ARRAY_SIZE) take effect on stop + start. Accounting survives
+# stop/start; jobs do not: a start cancels every job that its controller recovers from before
+# (a test cluster's jobs belong to the tests that ran then, and the nodes share this machine's boot
+# time, so SLURM would keep a job whose processes died as RUNNING until its time limit).
+# `rm -rf $SLURM_STATE_DIR` while stopped resets everything.
 set -euo pipefail
 
 usage() { echo "usage: $0 {install|start|stop|status|env} [--nodes N]" >&2; exit 2; }
@@ -430,6 +433,18 @@ nodes_ready() {
   ! grep -qvE '^(idle|mixed|allocated|completing)$' <<<"$states"
 }
 
+# Jobs the controller recovered from its state files: cancel them, and wait until they leave the queue.
+cancel_leftover_jobs() {
+  local ids
+  ids=$(squeue -h -o %i | sort -u | tr '\n' ' ')
+  [[ -n ${ids// /} ]] || return 0
+  log "cancelling job(s) ${ids% } left from before the last stop (their tests are gone)"
+  # shellcheck disable=SC2086  # one id per word
+  scancel $ids
+  wait_for "$TIMEOUT" "cancelled jobs to leave the queue" bash -c '[[ -z $(squeue -h -o %i) ]]' \
+    || die "jobs ${ids% } are still in the queue after scancel"
+}
+
 running_count() {
   local d n=0
   for d in "${DAEMONS[@]}"; do pid_of "$d" >/dev/null && n=$((n + 1)); done
@@ -476,6 +491,7 @@ cmd_start() {
     scontrol show nodes >&2 || true
     show_logs "$LOG_DIR/slurmd-${NODE_NAMES[0]}.log" "$LOG_DIR/slurmctld.log" || die "nodes not up"
   }
+  cancel_leftover_jobs
   log "running a smoke job on $NODES node(s)"
   timeout "$TIMEOUT" srun -N"$NODES" -n"$NODES" -t 1 -J slurm-cluster-smoke -D / true \
     || show_logs "$LOG_DIR/slurmd-${NODE_NAMES[0]}.log" "$LOG_DIR/slurmctld.log" || die "smoke job failed"

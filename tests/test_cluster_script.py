@@ -149,3 +149,25 @@ def test_the_suite_leaves_a_foreign_cluster_alone(tmp_path, state_root):
 def pytest_run(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_a_start_cancels_the_jobs_left_from_before_the_stop(state_root):
+    """A job still queued or running when a cluster stopped (or when the machine went away) would
+    come back as RUNNING with no process behind it and hold its nodes until its time limit."""
+    state, base = state_root / "state", free_port_base(17500)
+    assert script("start", state, "wfleft", base).returncode == 0
+    try:
+        env = {**os.environ, "SLURM_CONF": str(state / "etc/slurm.conf")}
+        job = subprocess.run(["sbatch", "--parsable", "-t", "30", "-J", "left", "-o", "/dev/null", "--wrap", "sleep 600"],
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+        assert script("stop", state, "wfleft", base).returncode == 0
+        restarted = script("start", state, "wfleft", base)
+        assert restarted.returncode == 0, restarted.stderr
+        assert f"cancelling job(s) {job} left from before the last stop" in restarted.stderr, restarted.stderr
+        assert subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout == ""
+        states = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], env=env, capture_output=True,
+                                text=True).stdout.split()
+        assert states and states[0].startswith("CANCELLED"), states
+    finally:
+        script("stop", state, "wfleft", base)
+    assert live_daemons(state) == {}

@@ -173,7 +173,7 @@ def _comm(pid: str) -> str:
 
 def test_plan_and_dry_run_of_the_2x8_job_on_this_cluster(tmp_path, env, cluster):
     job = "jobs/flan-t5-xxl-zero3-2x8.yaml"
-    queue = cluster.run("squeue", "-h").stdout
+    queue = cluster.run("squeue", "-h", "-o", "%i").stdout  # job ids: the TIME column ticks
     plan = run_cli("plan", job, env={**env, "COLUMNS": "160"})
     assert plan.returncode == 0 and "2x8 GPUs" in plan.stdout and "16 GPUs in all" in plan.stdout
 
@@ -188,4 +188,4 @@ def test_plan_and_dry_run_of_the_2x8_job_on_this_cluster(tmp_path, env, cluster)
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --gpus-per-node=2",
                  "MaxArraySize 1001\n", "dry run: nothing submitted"):
         assert line in fitted.stdout, (line, fitted.stdout)
-    assert cluster.run("squeue", "-h").stdout == queue and not (tmp_path / "runs").exists()
+    assert cluster.run("squeue", "-h", "-o", "%i").stdout == queue and not (tmp_path / "runs").exists()

@@ -163,8 +163,8 @@ def test_array_chunking_under_small_max_array_size(tmp_path, env, small_array_cl
                                               ("resources.gpus_per_node=5", "at most 4 GPUs per node")])
 def test_requests_the_cluster_cannot_meet_submit_nothing(tmp_path, env, override, needle):
     path = spec_file(tmp_path, "bad.yaml")
-    before = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     result = run_cli("run", str(path), override, env=env)
     assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
-    assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == before
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
