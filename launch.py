@@ -192,6 +192,7 @@ class Commands:
         from workflow.launch.compare import compare, write_csv
 
         manifest = manifests.load(sweep)
+        manifest.adopt_parent()
         rows, params, metrics = compare(manifest, metric, int(top) if top else None)
         ui = _ui()
         ui.console.print(ui.results_table(rows, params, metrics, f"sweep {sweep}: best first by {metrics[0]}"))

@@ -19,10 +19,10 @@ from workflow.states import State
 
 def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[list[dict], list[str], list[str]]:
     """Rows of (point, status, varying params, final metrics) from the sweep's child runs."""
-    if not manifest.parent_run_id or not manifest.tracking_uri:
-        raise ManifestError(f"Sweep {manifest.sweep} has no MLflow parent run", [Problem(
-            str(manifest.path), "parent_run_id", "a sweep launched with tracking", "none")])
-    runs = child_runs(usable_tracking_uri(manifest.tracking_uri), manifest.parent_run_id)
+    if not manifest.tracking_uri or not manifest.experiment:
+        raise ManifestError(f"Sweep {manifest.sweep} was launched without MLflow tracking", [Problem(
+            str(manifest.path), "tracking_uri", "a sweep launched with tracking", "none")])
+    runs = child_runs(usable_tracking_uri(manifest.tracking_uri), manifest.experiment, manifest.sweep_id)
     names = sorted({m for r in runs for m in r["metrics"]})
     if metric is not None and metric not in names:
         close = suggest(metric, names)

@@ -75,6 +75,9 @@ def print_links(manifest: Manifest) -> None:
 
     links = ui_links(manifest)
     if links is None:
+        if manifest.tracking_uri:
+            console.print(f"MLflow: the sweep's parent run is being registered; `python launch.py status "
+                          f"{manifest.sweep}` prints its links.", highlight=False, markup=False, soft_wrap=True)
         return
     lines = ([f"MLflow UI: {links.command}"] if links.command else []) + [f"  runs:    {links.runs}"]
     lines += [f"  compare: {links.compare}"] if links.compare else []

@@ -119,38 +119,44 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
         backend.preflight()
         if plan.code:
             plan.code.check()
-    warnings = []
+    registration = None
     with manifests.locked(plan.sweep.name):
         manifest = manifests.load_or_new(plan.sweep.name, plan.sweep.file)
+        manifest.adopt_parent()
         again = select(plan, manifest, retry)
         if again.submit:
             if request is None or [p.hash for p in again.submit] != [p.hash for p in chosen.submit]:
                 request = backend.render(plan, again.submit)
-            warnings += _submit(plan, manifest, again.submit, request, recorder(manifest, on_event))
-    outcome = Outcome(plan, lifecycle.refresh(manifest), [p.hash for p in again.submit], again.skipped, warnings)
+            registration = _submit(plan, manifest, again.submit, request, recorder(manifest, on_event))
+    outcome = Outcome(plan, manifest, [p.hash for p in again.submit], again.skipped, [])
+    if registration is None or outcome.waited:
+        if registration:  # the sweep ran here: its parent run is needed now
+            outcome.warnings += [w for w in [registration.wait()] if w]
+        lifecycle.refresh(manifest)
+    elif registration.done() and manifest.adopt_parent():  # a fast helper: the links can be shown now
+        manifest.save()
     if outcome.waited:
-        outcome.warnings += runs.reconcile(outcome.manifest)
+        outcome.warnings += runs.reconcile(manifest)
     return outcome
 
 
-def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> list[str]:
-    """Write the code snapshot and the run directories, register the MLflow runs, schedule."""
+def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> runs.Registration:
+    """Write the code snapshot and the run directories, start registering the MLflow parent run
+    (not waited for: the jobs and the manifest take it from parent.json), schedule."""
     if plan.code:
         plan.code.write()
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
     manifest.parent_closed = False
-    registering = runs.register(plan, manifest)  # its helper process starts the parent run meanwhile
     manifest.path.parent.mkdir(parents=True, exist_ok=True)
+    registration = runs.register(plan, manifest)
     (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
+    context = _shared_context(plan, manifest)
     for point in points:
         _write_run_dir(plan, manifest, point)
-    manifest.save()
-    warning = registering()
-    for point in points:
-        _write_job(plan, manifest, point)
+        _write_job(plan, manifest, point, context)
     manifest.save()
     backends.get(plan.backend).schedule(request, report)
-    return [warning] if warning else []
+    return registration
 
 
 def recorder(manifest: Manifest, on_event: EventHook) -> Callable[[dict[str, JobState]], None]:
@@ -193,19 +199,26 @@ def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
         code=str(plan.code.root) if plan.code else None)
 
 
-def _write_job(plan: Plan, manifest: Manifest, point: Point) -> None:
+def _shared_context(plan: Plan, manifest: Manifest) -> dict:
+    """What every point's job.json context shares."""
+    return {
+        "sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "backend": plan.backend,
+        "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
+        # The parent run: known when the sweep is resubmitted, else in parent.json once registered.
+        "parent_run_id": manifest.parent_run_id, "parent_file": str(manifest.path.parent / manifests.PARENT_FILE),
+        "fail_fast": plan.fail_fast,
+        # The launcher's locations, resolved: the node runs from the snapshot, not the checkout.
+        "env": {"WF_MOUNT_DIR": str(mount_dir()), "WF_RUNS_DIR": str(runs_dir()), "WF_MLFLOW_DIR": str(mlflow_dir())},
+    }
+
+
+def _write_job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> None:
     """job.json: the spec as data, and the context the node needs (its run, tags and paths)."""
     record = manifest.points[point.hash]
     context = {
-        "sweep": manifest.sweep, "sweep_id": manifest.sweep_id, "point_hash": point.hash,
-        "point_index": point.index, "point_name": point.name, "backend": plan.backend,
-        "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
-        "parent_run_id": manifest.parent_run_id, "mlflow_run_id": record.mlflow_run_id,
-        "tags": runs.run_tags(manifest, record, plan.sweep.varying),
-        "fail_fast": plan.fail_fast,
+        **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
+        "mlflow_run_id": record.mlflow_run_id, "tags": runs.run_tags(manifest, record, plan.sweep.varying),
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
-        # The launcher's locations, resolved: the node runs from the snapshot, not the checkout.
-        "env": {"WF_MOUNT_DIR": str(mount_dir()), "WF_RUNS_DIR": str(runs_dir()), "WF_MLFLOW_DIR": str(mlflow_dir())},
     }
     write_json(plan.run_dir(point).job, {"spec": point.spec.model_dump(mode="json"), "context": context}, indent=None)

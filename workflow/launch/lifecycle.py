@@ -42,7 +42,7 @@ def apply_events(manifest: Manifest) -> bool:
 def refresh(manifest: Manifest) -> Manifest:
     """Apply the jobs' news from the status index, then ask each backend (once for all its
     points) for the state of active points."""
-    changed = apply_events(manifest)
+    changed = manifest.adopt_parent() | apply_events(manifest)
     by_backend: dict[str, list[PointRecord]] = defaultdict(list)
     for record in manifest.points.values():
         if State(record.state).is_active and record.backend:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from workflow.errors import ManifestError, Problem
-from workflow.jsonio import write_json
+from workflow.jsonio import read_json, write_json
 from workflow.paths import runs_dir
 from workflow.rundir import RunDir
 from workflow.states import State
+
+PARENT_FILE = "parent.json"  # beside the manifest: the parent run, as its registering helper created it
 
 
 @dataclass
@@ -76,6 +78,17 @@ class Manifest:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
         data["points"] = {h: {**vars(r), "extra": dict(r.extra)} for h, r in self.points.items()}
         write_json(self.path, data, indent=None)
+
+    def adopt_parent(self) -> bool:
+        """Take the parent run from ``parent.json`` once its helper has written it (submission
+        does not wait for it); True if it was taken."""
+        if self.parent_run_id:
+            return False
+        reply = read_json(self.path.parent / PARENT_FILE)
+        if not reply.get("parent_run_id"):
+            return False
+        self.parent_run_id, self.experiment_id = reply["parent_run_id"], reply["experiment_id"]
+        return True
 
     def state_counts(self) -> dict[str, int]:
         """{state: number of points}, by state name."""

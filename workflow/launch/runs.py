@@ -19,7 +19,8 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import TYPE_CHECKING, Callable
 
-from workflow.launch.manifest import Manifest, PointRecord
+from workflow.jsonio import read_json, write_json
+from workflow.launch.manifest import PARENT_FILE, Manifest, PointRecord
 from workflow.metrics import best_first, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.secrets import redact
@@ -44,29 +45,56 @@ def run_tags(manifest: Manifest, record: PointRecord | None = None, varying: lis
             "backend": record.backend or "", "git_commit": record.commit or "unknown"}
 
 
-def register(plan: Plan, manifest: Manifest) -> Callable[[], str | None]:
-    """Create (or reopen) the sweep's parent run before submission: one tracking call, whatever
-    the number of points. Each job creates its point's child run when it starts, so the run's
-    start is the job's, and keeps the run id in its run folder, so a requeued or retried job
-    logs into the same run. The helper process starts now; the returned function waits for it,
-    records the parent, and returns a warning when MLflow cannot be reached."""
+class Registration:
+    """The helper process that creates (or reopens) the sweep's parent run. It outlives the
+    launcher (its own session) and writes its reply, or its error, to ``parent.json``."""
+
+    def __init__(self, proc: subprocess.Popen, path: Path):
+        self.proc, self.path = proc, path
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def wait(self) -> str | None:
+        """Wait for the reply; a warning when MLflow could not be reached."""
+        try:
+            self.proc.wait(timeout=TIMEOUT_S + 10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        error = read_json(self.path).get("error") or ("" if self.path.is_file() else "the helper wrote no reply")
+        if error:
+            return (f"MLflow parent run not registered ({error}); each job creates its own run, and status or "
+                    "sync creates the parent and attaches them, retried next time")
+        return None
+
+
+def register(plan: Plan, manifest: Manifest) -> Registration:
+    """Create (or reopen) the sweep's parent run: one tracking call, whatever the number of
+    points, in a helper process that the launcher does not wait for (importing mlflow alone
+    takes seconds). Each job creates its point's child run when it starts, so the run's start is
+    the job's, under the parent that ``parent.json`` names (it waits for the file if it comes
+    first), and keeps the run id in its run folder, so a requeued or retried job logs into the
+    same run. The manifest adopts the parent when it is next loaded (``Manifest.adopt_parent``)."""
+    path = manifest.path.parent / PARENT_FILE
+    path.unlink(missing_ok=True)
     request = {
         "uri": plan.tracking_uri, "experiment": plan.experiment, "sweep": manifest.sweep,
-        "parent_run_id": manifest.parent_run_id,
+        "parent_run_id": manifest.parent_run_id, "reply_file": str(path),
         "tags": {**run_tags(manifest, varying=plan.sweep.varying), "backend": plan.backend,
                  "git_commit": plan.code.commit if plan.code else ""},
     }
-    running = start_call("prepare", request)
+    with open(path.with_name(".parent.log"), "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", __name__, "prepare"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=PROJECT_ROOT,
+                                start_new_session=True)
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    return Registration(proc, path)
 
-    def finish() -> str | None:
-        try:
-            reply = running()
-        except RuntimeError as exc:
-            return f"MLflow parent run not registered before submission ({exc}); each job will create its own run."
-        manifest.parent_run_id, manifest.experiment_id = reply["parent_run_id"], reply["experiment_id"]
-        return None
 
-    return finish
+def registration_failed(manifest: Manifest) -> bool:
+    """The registering helper ended without a parent run (MLflow was unreachable)."""
+    return not manifest.parent_run_id and bool(read_json(manifest.path.parent / PARENT_FILE).get("error"))
 
 
 def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
@@ -80,18 +108,23 @@ def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
         return []
     ended = [r for r in manifest.ordered() if State(r.state).is_terminal
              and (resend or not r.extra.get("mlflow_closed")) and r.rundir.job.is_file()]
+    orphaned = registration_failed(manifest)
     all_ended = all(State(r.state).is_terminal for r in manifest.points.values())
-    close_parent = bool(manifest.parent_run_id) and all_ended and (resend or not manifest.parent_closed)
-    if not ended and not close_parent:
+    has_parent = bool(manifest.parent_run_id) or orphaned
+    close_parent = has_parent and all_ended and (resend or not manifest.parent_closed)
+    if not ended and not close_parent and not orphaned:
         return []
     request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
                "sweep_id": manifest.sweep_id, "parent_run_id": manifest.parent_run_id,
+               "create_parent": _parent_request(manifest) if orphaned else None,
                "points": [_sync_entry(manifest, r) for r in ended],
-               "parent": _parent_entry(manifest, close_parent) if manifest.parent_run_id else None}
+               "parent": _parent_entry(manifest, close_parent) if has_parent else None}
     try:
         reply = call("sync", request)
     except RuntimeError as exc:
         return [f"MLflow not updated ({exc}); metrics stay spooled, retried on the next status or sync"]
+    if orphaned:
+        manifest.parent_run_id, manifest.experiment_id = reply["parent_run_id"], reply["experiment_id"]
     for record in ended:
         record.mlflow_run_id = reply["runs"][record.hash]
         record.extra["mlflow_closed"] = True
@@ -129,6 +162,12 @@ def ui_links(manifest: Manifest) -> UiLinks | None:
     compare = (f"{base}/#/compare-runs?runs={json.dumps(ids, separators=(',', ':'))}"
                f"&experiments={json.dumps([exp])}") if ids else None
     return UiLinks(command, runs, compare)
+
+
+def _parent_request(manifest: Manifest) -> dict:
+    """What the failed registration asked for, to create the parent now."""
+    tags = read_json(manifest.path.parent / PARENT_FILE).get("tags") or run_tags(manifest)
+    return {"experiment": manifest.experiment, "sweep": manifest.sweep, "tags": tags}
 
 
 def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
@@ -225,6 +264,29 @@ def _reply(code: int, stdout: str, stderr: str) -> dict:
 
 # --- helper process: imports mlflow ---------------------------------------------------------
 
+def register_parent(request: dict) -> dict:
+    """The registering helper (``prepare``): its reply, or its error with the tags it would have
+    set, goes to ``reply_file`` for the manifest and the jobs; it gives up after TIMEOUT_S."""
+    import signal
+
+    def give_up(signum, frame):
+        raise TimeoutError(f"MLflow did not answer within {TIMEOUT_S} s")
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(TIMEOUT_S)
+    try:
+        reply = prepare(request)
+    except Exception as exc:  # noqa: BLE001  anything: the jobs and the manifest must learn of it
+        reply = {"error": redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))[:300],
+                 "tags": request["tags"]}
+    finally:
+        signal.alarm(0)
+    write_json(Path(request["reply_file"]), reply)
+    if "error" in reply:
+        raise RuntimeError(reply["error"])
+    return reply
+
+
 def prepare(request: dict) -> dict:
     """Create (or reopen) the sweep's parent run; returns its id."""
     from mlflow.entities import RunTag
@@ -256,13 +318,20 @@ def sync(request: dict) -> dict:
     from workflow.rundir import RunDir
 
     mlflow = client(request["uri"])
+    parent_id, exp_id = request.get("parent_run_id"), None
+    if request.get("create_parent"):  # its registration failed: create it now, and adopt the runs
+        made = prepare({**request["create_parent"], "uri": request["uri"], "parent_run_id": None})
+        parent_id, exp_id = made["parent_run_id"], made["experiment_id"]
     found = sweep_runs(mlflow, request["experiment"], request["sweep_id"])
+    for run_id, _, parent_of_run in found.values():
+        if parent_id and parent_of_run != parent_id:  # created before the parent was known
+            mlflow.set_tag(run_id, "mlflow.parentRunId", parent_id)
     runs = {}
     for point in request["points"]:
-        run_id, status = found.get(point["hash"], (point.get("run_id"), None))
+        run_id, status, _ = found.get(point["hash"], (point.get("run_id"), None, None))
         rd = RunDir(Path(point["run_dir"]))
         tracker = Tracker(request["uri"], run_id, rd, experiment=request["experiment"],
-                          parent_run_id=request.get("parent_run_id"), run_name=point["name"], tags=point["tags"],
+                          parent_run_id=parent_id, run_name=point["name"], tags=point["tags"],
                           start_time=point.get("started_at"))
         if tracker.pending or not tracker.run_id:
             tracker.sync()
@@ -274,22 +343,23 @@ def sync(request: dict) -> dict:
             mlflow.set_terminated(tracker.run_id, point["status"], end_time=_ms(point.get("ended_at")))
         runs[point["hash"]] = tracker.run_id
     parent = request.get("parent")
-    if parent:
+    if parent and parent_id:
+        parent["run_id"] = parent_id
         now = _ms(None)
         metrics = [Metric(k, v, now, parent["step"]) for k, v in parent["metrics"].items()]
         mlflow.log_batch(parent["run_id"], metrics=metrics, tags=[RunTag(k, v) for k, v in parent["tags"].items()])
         mlflow.update_run(parent["run_id"], name=parent["name"])
         if parent.get("status"):
             mlflow.set_terminated(parent["run_id"], parent["status"], end_time=_ms(parent.get("ended_at")))
-    return {"runs": runs}
+    return {"runs": runs, "parent_run_id": parent_id, "experiment_id": exp_id}
 
 
-def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, str]]:
-    """{point hash: (run id, status)} of a sweep's child runs, page by page."""
+def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, str, str | None]]:
+    """{point hash: (run id, status, parent run id)} of a sweep's child runs, page by page."""
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return {}
-    return {run.data.tags["point_hash"]: (run.info.run_id, run.info.status)
+    return {run.data.tags["point_hash"]: (run.info.run_id, run.info.status, run.data.tags.get("mlflow.parentRunId"))
             for run in all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'")
             if run.data.tags.get("point_hash")}
 
@@ -326,16 +396,18 @@ def log_run_artifact(request: dict) -> dict:
     return {"logged": request["path"]}
 
 
-def child_runs(uri: str, parent_run_id: str) -> list[dict]:
-    """The child runs of a sweep: name, status, params and last metric values."""
+def child_runs(uri: str, experiment: str, sweep_id: str) -> list[dict]:
+    """The runs of a sweep's points, found by its sweep-id tag (a run whose job started before
+    the parent existed counts too): name, status, params and last metric values."""
     from workflow.node.tracker import client
 
     mlflow = client(uri)
-    parent = mlflow.get_run(parent_run_id)
-    runs = all_runs(mlflow, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    exp = mlflow.get_experiment_by_name(experiment)
+    runs = all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'") if exp else []
     return [{"name": r.info.run_name, "status": r.info.status, "run_id": r.info.run_id,
              "point_hash": r.data.tags.get("point_hash"),
-             "params": dict(r.data.params), "metrics": dict(r.data.metrics)} for r in runs]
+             "params": dict(r.data.params), "metrics": dict(r.data.metrics)}
+            for r in runs if r.data.tags.get("point_hash")]
 
 
 def all_runs(mlflow, experiment_id: str, filter_string: str):
@@ -351,7 +423,7 @@ def all_runs(mlflow, experiment_id: str, filter_string: str):
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
-    handlers = {"prepare": prepare, "sync": sync, "log": log_run_metrics,
+    handlers = {"prepare": register_parent, "sync": sync, "log": log_run_metrics,
                 "artifact": log_run_artifact}
     if command not in handlers:
         print(f"usage: python -m workflow.launch.runs {{{'|'.join(handlers)}}} < request.json", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import submitit
 
+from workflow.jsonio import read_json
 from workflow.node import quiet
 from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
@@ -216,11 +217,37 @@ def _tracker(job: Job):
 
     context = job.context
     run_id = context.get("mlflow_run_id") or job.rd.read_state().get("mlflow_run_id")
+    parent = context.get("parent_run_id")
+    if job.dist.is_main and not run_id and not parent and context.get("parent_file"):
+        parent = _parent_run(Path(context["parent_file"]))
     tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, job.rd, enabled=job.dist.is_main,
-                      experiment=context["experiment"], parent_run_id=context.get("parent_run_id"),
+                      experiment=context["experiment"], parent_run_id=parent,
                       run_name=context["point_name"], tags={**context.get("tags", {}), "host": socket.gethostname()})
     tracker.start()
     return tracker
+
+
+PARENT_WAIT_S = 120  # the launcher's helper registers the sweep's parent run within seconds of submission
+
+
+def _parent_run(path: Path, timeout: float = PARENT_WAIT_S) -> str | None:
+    """The sweep's parent run id, from the file its registering helper writes (a job that starts
+    before it waits). None when the registration failed or is late: the run is created without
+    a parent, and status or sync attaches it."""
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        reply = read_json(path)
+        if reply.get("parent_run_id"):
+            return reply["parent_run_id"]
+        if reply.get("error") or time.monotonic() > deadline:
+            log.warning("the sweep's MLflow parent run is not registered (%s); this point's run gets its parent "
+                        "from status or sync", reply.get("error") or f"no {path.name} after {timeout:.0f} s")
+            return None
+        if not waiting:
+            log.info("waiting for the sweep's MLflow parent run (%s)", path)
+            waiting = True
+        time.sleep(0.5)
 
 
 class _RedactSecrets(logging.Filter):
