@@ -77,6 +77,12 @@ def test_server_down_before_the_run_then_synced(env, tmp_path):
         run = MlflowClient(server.uri).get_run(record["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["point_hash"] == record["hash"]
         assert run.data.params["train.max_steps"] == "40"
+        # the parent run, never registered during the outage, is created by sync and adopts the run
+        parent = json.loads((tmp_path / "runs/down/manifest.json").read_text())["parent_run_id"]
+        assert parent and run.data.tags["mlflow.parentRunId"] == parent
+        parent_run = MlflowClient(server.uri).get_run(parent)
+        assert parent_run.data.tags["sweep_id"] == run.data.tags["sweep_id"]
+        assert parent_run.info.status == "FINISHED" and parent_run.data.tags["points.COMPLETED"] == "1"
     finally:
         server.kill()
 

@@ -168,3 +168,58 @@ def test_requests_the_cluster_cannot_meet_submit_nothing(tmp_path, env, override
     assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
     assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+
+
+def test_submission_does_not_wait_for_mlflow_and_status_repairs_the_parent(tmp_path, env):
+    """The parent run is registered by a helper the launcher does not wait for. Here MLflow
+    accepts connections and never answers: the submission returns at once; the helper gives up
+    (parent.json says why); the held jobs then run against a real server and create their runs
+    without a parent; the next status creates the parent and attaches them."""
+    import socket
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from mlflow_server import MlflowServer, free_port
+
+    port = free_port()
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", port))
+    hole.listen(64)  # connections queue in the backlog, and no request is ever read
+    env = {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    spec_file(tmp_path, slurm={"sbatch": {"hold": True}})
+    sweep = sweep_file(tmp_path, "hole", {"grid": {"train.seed": [1, 2]}})
+    server = MlflowServer(tmp_path / "server", port)
+    try:
+        started = time.time()
+        submitted = run_cli("sweep", str(sweep), env=env)
+        took = time.time() - started
+        assert submitted.returncode == 0, submitted.stderr
+        assert "submitted 2 point(s)" in submitted.stdout and "parent run is being registered" in submitted.stdout
+        parent_file = tmp_path / "runs/hole/parent.json"
+        assert not parent_file.exists(), "the launcher returned before the helper had an answer"
+        wait_for(lambda: parent_file.exists(), timeout=150)
+        reply = json.loads(parent_file.read_text())
+        assert "error" in reply and reply["tags"]["sweep"] == "hole", reply
+        print(f"submission returned after {took:.1f} s; the helper gave up after {time.time() - started:.0f} s")
+
+        hole.close()
+        server.start()
+        jobs = {r["job_id"].split("_")[0] for r in manifest(tmp_path / "runs", "hole")["points"].values()}
+        subprocess.run(["scontrol", "release", *jobs], check=True)
+        done = wait_states(tmp_path / "runs", "hole", TERMINAL, env)
+        assert {r["state"] for r in done["points"].values()} == {"COMPLETED"}, done
+        parent = done["parent_run_id"]
+        client = MlflowClient(server.uri)
+        children = client.search_runs([client.get_experiment_by_name(done["experiment"]).experiment_id],
+                                      f"tags.sweep_id = '{done['sweep_id']}'")
+        by_id = {r.info.run_id: r for r in children}
+        assert parent in by_id and len(by_id) == 3, "one parent and one run per point"
+        points = [r for r in children if r.info.run_id != parent]
+        assert {r.data.tags["mlflow.parentRunId"] for r in points} == {parent}
+        assert {r.info.run_id for r in points} == {r["mlflow_run_id"] for r in done["points"].values()}
+        assert by_id[parent].data.tags["points.COMPLETED"] == "2"
+    finally:
+        hole.close()
+        server.kill()
