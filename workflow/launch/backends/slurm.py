@@ -62,16 +62,29 @@ class ClusterInfo:
 
 
 def run(argv: list[str]) -> str:
+    return finish(start(argv), argv)
+
+
+def start(argv: list[str]) -> subprocess.Popen:
+    """A SLURM command started (``finish`` reads it): status runs squeue and sacct side by side."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} not found", [Problem("<environment>", "PATH", f"the SLURM command {argv[0]}",
                                                             "not on PATH", "run on a SLURM login node")]) from None
+
+
+def finish(proc: subprocess.Popen, argv: list[str]) -> str:
+    """The command's output; BackendError when it fails or does not answer in time."""
+    try:
+        out, err = proc.communicate(timeout=COMMAND_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise BackendError(f"{argv[0]} did not answer in {COMMAND_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        raise BackendError(f"{' '.join(argv[:2])} failed: {proc.stderr.strip()[:500]}")
-    return proc.stdout
+        raise BackendError(f"{' '.join(argv[:2])} failed: {err.strip()[:500]}")
+    return out
 
 
 def cluster_info() -> ClusterInfo:
@@ -240,8 +253,7 @@ class SlurmBackend(Backend):
         ids = [r.job_id for r in records if r.job_id]
         if not ids:
             return {}
-        queued = _squeue(ids)
-        accounted = _sacct(ids)
+        queued, accounted = _queue_and_accounting(ids)
         out = {}
         for record in records:
             job_id = record.job_id
@@ -274,20 +286,23 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
     return shares
 
 
-def _squeue(ids: list[str]) -> dict[str, tuple[State, float | None]]:
-    """One squeue for all jobs; pending array tasks are expanded (-r)."""
-    mains = sorted({i.split("_")[0] for i in ids})
-    text = run(["squeue", "-h", "-r", "-j", ",".join(mains), "-o", "%i|%T|%M"]) if mains else ""
-    return _parse(text)
-
-
-def _sacct(ids: list[str]) -> dict[str, tuple[State, float | None]]:
-    """One sacct for all jobs (allocations only, -X)."""
-    mains = sorted({i.split("_")[0] for i in ids})
+def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
+    """One squeue (pending array tasks expanded, -r) and one sacct (allocations only, -X) for all
+    jobs, run side by side. A failing sacct (no accounting) leaves the queue's view."""
+    mains = ",".join(sorted({i.split("_")[0] for i in ids}))
+    squeue = ["squeue", "-h", "-r", "-j", mains, "-o", "%i|%T|%M"]
+    sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
+    accounting = start(sacct)
     try:
-        return _parse(run(["sacct", "-n", "-X", "-P", "-j", ",".join(mains), "-o", "JobID,State,Elapsed"]))
+        queued = _parse(run(squeue))
     except BackendError:
-        return {}
+        accounting.kill()
+        accounting.communicate()
+        raise
+    try:
+        return queued, _parse(finish(accounting, sacct))
+    except BackendError:
+        return queued, {}
 
 
 def _parse(text: str) -> dict[str, tuple[State, float | None]]:
