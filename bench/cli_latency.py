@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from common import ROOT, machine, median, paired, python, table, timed
+from common import ROOT, compiled, machine, median, paired, python, table, timed
 
 
 def sweep_file(folder: Path, n: int) -> Path:
@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    compiled()
     folder = Path(tempfile.mkdtemp(prefix="p1-"))
     env = {**os.environ, "WF_RUNS_DIR": str(folder / "runs"), "WF_MLFLOW_DIR": str(folder / "mlflow")}
     if not (ROOT / "mount/models/tiny-t5/config.json").is_file():

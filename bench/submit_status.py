@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from common import ROOT, machine, median, paired, python, table, timed
+from common import ROOT, compiled, machine, median, paired, python, table, timed
 
 sys.path.insert(0, str(ROOT / "tests"))
 from mlflow_server import MlflowServer  # noqa: E402  the tests' real server on 127.0.0.1
@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--tracking", nargs="+", default=["sqlite", "server"], choices=["sqlite", "server"])
     args = parser.parse_args()
+    compiled()
     base = Path(tempfile.mkdtemp(prefix="p2-"))
     bin_dir = shims(base / "bin")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
