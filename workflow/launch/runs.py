@@ -74,7 +74,8 @@ def register(plan: Plan, manifest: Manifest) -> Registration:
     takes seconds). Each job creates its point's child run when it starts, so the run's start is
     the job's, under the parent that ``parent.json`` names (it waits for the file if it comes
     first), and keeps the run id in its run folder, so a requeued or retried job logs into the
-    same run. The manifest adopts the parent when it is next loaded (``Manifest.adopt_parent``)."""
+    same run. The manifest takes the parent from the file when status, sync, compare or the next
+    launch reads it (``Manifest.adopt_parent``)."""
     path = manifest.path.parent / PARENT_FILE
     path.unlink(missing_ok=True)
     request = {
@@ -83,10 +84,11 @@ def register(plan: Plan, manifest: Manifest) -> Registration:
         "tags": {**run_tags(manifest, varying=plan.sweep.varying), "backend": plan.backend,
                  "git_commit": plan.code.commit if plan.code else ""},
     }
-    with open(path.with_name(".parent.log"), "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", __name__, "prepare"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=PROJECT_ROOT,
-                                start_new_session=True)
+    # Its output is dropped (a library's message could name a credential); what went wrong is in
+    # parent.json, redacted.
+    proc = subprocess.Popen([sys.executable, "-m", __name__, "prepare"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=PROJECT_ROOT,
+                            start_new_session=True)
     proc.stdin.write(json.dumps(request))
     proc.stdin.close()
     return Registration(proc, path)
