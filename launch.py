@@ -134,7 +134,7 @@ class Commands:
                 running points.
         """
         ui = _ui()
-        manifest, rows, warnings = lifecycle.status(sweep)
+        manifest, rows, warnings = lifecycle.status(sweep, notify=ui.print_note)
         ui.print_status(manifest, rows, show_all=all)
         ui.print_links(manifest)
         ui.print_warnings(warnings)
@@ -147,7 +147,7 @@ class Commands:
             sweep: the sweep name.
         """
         ui = _ui()
-        count, warnings = lifecycle.sync(sweep)
+        count, warnings = lifecycle.sync(sweep, notify=ui.print_note)
         ui.print_warnings(warnings)
         if warnings:
             raise WorkflowError(f"sync of {sweep} incomplete")
@@ -170,8 +170,7 @@ class Commands:
             sweep: the sweep name.
             point: one point, by index, hash prefix or name (default: every active point).
         """
-        names = lifecycle.cancel(sweep, point)
-        _ui().console.print(f"cancelled {len(names)} point(s)" + (": " + ", ".join(names) if names else ""))
+        _ui().print_cancelled(lifecycle.cancel(sweep, point), sweep)
 
     def list(self):
         """List the known sweeps."""

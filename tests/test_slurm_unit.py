@@ -118,7 +118,7 @@ def record(index: int, job_id: str, run_dir: Path) -> PointRecord:
 
 
 def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake_slurm):
-    fake_bin(fake_slurm, "squeue", "7_3|RUNNING|1:02|None\n7_4|PENDING|0:00|Priority")
+    fake_bin(fake_slurm, "squeue", "7_3|RUNNING|1:02|None\n7_[4,11-12%2]|PENDING|0:00|Priority")
     fake_bin(fake_slurm, "sacct", "7_0|COMPLETED|00:01:00|0:0\n7_1|FAILED|00:00:10|1:0\n7_2|CANCELLED by 0|00:00:05|0:15\n"
                                   "8|TIMEOUT|01:00:00|0:0\n7_[5-9%2]|PENDING|00:00:00|0:0")
     (tmp_path / "p9").mkdir()
@@ -131,6 +131,14 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
         "h8": "TIMEOUT", "h9": "COMPLETED", "h10": "UNKNOWN"}
     assert states["h3"].elapsed_s == 62
     assert sorted(c.split()[0] for c in calls(fake_slurm)) == ["sacct", "squeue"]  # side by side: either first
+    assert all(" -r " not in c for c in calls(fake_slurm)), "pending array tasks come folded, one line an array"
+
+
+def test_folded_pending_tasks_are_expanded():
+    assert slurm._tasks("7_[0-2,5,9-10%4]") == ["7_0", "7_1", "7_2", "7_5", "7_9", "7_10"]
+    parsed = slurm._parse("7_[1-2]|PENDING|0:00\n7_0|RUNNING|1:00", folded=True)
+    assert {k: v[0] for k, v in parsed.items()} == {"7_0": "RUNNING", "7_1": "PENDING", "7_2": "PENDING"}
+    assert list(slurm._parse("7_[1-2]|PENDING|00:00:00")) == [], "sacct's summary line: its tasks are listed apart"
 
 
 def test_durations():

@@ -41,6 +41,11 @@ def print_warning(text: str) -> None:
     err_console.print(f"[yellow]warning:[/] {text}", highlight=False)
 
 
+def print_note(text: str) -> None:
+    """Progress that a command is busy with (stderr: the output stays what it was)."""
+    err_console.print(text, style="dim", highlight=False, markup=False)
+
+
 def print_warnings(texts: list[str]) -> None:
     for text in texts:
         print_warning(text)
@@ -103,6 +108,16 @@ def _shown(items: list, limit: int = SHOWN_ROWS) -> tuple[list, int]:
     if len(items) <= limit:
         return items, 0
     return items[:limit - 5] + items[-5:], len(items) - limit
+
+
+def print_cancelled(names: list[str], sweep: str) -> None:
+    """What cancel did: the points by name, a few of them when there are many."""
+    if len(names) <= SHOWN_ROWS:
+        console.print(f"cancelled {len(names)} point(s)" + (": " + ", ".join(names) if names else ""),
+                      highlight=False, markup=False)
+        return
+    console.print(f"cancelled {len(names)} point(s): {', '.join(names[:10])}, ... ({len(names) - 10} more; "
+                  f"python launch.py status {sweep} --all lists them)", highlight=False, markup=False)
 
 
 def points_table(sweep: Sweep, title: str | None = None) -> Table:

@@ -7,6 +7,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 from workflow.errors import ManifestError, Problem, suggest
 from workflow.launch import backends, manifest as manifests
@@ -62,21 +63,21 @@ def refresh(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def status(sweep: str) -> tuple[Manifest, list[dict], list[str]]:
+def status(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[Manifest, list[dict], list[str]]:
     """The sweep's manifest brought up to date, its status rows, and MLflow warnings (status also
-    reconciles MLflow with the manifest)."""
+    reconciles MLflow with the manifest; ``notify`` hears of a long reconcile)."""
     from workflow.launch import runs
 
     manifest = refresh(manifests.load(sweep))
-    return manifest, status_rows(manifest), runs.reconcile(manifest)
+    return manifest, status_rows(manifest), runs.reconcile(manifest, notify=notify)
 
 
-def sync(sweep: str) -> tuple[int, list[str]]:
+def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
     """Reconcile every ended point with MLflow again; returns the point count and warnings."""
     from workflow.launch import runs
 
     manifest = refresh(manifests.load(sweep))
-    return len(manifest.points), runs.reconcile(manifest, resend=True)
+    return len(manifest.points), runs.reconcile(manifest, resend=True, notify=notify)
 
 
 def sweep_states() -> dict[str, dict[str, int]]:

@@ -99,13 +99,16 @@ def registration_failed(manifest: Manifest) -> bool:
     return not manifest.parent_run_id and bool(read_json(manifest.path.parent / PARENT_FILE).get("error"))
 
 
-def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
+NOTIFY_AFTER = 200  # ended points in one reconcile: say what takes the time
+
+
+def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], None] | None = None) -> list[str]:
     """Bring MLflow in line with the manifest, in one tracking call: send spooled rows MLflow
     never got (outages), close runs whose job ended without closing them (SIGKILL, scancel, node
     failure, time limit) at the job's end time, tag failures with their error, update the parent
     run's summary of the sweep, and close the parent when every point has ended. A run the job
     closed itself keeps its times. Each ended point is done once (``resend``: again); returns
-    warnings (MLflow unreachable: retried next time)."""
+    warnings (MLflow unreachable: retried next time). ``notify`` hears of a long one."""
     if not manifest.tracking_uri:
         return []
     ended = [r for r in manifest.ordered() if State(r.state).is_terminal
@@ -121,6 +124,9 @@ def reconcile(manifest: Manifest, resend: bool = False) -> list[str]:
                "create_parent": _parent_request(manifest) if orphaned else None,
                "points": [_sync_entry(manifest, r) for r in ended],
                "parent": _parent_entry(manifest, close_parent) if has_parent else None}
+    if notify and len(ended) > NOTIFY_AFTER:
+        notify(f"MLflow: recording {len(ended):,} ended points (once; the runs of points that never started are "
+               "created closed)")
     try:
         reply = call("sync", request)
     except RuntimeError as exc:
@@ -316,7 +322,7 @@ def sync(request: dict) -> dict:
 
     from mlflow.entities import Metric, RunTag
 
-    from workflow.node.tracker import Tracker, client
+    from workflow.node.tracker import Tracker, client, experiment_id
     from workflow.rundir import RunDir
 
     mlflow = client(request["uri"])
@@ -328,10 +334,13 @@ def sync(request: dict) -> dict:
     for run_id, _, parent_of_run in found.values():
         if parent_id and parent_of_run != parent_id:  # created before the parent was known
             mlflow.set_tag(run_id, "mlflow.parentRunId", parent_id)
-    runs = {}
+    runs, never_tracked = {}, []
     for point in request["points"]:
         run_id, status, _ = found.get(point["hash"], (point.get("run_id"), None, None))
         rd = RunDir(Path(point["run_dir"]))
+        if not run_id and not rd.metrics.exists() and not rd.tracking.exists():
+            never_tracked.append(point)
+            continue
         tracker = Tracker(request["uri"], run_id, rd, experiment=request["experiment"],
                           parent_run_id=parent_id, run_name=point["name"], tags=point["tags"],
                           start_time=point.get("started_at"))
@@ -344,6 +353,10 @@ def sync(request: dict) -> dict:
                 mlflow.set_tag(tracker.run_id, "error", redact(point["error"])[:5000])
             mlflow.set_terminated(tracker.run_id, point["status"], end_time=_ms(point.get("ended_at")))
         runs[point["hash"]] = tracker.run_id
+    if never_tracked:
+        exp_id = exp_id or experiment_id(mlflow, request["experiment"], request["uri"])
+        for point in never_tracked:
+            runs[point["hash"]] = _closed_run(mlflow, exp_id, parent_id, point)
     parent = request.get("parent")
     if parent and parent_id:
         parent["run_id"] = parent_id
@@ -354,6 +367,22 @@ def sync(request: dict) -> dict:
         if parent.get("status"):
             mlflow.set_terminated(parent["run_id"], parent["status"], end_time=_ms(parent.get("ended_at")))
     return {"runs": runs, "parent_run_id": parent_id, "experiment_id": exp_id}
+
+
+def _closed_run(mlflow, experiment_id: str, parent_id: str | None, point: dict) -> str:
+    """The run of a point whose job never tracked (cancelled while it waited, or failed before it
+    started): created closed, at the job's times, with its error; two calls, where a job's own
+    run takes a tracker's five."""
+    tags = dict(point["tags"])
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    if point.get("error"):
+        tags["error"] = redact(point["error"])[:5000]
+    start = point.get("started_at") or point.get("ended_at")
+    run_id = mlflow.create_run(experiment_id, start_time=_ms(start) if start else None, run_name=point["name"],
+                               tags=tags).info.run_id
+    mlflow.set_terminated(run_id, point["status"], end_time=_ms(point.get("ended_at")))
+    return run_id
 
 
 def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, str, str | None]]:

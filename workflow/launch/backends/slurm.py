@@ -47,6 +47,7 @@ STATE_MAP = {
 }
 
 
+@lru_cache(maxsize=256)
 def map_state(raw: str) -> State:
     """'CANCELLED by 0' -> CANCELLED; unknown states stay visible as UNKNOWN."""
     word = raw.strip().split(" ")[0].rstrip("+") if raw.strip() else ""
@@ -65,10 +66,12 @@ def run(argv: list[str]) -> str:
     return finish(start(argv), argv)
 
 
-def start(argv: list[str]) -> subprocess.Popen:
-    """A SLURM command started (``finish`` reads it): status runs squeue and sacct side by side."""
+def start(argv: list[str], env: dict | None = None) -> subprocess.Popen:
+    """A SLURM command started (``finish`` reads it): status runs squeue and sacct side by side.
+    ``env``: variables to add."""
     try:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} not found", [Problem("<environment>", "PATH", f"the SLURM command {argv[0]}",
                                                             "not on PATH", "run on a SLURM login node")]) from None
@@ -287,14 +290,16 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
 
 
 def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
-    """One squeue (pending array tasks expanded, -r) and one sacct (allocations only, -X) for all
-    jobs, run side by side. A failing sacct (no accounting) leaves the queue's view."""
+    """One squeue and one sacct (allocations only, -X) for all jobs, run side by side. squeue
+    folds an array's pending tasks into one line (7_[5-999%4]), which is expanded here: 10,000
+    pending tasks are a few lines, not 10,000 (SLURM_BITSTR_LEN=0: never a cut-off range). A
+    failing sacct (no accounting) leaves the queue's view."""
     mains = ",".join(sorted({i.split("_")[0] for i in ids}))
-    squeue = ["squeue", "-h", "-r", "-j", mains, "-o", "%i|%T|%M"]
+    squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
     sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
     accounting = start(sacct)
     try:
-        queued = _parse(run(squeue))
+        queued = _parse(finish(start(squeue, {"SLURM_BITSTR_LEN": "0"}), squeue), folded=True)
     except BackendError:
         accounting.kill()
         accounting.communicate()
@@ -305,16 +310,33 @@ def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
         return queued, {}
 
 
-def _parse(text: str) -> dict[str, tuple[State, float | None]]:
-    """``JobID|State|Elapsed`` lines; a pending array's summary line (7_[5-9%2]) is skipped."""
+def _parse(text: str, folded: bool = False) -> dict[str, tuple[State, float | None]]:
+    """``JobID|State|Elapsed`` lines. A folded line of pending array tasks (7_[5-9%2]) is
+    expanded (``folded``: squeue's) or skipped (sacct's summary of tasks it lists apart)."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) >= 3 and "[" not in parts[0]:
-            out[parts[0]] = (map_state(parts[1]), _seconds(parts[2]))
+        if len(parts) < 3:
+            continue
+        value = (map_state(parts[1]), _seconds(parts[2]))
+        if "[" not in parts[0]:
+            out[parts[0]] = value
+        elif folded:
+            out.update(dict.fromkeys(_tasks(parts[0]), value))
     return out
 
 
+def _tasks(folded: str) -> list[str]:
+    """'7_[0-3,5%2]' -> ['7_0', '7_1', '7_2', '7_3', '7_5']."""
+    main, _, spec = folded.partition("_[")
+    out = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        out += [f"{main}_{i}" for i in range(int(low), int(high or low) + 1)]
+    return out
+
+
+@lru_cache(maxsize=4096)
 def _seconds(text: str) -> float | None:
     """SLURM durations: [D-]HH:MM:SS, MM:SS or MM:SS.ms."""
     text = text.strip()
