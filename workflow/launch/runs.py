@@ -107,17 +107,24 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     never got (outages), close runs whose job ended without closing them (SIGKILL, scancel, node
     failure, time limit) at the job's end time, tag failures with their error, update the parent
     run's summary of the sweep, and close the parent when every point has ended. A run the job
-    closed itself keeps its times. Each ended point is done once (``resend``: again); returns
-    warnings (MLflow unreachable: retried next time). ``notify`` hears of a long one."""
+    closed itself keeps its times. A point cancelled before it started has no run (the parent
+    counts it by state). Each ended point is done once (``resend``: again); returns warnings
+    (MLflow unreachable: retried next time). ``notify`` hears of a long one."""
     if not manifest.tracking_uri:
         return []
     ended = [r for r in manifest.ordered() if State(r.state).is_terminal
              and (resend or not r.extra.get("mlflow_closed")) and r.rundir.job.is_file()]
+    never_ran = {r.hash for r in ended if _cancelled_before_start(r)}
+    for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
+        manifest.points[digest].extra["mlflow_closed"] = True
+    ended = [r for r in ended if r.hash not in never_ran]
     orphaned = registration_failed(manifest)
     all_ended = all(State(r.state).is_terminal for r in manifest.points.values())
     has_parent = bool(manifest.parent_run_id) or orphaned
     close_parent = has_parent and all_ended and (resend or not manifest.parent_closed)
     if not ended and not close_parent and not orphaned:
+        if never_ran:
+            manifest.save()
         return []
     request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
                "sweep_id": manifest.sweep_id, "parent_run_id": manifest.parent_run_id,
@@ -125,8 +132,8 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
                "points": [_sync_entry(manifest, r) for r in ended],
                "parent": _parent_entry(manifest, close_parent) if has_parent else None}
     if notify and len(ended) > NOTIFY_AFTER:
-        notify(f"MLflow: recording {len(ended):,} ended points (once; the runs of points that never started are "
-               "created closed)")
+        notify(f"MLflow: recording {len(ended):,} ended points (once; a point that failed before it started "
+               "gets a closed run with its error)")
     try:
         reply = call("sync", request)
     except RuntimeError as exc:
@@ -170,6 +177,12 @@ def ui_links(manifest: Manifest) -> UiLinks | None:
     compare = (f"{base}/#/compare-runs?runs={json.dumps(ids, separators=(',', ':'))}"
                f"&experiments={json.dumps([exp])}") if ids else None
     return UiLinks(command, runs, compare)
+
+
+def _cancelled_before_start(record: PointRecord) -> bool:
+    """Cancelled while it waited in the queue: no job ran, and MLflow has no run of it."""
+    return (State(record.state) == State.CANCELLED and not record.mlflow_run_id and not record.started_at
+            and not record.node.get("started_at"))
 
 
 def _parent_request(manifest: Manifest) -> dict:
