@@ -223,3 +223,49 @@ def test_submission_does_not_wait_for_mlflow_and_status_repairs_the_parent(tmp_p
     finally:
         hole.close()
         server.kill()
+
+
+def test_a_10000_point_sweep_on_the_test_cluster(tmp_path, env):
+    """Submitted held, in arrays of MaxArraySize; status sees every point from squeue's and
+    sacct's folded lines; an outside scancel (not the tool's cancel) shows as CANCELLED for all
+    10,000; MLflow has the parent, which counts them, and no run for points that never ran."""
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    n = 10000
+    spec_file(tmp_path, slurm={"sbatch": {"hold": True}})
+    sweep = sweep_file(tmp_path, "big", {"max_points": n, "grid": {"train.seed": list(range(n))}})
+    submitted = run_cli("sweep", str(sweep), env=env)
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    assert f"submitted {n} point(s)" in submitted.stdout
+    records = manifest(tmp_path / "runs", "big")["points"].values()
+    arrays = sorted({r["job_id"].split("_")[0] for r in records})
+    try:
+        assert len(records) == n and len(arrays) == 10, "arrays of at most MaxArraySize (1001) tasks"
+        status = run_cli("status", "big", env=env)
+        assert status.returncode == 0 and f"{n} points: PENDING {n}" in status.stdout, status.stdout[-2000:]
+        assert len(status.stdout.splitlines()) < 60, "a large sweep shows counts, not 10,000 rows"
+
+        subprocess.run(["scancel", *arrays], check=True)
+        done = wait_states(tmp_path / "runs", "big", {"CANCELLED"}, env, timeout=120)
+        assert len(done["points"]) == n
+        accounted = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(arrays), "-o", "JobID,State"],
+                                   env={**env, "SLURM_BITSTR_LEN": "0"}, capture_output=True, text=True).stdout
+        tasks = set()
+        for job, state in (line.split("|") for line in accounted.splitlines()):
+            assert state.startswith("CANCELLED"), (job, state)
+            main, _, spec = job.partition("_[")
+            for part in re.sub(r"%\d+", "", spec.rstrip("]")).split(","):
+                low, _, high = part.partition("-")
+                tasks |= {f"{main}_{i}" for i in range(int(low), int(high or low) + 1)}
+        assert tasks == {r["job_id"] for r in done["points"].values()}, "sacct accounts for every job"
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+        parent = client.get_run(done["parent_run_id"])
+        assert parent.data.tags["points"] == str(n) and parent.data.tags["points.CANCELLED"] == str(n)
+        assert parent.info.status == "KILLED"
+        runs = client.search_runs([parent.info.experiment_id], f"tags.sweep_id = '{done['sweep_id']}'")
+        assert [r.info.run_id for r in runs] == [parent.info.run_id], "no run for points that never ran"
+    finally:
+        subprocess.run(["scancel", *arrays], check=False)

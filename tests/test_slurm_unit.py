@@ -136,9 +136,10 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
 
 def test_folded_pending_tasks_are_expanded():
     assert slurm._tasks("7_[0-2,5,9-10%4]") == ["7_0", "7_1", "7_2", "7_5", "7_9", "7_10"]
-    parsed = slurm._parse("7_[1-2]|PENDING|0:00\n7_0|RUNNING|1:00", folded=True)
+    parsed = slurm._parse("7_[1-2]|PENDING|0:00\n7_0|RUNNING|1:00")
     assert {k: v[0] for k, v in parsed.items()} == {"7_0": "RUNNING", "7_1": "PENDING", "7_2": "PENDING"}
-    assert list(slurm._parse("7_[1-2]|PENDING|00:00:00")) == [], "sacct's summary line: its tasks are listed apart"
+    cancelled = slurm._parse("7_[0-1%2]|CANCELLED by 0|00:00:00\n7_1|COMPLETED|00:01:00")  # sacct
+    assert {k: v[0] for k, v in cancelled.items()} == {"7_0": "CANCELLED", "7_1": "COMPLETED"}, "a task's own line wins"
 
 
 def test_durations():

@@ -229,11 +229,11 @@ def _parent_entry(manifest: Manifest, close: bool) -> dict:
     best, metrics, tags = sweep_summary(manifest)
     entry = {"run_id": manifest.parent_run_id, "metrics": metrics, "tags": tags,
              "name": parent_name(manifest, best, metrics), "step": manifest.state_counts().get(State.COMPLETED, 0)}
-    if close:
-        failed = any(r.state != State.COMPLETED for r in manifest.points.values())
+    if close:  # FAILED if a point failed, else KILLED if one was stopped (cancelled, timed out), else FINISHED
+        statuses = {State(r.state).mlflow_status for r in manifest.points.values()}
+        status = next(s for s in ("FAILED", "KILLED", "FINISHED") if s in statuses or s == "FINISHED")
         ends = [r.ended_at for r in manifest.points.values() if r.ended_at]
-        entry.update(status=(State.FAILED if failed else State.COMPLETED).mlflow_status,
-                     ended_at=max(ends) if ends else None)
+        entry.update(status=status, ended_at=max(ends) if ends else None)
     return entry
 
 

@@ -292,14 +292,15 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
 def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
     """One squeue and one sacct (allocations only, -X) for all jobs, run side by side. squeue
     folds an array's pending tasks into one line (7_[5-999%4]), which is expanded here: 10,000
-    pending tasks are a few lines, not 10,000 (SLURM_BITSTR_LEN=0: never a cut-off range). A
-    failing sacct (no accounting) leaves the queue's view."""
+    pending tasks are a few lines, not 10,000 (SLURM_BITSTR_LEN=0: never a cut-off range); sacct
+    folds tasks cancelled while pending the same way. A failing sacct (no accounting) leaves the
+    queue's view."""
     mains = ",".join(sorted({i.split("_")[0] for i in ids}))
     squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
     sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
-    accounting = start(sacct)
+    accounting = start(sacct, {"SLURM_BITSTR_LEN": "0"})
     try:
-        queued = _parse(finish(start(squeue, {"SLURM_BITSTR_LEN": "0"}), squeue), folded=True)
+        queued = _parse(finish(start(squeue, {"SLURM_BITSTR_LEN": "0"}), squeue))
     except BackendError:
         accounting.kill()
         accounting.communicate()
@@ -310,20 +311,20 @@ def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
         return queued, {}
 
 
-def _parse(text: str, folded: bool = False) -> dict[str, tuple[State, float | None]]:
-    """``JobID|State|Elapsed`` lines. A folded line of pending array tasks (7_[5-9%2]) is
-    expanded (``folded``: squeue's) or skipped (sacct's summary of tasks it lists apart)."""
-    out = {}
+def _parse(text: str) -> dict[str, tuple[State, float | None]]:
+    """``JobID|State|Elapsed`` lines. A folded line of array tasks (7_[5-9%2]: squeue's pending
+    tasks, sacct's tasks cancelled while pending) is expanded; a task's own line wins."""
+    out, folded = {}, {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3:
             continue
         value = (map_state(parts[1]), _seconds(parts[2]))
-        if "[" not in parts[0]:
+        if "[" in parts[0]:
+            folded.update(dict.fromkeys(_tasks(parts[0]), value))
+        else:
             out[parts[0]] = value
-        elif folded:
-            out.update(dict.fromkeys(_tasks(parts[0]), value))
-    return out
+    return {**folded, **out}
 
 
 def _tasks(folded: str) -> list[str]:
