@@ -236,12 +236,12 @@ def test_a_10000_point_sweep_on_the_test_cluster(tmp_path, env):
     n = 10000
     spec_file(tmp_path, slurm={"sbatch": {"hold": True}})
     sweep = sweep_file(tmp_path, "big", {"max_points": n, "grid": {"train.seed": list(range(n))}})
-    submitted = run_cli("sweep", str(sweep), env=env)
-    assert submitted.returncode == 0, submitted.stderr[-2000:]
-    assert f"submitted {n} point(s)" in submitted.stdout
-    records = manifest(tmp_path / "runs", "big")["points"].values()
-    arrays = sorted({r["job_id"].split("_")[0] for r in records})
     try:
+        submitted = run_cli("sweep", str(sweep), env=env)
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        assert f"submitted {n} point(s)" in submitted.stdout
+        records = manifest(tmp_path / "runs", "big")["points"].values()
+        arrays = sorted({r["job_id"].split("_")[0] for r in records})
         assert len(records) == n and len(arrays) == 10, "arrays of at most MaxArraySize (1001) tasks"
         status = run_cli("status", "big", env=env)
         assert status.returncode == 0 and f"{n} points: PENDING {n}" in status.stdout, status.stdout[-2000:]
@@ -268,4 +268,4 @@ def test_a_10000_point_sweep_on_the_test_cluster(tmp_path, env):
         runs = client.search_runs([parent.info.experiment_id], f"tags.sweep_id = '{done['sweep_id']}'")
         assert [r.info.run_id for r in runs] == [parent.info.run_id], "no run for points that never ran"
     finally:
-        subprocess.run(["scancel", *arrays], check=False)
+        subprocess.run(["scancel", "--name", "big"], check=False)

@@ -3,6 +3,8 @@ file beside the manifest, and `status` reads that file instead of every run dire
 
 from __future__ import annotations
 
+import os
+
 import shutil
 import time
 
@@ -68,3 +70,26 @@ def test_a_large_sweep_shows_counts_and_the_rows_that_need_a_look(isolated):
     with console.console.capture() as captured:
         console.print_status(manifest, rows, show_all=True)
     assert all(f"p{i} " in captured.get() for i in range(100))
+
+
+def test_a_point_the_scheduler_lost_track_of_is_asked_again(isolated, tmp_path, monkeypatch):
+    """Right after an outside scancel, squeue no longer lists a pending array and sacct may not
+    have it yet: the point is UNKNOWN for that read, and the next status finds it CANCELLED."""
+    import stat
+
+    from workflow.launch import lifecycle
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    def answer(squeue: str, sacct: str) -> None:
+        for name, text in (("squeue", squeue), ("sacct", sacct)):
+            (bin_dir / name).write_text(f"#!/bin/sh\ncat <<'OUT'\n{text}\nOUT\n")
+            (bin_dir / name).chmod(0o755 | stat.S_IEXEC)
+
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    manifest = sweep_of(isolated, 3)
+    answer("", "")  # the accounting lag
+    assert {r.state for r in lifecycle.refresh(manifest).points.values()} == {State.UNKNOWN}
+    answer("", "7_[0-2%2]|CANCELLED by 0|00:00:00")
+    assert {r.state for r in lifecycle.refresh(manifest).points.values()} == {State.CANCELLED}

@@ -42,11 +42,12 @@ def apply_events(manifest: Manifest) -> bool:
 
 def refresh(manifest: Manifest) -> Manifest:
     """Apply the jobs' news from the status index, then ask each backend (once for all its
-    points) for the state of active points."""
+    points) for the state of active points, and of points it could not account for before."""
     changed = manifest.adopt_parent() | apply_events(manifest)
     by_backend: dict[str, list[PointRecord]] = defaultdict(list)
     for record in manifest.points.values():
-        if State(record.state).is_active and record.backend:
+        # UNKNOWN (the scheduler had no record, e.g. sacct lagging behind a scancel) is asked again
+        if record.backend and (State(record.state).is_active or (record.state == State.UNKNOWN and record.job_id)):
             by_backend[record.backend].append(record)
     for name, records in by_backend.items():
         for digest, job in backends.get(name).poll(records).items():
