@@ -244,13 +244,18 @@ class SlurmBackend(Backend):
 
         from workflow.node.entrypoint import SlurmTask
 
-        for chunk in request.chunks:
+        submitted = 0
+        for number, chunk in enumerate(request.chunks, 1):
             executor = submitit.SlurmExecutor(folder=request.folder, max_num_timeout=request.max_requeues,
                                               python=request.python)
             executor.update_parameters(**chunk.parameters, array_parallelism=chunk.parallelism)
-            with executor.batch():
-                jobs = [executor.submit(SlurmTask(), run_dir) for run_dir in chunk.run_dirs]
+            try:
+                with executor.batch():
+                    jobs = [executor.submit(SlurmTask(), run_dir) for run_dir in chunk.run_dirs]
+            except (submitit.core.utils.FailedJobError, OSError, subprocess.SubprocessError) as exc:
+                raise _refused(request, number, submitted, exc) from None
             report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, jobs)})
+            submitted += len(chunk.hashes)
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
         ids = [r.job_id for r in records if r.job_id]
@@ -275,6 +280,19 @@ class SlurmBackend(Backend):
         if ids:
             run(["scancel", *ids])
         return [r.hash for r in records if r.job_id]
+
+
+def _refused(request: SlurmRequest, number: int, submitted: int, exc: Exception) -> BackendError:
+    """sbatch refused an array (a QOS or account limit, MaxJobCount, a partition it may not use):
+    SLURM's own words, and what was and was not submitted."""
+    from workflow.secrets import redact
+
+    total = sum(len(c.hashes) for c in request.chunks)
+    said = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))[:500]
+    hint = (f"{submitted} point(s) in the arrays before it were submitted (status shows them); the other "
+            f"{total - submitted} were not: fix the cause, then run the same command again, which submits only those")
+    return BackendError(f"sbatch refused array {number} of {len(request.chunks)}",
+                        [Problem("<slurm>", "sbatch", "a submission the cluster accepts", said, hint)])
 
 
 def _share(cap: int, sizes: list[int]) -> list[int]:
