@@ -3,6 +3,7 @@ through fake squeue/sacct binaries at the subprocess boundary (counting their ca
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -18,7 +19,7 @@ from workflow.launch.manifest import PointRecord
 from workflow.launch.plan import make_plan
 from workflow.launch.sweep import expand
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -163,3 +164,20 @@ def test_a_sweep_beyond_the_clusters_job_limits_is_refused(tmp_path, isolated, f
     assert "max_points: expected at most MaxArraySize 2 x MaxJobCount 3 = 6 points on this cluster, got 7 points" \
         in text
     make_plan(expand(sweep_of(tmp_path, 6, backend="slurm")), cluster=True)
+
+
+def test_an_array_sbatch_refuses_is_a_clear_error_and_nothing_is_lost(tmp_path, fake_slurm, env):
+    """A QOS or account limit: sbatch exits 1. The launcher says so in SLURM's words, with what was
+    and was not submitted; the points stay PLANNED, so running the command again submits them."""
+    (fake_slurm / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Job violates "
+                                       "accounting/QOS policy' >&2\nexit 1\n")
+    (fake_slurm / "sbatch").chmod(0o755)
+    sweep = sweep_of(tmp_path, 3, backend="slurm")
+    result = run_cli("sweep", str(sweep), env={**env, "PATH": os.environ["PATH"]})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "error: sbatch refused array 1 of 1" in result.stderr
+    assert "Job violates accounting/QOS policy" in result.stderr
+    assert "0 point(s) in the arrays before it were submitted" in result.stderr and "the other 3 were not" in \
+        result.stderr
+    records = json.loads((tmp_path / "runs/unit/manifest.json").read_text())["points"].values()
+    assert {r["state"] for r in records} == {"PLANNED"} and len(records) == 3
