@@ -153,17 +153,20 @@ def pytest_run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 def test_a_start_cancels_the_jobs_left_from_before_the_stop(state_root):
     """A job still queued or running when a cluster stopped (or when the machine went away) would
-    come back as RUNNING with no process behind it and hold its nodes until its time limit."""
+    come back as RUNNING with no process behind it and hold its nodes until its time limit. A held
+    array's pending tasks fold into one squeue line: the array is cancelled by its id."""
     state, base = state_root / "state", free_port_base(17500)
     assert script("start", state, "wfleft", base).returncode == 0
     try:
         env = {**os.environ, "SLURM_CONF": str(state / "etc/slurm.conf")}
         job = subprocess.run(["sbatch", "--parsable", "-t", "30", "-J", "left", "-o", "/dev/null", "--wrap", "sleep 600"],
                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+        array = subprocess.run(["sbatch", "--parsable", "--hold", "--array=0-3", "-J", "left", "-o", "/dev/null",
+                                "--wrap", "true"], env=env, capture_output=True, text=True, check=True).stdout.strip()
         assert script("stop", state, "wfleft", base).returncode == 0
         restarted = script("start", state, "wfleft", base)
         assert restarted.returncode == 0, restarted.stderr
-        assert f"cancelling job(s) {job} left from before the last stop" in restarted.stderr, restarted.stderr
+        assert f"cancelling job(s) {job} {array} left from before the last stop" in restarted.stderr, restarted.stderr
         assert subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout == ""
         states = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], env=env, capture_output=True,
                                 text=True).stdout.split()
