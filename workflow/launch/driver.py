@@ -133,7 +133,7 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
         if registration:  # the sweep ran here: its parent run is needed now
             outcome.warnings += [w for w in [registration.wait()] if w]
         lifecycle.refresh(manifest)
-    elif registration.done() and manifest.adopt_parent():  # a fast helper: the links can be shown now
+    elif manifest.adopt_parent() | lifecycle.apply_events(manifest):  # no scheduler call: what is known already
         manifest.save()
     if outcome.waited:
         outcome.warnings += runs.reconcile(manifest)
