@@ -51,3 +51,9 @@ def find_in_spec(tree: Any, path: str = "", values: list[str] | None = None) -> 
         elif "://" in tree and urlsplit(tree).password:
             found.append((path, "a URI with a password"))
     return found
+
+
+def last_words(exc: BaseException, limit: int = 500) -> str:
+    """The last line of what an exception says (a tool's stderr ends with its verdict), redacted."""
+    text = str(exc).strip()
+    return redact(text.splitlines()[-1] if text else repr(exc))[:limit]

@@ -23,7 +23,7 @@ from workflow.jsonio import read_json, write_json
 from workflow.launch.manifest import PARENT_FILE, Manifest, PointRecord
 from workflow.metrics import best_first, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
-from workflow.secrets import redact
+from workflow.secrets import last_words, redact
 from workflow.states import State
 
 if TYPE_CHECKING:
@@ -51,9 +51,6 @@ class Registration:
 
     def __init__(self, proc: subprocess.Popen, path: Path):
         self.proc, self.path = proc, path
-
-    def done(self) -> bool:
-        return self.proc.poll() is not None
 
     def wait(self) -> str | None:
         """Wait for the reply; a warning when MLflow could not be reached."""
@@ -94,9 +91,16 @@ def register(plan: Plan, manifest: Manifest) -> Registration:
     return Registration(proc, path)
 
 
-def registration_failed(manifest: Manifest) -> bool:
-    """The registering helper ended without a parent run (MLflow was unreachable)."""
-    return not manifest.parent_run_id and bool(read_json(manifest.path.parent / PARENT_FILE).get("error"))
+def failed_registration(manifest: Manifest) -> dict | None:
+    """What the registering helper asked for, when it ended without a parent run (MLflow was
+    unreachable): the request to create the parent with now."""
+    if manifest.parent_run_id:
+        return None
+    reply = read_json(manifest.path.parent / PARENT_FILE)
+    if not reply.get("error"):
+        return None
+    return {"experiment": manifest.experiment, "sweep": manifest.sweep,
+            "tags": reply.get("tags") or run_tags(manifest)}
 
 
 NOTIFY_AFTER = 200  # ended points in one reconcile: say what takes the time
@@ -118,7 +122,8 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
         manifest.points[digest].extra["mlflow_closed"] = True
     ended = [r for r in ended if r.hash not in never_ran]
-    orphaned = registration_failed(manifest)
+    create_parent = failed_registration(manifest)
+    orphaned = create_parent is not None
     all_ended = all(State(r.state).is_terminal for r in manifest.points.values())
     has_parent = bool(manifest.parent_run_id) or orphaned
     close_parent = has_parent and all_ended and (resend or not manifest.parent_closed)
@@ -128,7 +133,7 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
         return []
     request = {"uri": usable_tracking_uri(manifest.tracking_uri), "experiment": manifest.experiment,
                "sweep_id": manifest.sweep_id, "parent_run_id": manifest.parent_run_id,
-               "create_parent": _parent_request(manifest) if orphaned else None,
+               "create_parent": create_parent,
                "points": [_sync_entry(manifest, r) for r in ended],
                "parent": _parent_entry(manifest, close_parent) if has_parent else None}
     if notify and len(ended) > NOTIFY_AFTER:
@@ -183,12 +188,6 @@ def _cancelled_before_start(record: PointRecord) -> bool:
     """Cancelled while it waited in the queue: no job ran, and MLflow has no run of it."""
     return (State(record.state) == State.CANCELLED and not record.mlflow_run_id and not record.started_at
             and not record.node.get("started_at"))
-
-
-def _parent_request(manifest: Manifest) -> dict:
-    """What the failed registration asked for, to create the parent now."""
-    tags = read_json(manifest.path.parent / PARENT_FILE).get("tags") or run_tags(manifest)
-    return {"experiment": manifest.experiment, "sweep": manifest.sweep, "tags": tags}
 
 
 def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
@@ -251,26 +250,17 @@ def log_artifact(manifest: Manifest, path: Path) -> None:
 
 
 def call(command: str, request: dict) -> dict:
-    """Run the helper process with a JSON request; returns its JSON reply."""
-    return start_call(command, request)()
-
-
-def start_call(command: str, request: dict) -> Callable[[], dict]:
-    """Start the helper process with a JSON request; the returned function waits for its JSON
-    reply (raises RuntimeError on failure or after TIMEOUT_S)."""
+    """Run the helper process with a JSON request; returns its JSON reply (raises RuntimeError
+    on failure or after TIMEOUT_S)."""
     proc = subprocess.Popen([sys.executable, "-m", __name__, command], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
-
-    def reply() -> dict:
-        try:
-            out, err = proc.communicate(json.dumps(request), timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s") from None
-        return _reply(proc.returncode, out, err)
-
-    return reply
+    try:
+        out, err = proc.communicate(json.dumps(request), timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s") from None
+    return _reply(proc.returncode, out, err)
 
 
 def _reply(code: int, stdout: str, stderr: str) -> dict:
@@ -298,8 +288,7 @@ def register_parent(request: dict) -> dict:
     try:
         reply = prepare(request)
     except Exception as exc:  # noqa: BLE001  anything: the jobs and the manifest must learn of it
-        reply = {"error": redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))[:300],
-                 "tags": request["tags"]}
+        reply = {"error": last_words(exc, 300), "tags": request["tags"]}
     finally:
         signal.alarm(0)
     write_json(Path(request["reply_file"]), reply)
@@ -399,13 +388,18 @@ def _closed_run(mlflow, experiment_id: str, parent_id: str | None, point: dict) 
 
 
 def sweep_runs(mlflow, experiment: str, sweep_id: str) -> dict[str, tuple[str, str, str | None]]:
-    """{point hash: (run id, status, parent run id)} of a sweep's child runs, page by page."""
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        return {}
+    """{point hash: (run id, status, parent run id)} of a sweep's point runs."""
     return {run.data.tags["point_hash"]: (run.info.run_id, run.info.status, run.data.tags.get("mlflow.parentRunId"))
-            for run in all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'")
-            if run.data.tags.get("point_hash")}
+            for run in point_runs(mlflow, experiment, sweep_id)}
+
+
+def point_runs(mlflow, experiment: str, sweep_id: str):
+    """The runs of a sweep's points (not its parent), found by its sweep-id tag, page by page: a
+    run whose job started before the parent existed counts too."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is not None:
+        yield from (run for run in all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'")
+                    if run.data.tags.get("point_hash"))
 
 
 SEARCH_PAGE = 1000
@@ -441,17 +435,13 @@ def log_run_artifact(request: dict) -> dict:
 
 
 def child_runs(uri: str, experiment: str, sweep_id: str) -> list[dict]:
-    """The runs of a sweep's points, found by its sweep-id tag (a run whose job started before
-    the parent existed counts too): name, status, params and last metric values."""
+    """The runs of a sweep's points: name, status, params and last metric values."""
     from workflow.node.tracker import client
 
-    mlflow = client(uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    runs = all_runs(mlflow, exp.experiment_id, f"tags.sweep_id = '{sweep_id}'") if exp else []
     return [{"name": r.info.run_name, "status": r.info.status, "run_id": r.info.run_id,
              "point_hash": r.data.tags.get("point_hash"),
              "params": dict(r.data.params), "metrics": dict(r.data.metrics)}
-            for r in runs if r.data.tags.get("point_hash")]
+            for r in point_runs(client(uri), experiment, sweep_id)]
 
 
 def all_runs(mlflow, experiment_id: str, filter_string: str):

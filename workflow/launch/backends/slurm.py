@@ -285,10 +285,10 @@ class SlurmBackend(Backend):
 def _refused(request: SlurmRequest, number: int, submitted: int, exc: Exception) -> BackendError:
     """sbatch refused an array (a QOS or account limit, MaxJobCount, a partition it may not use):
     SLURM's own words, and what was and was not submitted."""
-    from workflow.secrets import redact
+    from workflow.secrets import last_words
 
     total = sum(len(c.hashes) for c in request.chunks)
-    said = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))[:500]
+    said = last_words(exc)
     hint = (f"{submitted} point(s) in the arrays before it were submitted (status shows them); the other "
             f"{total - submitted} were not: fix the cause, then run the same command again, which submits only those")
     return BackendError(f"sbatch refused array {number} of {len(request.chunks)}",
@@ -307,18 +307,21 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
     return shares
 
 
+WHOLE_RANGES = {"SLURM_BITSTR_LEN": "0"}  # squeue and sacct print a folded task range whole, never cut off
+
+
 def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
     """One squeue and one sacct (allocations only, -X) for all jobs, run side by side. squeue
     folds an array's pending tasks into one line (7_[5-999%4]), which is expanded here: 10,000
-    pending tasks are a few lines, not 10,000 (SLURM_BITSTR_LEN=0: never a cut-off range); sacct
-    folds tasks cancelled while pending the same way. A failing sacct (no accounting) leaves the
+    pending tasks are a few lines, not 10,000; sacct folds tasks cancelled while pending the same
+    way. A failing sacct (no accounting) leaves the
     queue's view."""
     mains = ",".join(sorted({i.split("_")[0] for i in ids}))
     squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
     sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
-    accounting = start(sacct, {"SLURM_BITSTR_LEN": "0"})
+    accounting = start(sacct, WHOLE_RANGES)
     try:
-        queued = _parse(finish(start(squeue, {"SLURM_BITSTR_LEN": "0"}), squeue))
+        queued = _parse(finish(start(squeue, WHOLE_RANGES), squeue))
     except BackendError:
         accounting.kill()
         accounting.communicate()
