@@ -141,8 +141,10 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
 
 
 def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> runs.Registration:
-    """Write the code snapshot and the run directories, start registering the MLflow parent run
-    (not waited for: the jobs and the manifest take it from parent.json), schedule."""
+    """Write the code snapshot, start registering the MLflow parent run (not waited for: the jobs
+    and the manifest take it from parent.json), record the points, and schedule their jobs. Each
+    point's job.json is written into its run directory here, or, by a backend that carries it
+    (SLURM), by the job when it starts: 10,000 points then cost no file each."""
     if plan.code:
         plan.code.write()
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
@@ -150,12 +152,14 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     manifest.path.parent.mkdir(parents=True, exist_ok=True)
     registration = runs.register(plan, manifest)
     (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
-    context = _shared_context(plan, manifest)
+    backend, context, jobs = backends.get(plan.backend), _shared_context(plan, manifest), {}
     for point in points:
-        _write_run_dir(plan, manifest, point)
-        _write_job(plan, manifest, point, context)
+        _record(plan, manifest, point)
+        jobs[point.hash] = _job(plan, manifest, point, context)
+        if not backend.carries_job:
+            write_json(plan.run_dir(point).job, jobs[point.hash], indent=None)
     manifest.save()
-    backends.get(plan.backend).schedule(request, report)
+    backend.schedule(request, report, jobs)
     return registration
 
 
@@ -189,14 +193,12 @@ def _existing(sweep: str) -> Manifest | None:
     return manifests.load(sweep) if sweep in manifests.known_sweeps() else None
 
 
-def _write_run_dir(plan: Plan, manifest: Manifest, point: Point) -> None:
-    run_dir = plan.run_dir(point)
-    run_dir.root.mkdir(parents=True, exist_ok=True)
+def _record(plan: Plan, manifest: Manifest, point: Point) -> None:
     old = manifest.points.get(point.hash)
     manifest.points[point.hash] = PointRecord(
-        index=point.index, name=point.name, hash=point.hash, run_dir=str(run_dir.root), backend=plan.backend,
-        mlflow_run_id=old.mlflow_run_id if old else None, commit=plan.code.commit if plan.code else None,
-        code=str(plan.code.root) if plan.code else None)
+        index=point.index, name=point.name, hash=point.hash, run_dir=str(plan.run_dir(point).root),
+        backend=plan.backend, mlflow_run_id=old.mlflow_run_id if old else None,
+        commit=plan.code.commit if plan.code else None, code=str(plan.code.root) if plan.code else None)
 
 
 def _shared_context(plan: Plan, manifest: Manifest) -> dict:
@@ -212,8 +214,9 @@ def _shared_context(plan: Plan, manifest: Manifest) -> dict:
     }
 
 
-def _write_job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> None:
-    """job.json: the spec as data, and the context the node needs (its run, tags and paths)."""
+def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> dict:
+    """What job.json holds: the spec as data, and the context the node needs (its run, tags and
+    paths)."""
     record = manifest.points[point.hash]
     context = {
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
@@ -221,4 +224,4 @@ def _write_job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> No
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
-    write_json(plan.run_dir(point).job, {"spec": point.spec.model_dump(mode="json"), "context": context}, indent=None)
+    return {"spec": point.spec.model_dump(mode="json"), "context": context}

@@ -54,7 +54,12 @@ def prepare(sweep: str | None, point: str | None, inputs: str, out: str | None, 
         spec, root = JobSpec(model_init_path=str(model_dir), data_name=inputs), runs_dir() / "predict"
     elif sweep:
         record = lifecycle.single_point(manifests.load(sweep), point)
-        spec = JobSpec.model_validate(record.rundir.read_job()["spec"])
+        job = record.rundir.read_job()
+        if "spec" not in job:  # a SLURM job writes its job.json when it starts
+            raise JobError(f"Point {record.name} of sweep {sweep} has not started", [Problem(
+                str(record.rundir.job), None, "a completed point", f"state {record.state}, no job.json yet",
+                f"python launch.py status {sweep}")])
+        spec = JobSpec.model_validate(job["spec"])
         model_dir, root = spec.model_dir(record.rundir), manifests.sweep_dir(sweep)
     else:
         raise SpecError("Nothing to predict with", [Problem(CLI, "sweep", "a sweep (and point), or --model <folder>",

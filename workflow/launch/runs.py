@@ -117,7 +117,7 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     if not manifest.tracking_uri:
         return []
     ended = [r for r in manifest.ordered() if State(r.state).is_terminal
-             and (resend or not r.extra.get("mlflow_closed")) and r.rundir.job.is_file()]
+             and (resend or not r.extra.get("mlflow_closed")) and r.run_dir]
     never_ran = {r.hash for r in ended if _cancelled_before_start(r)}
     for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
         manifest.points[digest].extra["mlflow_closed"] = True

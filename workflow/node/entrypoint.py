@@ -20,7 +20,7 @@ from pathlib import Path
 
 import submitit
 
-from workflow.jsonio import read_json
+from workflow.jsonio import read_json, write_json
 from workflow.node import quiet
 from workflow.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
@@ -63,8 +63,9 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
-def main(run_dir: str) -> dict:
-    job = setup(RunDir(Path(run_dir)))
+def main(run_dir: str, raw: dict | None = None) -> dict:
+    """``raw``: job.json's content, when the job carries it (SLURM); else read from run_dir."""
+    job = setup(RunDir(Path(run_dir)), raw)
     tracker = start_tracking(job)
     try:
         results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist).run()
@@ -81,10 +82,16 @@ def main(run_dir: str) -> dict:
     return results
 
 
-def setup(rd: RunDir) -> Job:
-    """Read and validate job.json; set up logging, signals and the environment."""
-    raw = rd.read_job()
-    job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist_env())
+def setup(rd: RunDir, raw: dict | None = None) -> Job:
+    """Validate job.json (given, or read from the run directory); set up logging, signals and
+    the environment. A job that carries its job.json writes it into its run directory (rank 0),
+    for what reads it later (compare, predict, export)."""
+    dist = dist_env()
+    if raw is None:
+        raw = rd.read_job()
+    elif dist.rank == 0:
+        write_json(rd.job, raw, indent=None)
+    job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist)
     os.environ.update(job.context.get("env", {}))  # the launcher's mount, runs and MLflow folders
     quiet.apply(job.spec.resources.on_cpu)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -277,7 +284,9 @@ class SlurmTask(submitit.helpers.Checkpointable):
     from the newest complete checkpoint and logs into the same MLflow run.
     """
 
-    def __call__(self, run_dir: str) -> dict:
+    def __call__(self, run_dir: str, raw: dict | None = None) -> dict:
+        """``raw``: the point's job.json content (the launcher writes no file per point)."""
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
         _redirect_output(RunDir(Path(run_dir)).log)
         os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
         job = submitit.JobEnvironment()
@@ -287,7 +296,7 @@ class SlurmTask(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         FLAG.install()
         try:
-            result = main(run_dir)
+            result = main(run_dir, raw)
             atexit.register(exit_without_finalizing, 0)  # after submitit has saved the result
             return result
         except Preempted:

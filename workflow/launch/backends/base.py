@@ -45,6 +45,9 @@ def refuse(title: str, problems: list[Problem]) -> None:
 class Backend(ABC):
     name: str
     waits: bool = False  # True: schedule() returns only when every point has ended (local)
+    # True: schedule() hands each job its job.json content, which the job writes into its run
+    # directory when it starts (SLURM: in submitit's pickle); else the launcher writes the files.
+    carries_job: bool = False
 
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
@@ -59,8 +62,9 @@ class Backend(ABC):
         """Pure: build the request for these points; raise BackendError if it cannot be met."""
 
     @abstractmethod
-    def schedule(self, request: Request, report: Report) -> None:
-        """Send the request, reporting each point's job id and state."""
+    def schedule(self, request: Request, report: Report, jobs: dict[str, dict]) -> None:
+        """Send the request, reporting each point's job id and state. ``jobs``: each point's
+        job.json content by point hash (already in its run directory unless ``carries_job``)."""
 
     @abstractmethod
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:

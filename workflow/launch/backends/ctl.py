@@ -98,7 +98,7 @@ class CtlBackend(Backend):
                 "<environment>", "PATH", "the ctl cluster CLI", "not found",
                 "install ctl, or use --dry_run to see the commands that would run")])
 
-    def schedule(self, request: CtlRequest, report: Report) -> None:
+    def schedule(self, request: CtlRequest, report: Report, jobs: dict[str, dict]) -> None:
         for job in request.jobs:
             proc = subprocess.run(job.argv, capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
             if proc.returncode != 0:

@@ -82,9 +82,9 @@ class LocalBackend(Backend):
         env = (("OMP_NUM_THREADS", str(threads)), ("PYTHONPATH", _pythonpath(cwd)))
         return LocalRequest(jobs, max_parallel, env, cwd, plan.fail_fast)
 
-    def schedule(self, request: LocalRequest, report: Report) -> None:
+    def schedule(self, request: LocalRequest, report: Report, jobs: dict[str, dict]) -> None:
         queue = list(request.jobs)
-        jobs = {job.hash: job for job in queue}
+        by_hash = {job.hash: job for job in queue}
         running: dict[str, subprocess.Popen] = {}
         env = {**os.environ, **dict(request.env)}
         try:
@@ -95,7 +95,7 @@ class LocalBackend(Backend):
                 for digest, proc in list(running.items()):
                     if proc.poll() is not None:
                         del running[digest]
-                        report({digest: _final_state(proc, jobs[digest])})
+                        report({digest: _final_state(proc, by_hash[digest])})
                         if proc.returncode != 0 and request.fail_fast:
                             queue = self._stop_after_failure(queue, running, report)
                 time.sleep(POLL_S)

@@ -199,6 +199,7 @@ class SlurmRequest(Request):
 
 class SlurmBackend(Backend):
     name = "slurm"
+    carries_job = True  # in each task's pickle: a submission writes no file per point
 
     def render(self, plan: Plan, points: list[Point]) -> SlurmRequest:
         info = cluster_info()
@@ -239,7 +240,7 @@ class SlurmBackend(Backend):
                 "<environment>", "PATH", "the SLURM commands sbatch, scontrol, sinfo, squeue", "missing: " +
                 ", ".join(missing), "submit from a login node, or use --dry_run to see the sbatch script")])
 
-    def schedule(self, request: SlurmRequest, report: Report) -> None:
+    def schedule(self, request: SlurmRequest, report: Report, jobs: dict[str, dict]) -> None:
         import submitit
 
         from workflow.node.entrypoint import SlurmTask
@@ -251,10 +252,11 @@ class SlurmBackend(Backend):
             executor.update_parameters(**chunk.parameters, array_parallelism=chunk.parallelism)
             try:
                 with executor.batch():
-                    jobs = [executor.submit(SlurmTask(), run_dir) for run_dir in chunk.run_dirs]
+                    made = [executor.submit(SlurmTask(), run_dir, jobs[digest])
+                            for digest, run_dir in zip(chunk.hashes, chunk.run_dirs)]
             except (submitit.core.utils.FailedJobError, OSError, subprocess.SubprocessError) as exc:
                 raise _refused(request, number, submitted, exc) from None
-            report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, jobs)})
+            report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, made)})
             submitted += len(chunk.hashes)
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
