@@ -21,10 +21,13 @@ from pathlib import Path
 
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")  # skips an entry-point scan at start-up
 
-import fire  # noqa: E402
-
 from workflow.errors import WorkflowError  # noqa: E402
 from workflow.launch import lifecycle, manifest as manifests  # noqa: E402
+
+if __name__ == "__main__":  # status: squeue and sacct run while the rest of the command line loads
+    lifecycle.prefetch(sys.argv[1:])
+
+import fire  # noqa: E402
 
 
 def _ui():
@@ -134,7 +137,7 @@ class Commands:
                 running points.
         """
         ui = _ui()
-        manifest, rows, warnings = lifecycle.status(sweep, notify=ui.print_note)
+        manifest, rows, warnings = lifecycle.status(sweep, notify=ui.print_note, show_all=all)
         ui.print_status(manifest, rows, show_all=all)
         ui.print_links(manifest)
         ui.print_warnings(warnings)

@@ -135,6 +135,37 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
     assert all(" -r " not in c for c in calls(fake_slurm)), "pending array tasks come folded, one line an array"
 
 
+def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, isolated, fake_slurm):
+    """``launch.py status <sweep>`` reads the manifest and starts squeue and sacct before it
+    imports fire and rich; status then takes those two processes (no third call), and their
+    answers are what it shows. A prefetch of other jobs is not used."""
+    from workflow.launch import lifecycle
+    from workflow.launch.manifest import Manifest
+
+    fake_bin(fake_slurm, "squeue", "7_1|RUNNING|0:10")
+    fake_bin(fake_slurm, "sacct", "7_0|COMPLETED|00:01:00")
+    manifest = Manifest("pre", "pre.yaml")
+    for i in range(2):
+        manifest.points[f"h{i}"] = record(i, f"7_{i}", tmp_path / f"p{i}")
+    manifest.save()
+    lifecycle.prefetch(["status", "pre", "--all"])
+    assert sorted(c.split()[0] for c in calls(fake_slurm)) == ["sacct", "squeue"]
+    for name in ("squeue", "sacct"):  # a call from now on would fail: status must use the two started
+        fake_bin(fake_slurm, name, "no", code=1)
+    got, rows, _ = lifecycle.status("pre")
+    assert {r["name"]: r["state"] for r in rows} == {"p0": "COMPLETED", "p1": "RUNNING"}
+    assert len(calls(fake_slurm)) == 2 and not slurm._STARTED
+    lifecycle.prefetch(["logs", "pre"])  # only status prefetches
+    lifecycle.prefetch(["status", "no-such-sweep"])  # status reports that one
+    assert len(calls(fake_slurm)) == 2
+
+    manifest.points["h2"] = record(2, "9_0", tmp_path / "p2")  # another array: the prefetch does not fit
+    slurm.SlurmBackend().prefetch([manifest.points["h2"]])
+    with pytest.raises(BackendError, match="squeue -h failed"):
+        slurm.SlurmBackend().poll(list(manifest.points.values()))
+    slurm._STARTED.clear()
+
+
 def test_folded_pending_tasks_are_expanded():
     assert slurm._tasks("7_[0-2,5,9-10%4]") == ["7_0", "7_1", "7_2", "7_5", "7_9", "7_10"]
     parsed = slurm._parse("7_[1-2]|PENDING|0:00\n7_0|RUNNING|1:00")

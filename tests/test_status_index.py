@@ -57,18 +57,21 @@ def test_a_large_sweep_shows_counts_and_the_rows_that_need_a_look(isolated):
     from workflow.launch import console
 
     manifest = sweep_of(isolated, 100)
-    rows = lifecycle.status_rows(manifest)
-    for row in rows[:97]:
-        row["state"] = State.COMPLETED
-    rows[97]["state"] = State.FAILED
+    records = manifest.ordered()
+    for record in records[:97]:
+        record.state = State.COMPLETED
+    records[97].state = State.FAILED
+    shown = lifecycle.shown_points(manifest)
+    assert [r.name for r in shown] == ["p97", "p98", "p99"], "rows are made only for what the table shows"
     with console.console.capture() as captured:
-        console.print_status(manifest, rows)
+        console.print_status(manifest, lifecycle.status_rows(manifest, shown))
     text = captured.get()
     assert "100 points: COMPLETED 97, FAILED 1, RUNNING 2" in text
     assert "p97" in text and "p98" in text and "p99" in text and "p10 " not in text
     assert "python launch.py status idx --all" in text
     with console.console.capture() as captured:
-        console.print_status(manifest, rows, show_all=True)
+        console.print_status(manifest, lifecycle.status_rows(manifest, lifecycle.shown_points(manifest, True)),
+                             show_all=True)
     assert all(f"p{i} " in captured.get() for i in range(100))
 
 

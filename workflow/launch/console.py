@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from datetime import timedelta
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
@@ -17,7 +16,7 @@ from rich.text import Text
 from workflow.errors import WorkflowError
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.memory import fits
-from workflow.states import TERMINAL_FAILED, State
+from workflow.states import State
 from workflow.tree import format_value
 
 if TYPE_CHECKING:  # annotations only: status never loads the spec machinery
@@ -59,9 +58,9 @@ def print_outcome(outcome) -> None:
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} point(s) already done or active", highlight=False)
     if not outcome.waited:
-        from workflow.launch.lifecycle import status_rows
+        from workflow.launch.lifecycle import shown_points, status_rows
 
-        print_status(manifest, status_rows(manifest))
+        print_status(manifest, status_rows(manifest, shown_points(manifest)))
         console.print(f"submitted {len(outcome.submitted)} point(s). Follow them with: python launch.py status "
                       f"{name}  |  logs {name}  |  cancel {name}", highlight=False)
         print_links(manifest)
@@ -295,22 +294,20 @@ def metrics_table(values: dict, title: str) -> Table:
     return table
 
 
-STATUS_ROWS = 40  # beyond this, status shows the count by state and only the rows that need a look
-
-
 def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -> None:
-    """The status table; for a large sweep (unless ``show_all``), the count of points by state,
-    then the failed and running points (at most STATUS_ROWS of them)."""
-    if show_all or len(rows) <= STATUS_ROWS:
+    """The status table of ``rows`` (``lifecycle.shown_points``): every point of a small sweep (or
+    with ``show_all``); for a large one, the count of points by state, then the failed and
+    running points (at most STATUS_ROWS of them)."""
+    from workflow.launch.lifecycle import STATUS_ROWS
+
+    if show_all or len(manifest.points) <= STATUS_ROWS:
         console.print(status_table(manifest, rows))
         return
-    counts = Counter(str(row["state"]) for row in rows)
-    summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in sorted(counts.items()))
-    console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(rows)} points: {summary}")
-    shown = [r for r in rows if r["state"] in TERMINAL_FAILED] + [r for r in rows if r["state"] == State.RUNNING]
-    if shown:
-        console.print(status_table(manifest, shown[:STATUS_ROWS], title="failed and running points"))
-    more = len(shown) - STATUS_ROWS
+    summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in manifest.state_counts().items())
+    console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(manifest.points)} points: {summary}")
+    if rows:
+        console.print(status_table(manifest, rows[:STATUS_ROWS], title="failed and running points"))
+    more = len(rows) - STATUS_ROWS
     console.print(f"{f'{more} more not shown; ' if more > 0 else ''}every point: "
                   f"python launch.py status {manifest.sweep} --all", highlight=False)
 

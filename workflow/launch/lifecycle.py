@@ -9,14 +9,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from workflow.errors import ManifestError, Problem, suggest
+from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch import backends, manifest as manifests
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
 from workflow.jsonio import read_lines_from
 from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
-from workflow.states import State
+from workflow.states import ACTIVE, TERMINAL_FAILED, State
 from workflow.tree import flatten
+
+STATUS_ROWS = 40  # beyond this, status shows the count by state and only the rows that need a look
 
 
 def apply_events(manifest: Manifest) -> bool:
@@ -44,12 +46,7 @@ def refresh(manifest: Manifest) -> Manifest:
     """Apply the jobs' news from the status index, then ask each backend (once for all its
     points) for the state of active points, and of points it could not account for before."""
     changed = manifest.adopt_parent() | apply_events(manifest)
-    by_backend: dict[str, list[PointRecord]] = defaultdict(list)
-    for record in manifest.points.values():
-        # UNKNOWN (the scheduler had no record, e.g. sacct lagging behind a scancel) is asked again
-        if record.backend and (State(record.state).is_active or (record.state == State.UNKNOWN and record.job_id)):
-            by_backend[record.backend].append(record)
-    for name, records in by_backend.items():
+    for name, records in polled(manifest).items():
         for digest, job in backends.get(name).poll(records).items():
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
@@ -64,13 +61,43 @@ def refresh(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def status(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[Manifest, list[dict], list[str]]:
-    """The sweep's manifest brought up to date, its status rows, and MLflow warnings (status also
-    reconciles MLflow with the manifest; ``notify`` hears of a long reconcile)."""
+def polled(manifest: Manifest) -> dict[str, list[PointRecord]]:
+    """The points each backend is asked about: the active ones, and UNKNOWN ones with a job id
+    (the scheduler had no record, e.g. sacct lagging behind a scancel), which are asked again."""
+    by_backend: dict[str, list[PointRecord]] = defaultdict(list)
+    for record in manifest.points.values():
+        if record.backend and (record.state in ACTIVE or (record.state == State.UNKNOWN and record.job_id)):
+            by_backend[record.backend].append(record)
+    return by_backend
+
+
+_EARLY: dict[str, Manifest] = {}  # sweep -> its manifest, read by ``prefetch``
+
+
+def prefetch(argv: list[str]) -> None:
+    """``launch.py status <sweep>``: read the manifest and start the scheduler's queries before
+    the command line loads (fire and rich take about as long as squeue and sacct), so that
+    ``status`` finds both under way. Anything unexpected is left for ``status`` to meet."""
+    if len(argv) < 2 or argv[0] != "status" or argv[1].startswith("-"):
+        return
+    try:
+        manifest = manifests.load(argv[1])
+        for name, records in polled(manifest).items():
+            backends.get(name).prefetch(records)
+    except WorkflowError:
+        return
+    _EARLY[argv[1]] = manifest
+
+
+def status(sweep: str, notify: Callable[[str], None] | None = None,
+           show_all: bool = False) -> tuple[Manifest, list[dict], list[str]]:
+    """The sweep's manifest brought up to date, the rows of the points its table shows
+    (``shown_points``), and MLflow warnings (status also reconciles MLflow with the manifest;
+    ``notify`` hears of a long reconcile)."""
     from workflow.launch import runs
 
-    manifest = refresh(manifests.load(sweep))
-    return manifest, status_rows(manifest), runs.reconcile(manifest, notify=notify)
+    manifest = refresh(_EARLY.pop(sweep, None) or manifests.load(sweep))
+    return manifest, status_rows(manifest, shown_points(manifest, show_all)), runs.reconcile(manifest, notify=notify)
 
 
 def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
@@ -86,12 +113,23 @@ def sweep_states() -> dict[str, dict[str, int]]:
     return {name: manifests.load(name).state_counts() for name in manifests.known_sweeps()}
 
 
-def status_rows(manifest: Manifest) -> list[dict]:
-    """One row per point, from the manifest alone (the status index has been applied to it).
-    A sweep launched before the index existed reads its run directories instead."""
+def shown_points(manifest: Manifest, show_all: bool = False) -> list[PointRecord]:
+    """The points a status table shows: every point of a sweep of at most STATUS_ROWS (or with
+    ``show_all``); of a larger one, the failed and then the running points (the others are
+    counted by state)."""
+    records = manifest.ordered()
+    if show_all or len(records) <= STATUS_ROWS:
+        return records
+    return [r for r in records if r.state in TERMINAL_FAILED] + [r for r in records if r.state == State.RUNNING]
+
+
+def status_rows(manifest: Manifest, records: list[PointRecord] | None = None) -> list[dict]:
+    """One row per point (``records``; default every point), from the manifest alone (the status
+    index has been applied to it). A sweep launched before the index existed reads its run
+    directories instead."""
     indexed = (manifest.path.parent / EVENTS).is_file()
     rows = []
-    for record in manifest.ordered():
+    for record in manifest.ordered() if records is None else records:
         node = record.extra.get("node", {}) if indexed else record.rundir.read_state()
         step, metric = (record.extra.get("step"), record.extra.get("metric")) if indexed \
             else latest_metric(record.rundir)

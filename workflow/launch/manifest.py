@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -95,7 +96,7 @@ class Manifest:
         return dict(sorted(Counter(str(r.state) for r in self.points.values()).items()))
 
     def ordered(self) -> list[PointRecord]:
-        return sorted(self.points.values(), key=lambda r: (r.index, r.hash))
+        return sorted(self.points.values(), key=attrgetter("index", "hash"))
 
 
 def sweep_dir(sweep: str) -> Path:

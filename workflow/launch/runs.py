@@ -24,7 +24,7 @@ from workflow.launch.manifest import PARENT_FILE, Manifest, PointRecord
 from workflow.metrics import best_first, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.secrets import last_words, redact
-from workflow.states import State
+from workflow.states import TERMINAL, State
 
 if TYPE_CHECKING:
     from workflow.launch.plan import Plan
@@ -121,7 +121,7 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     (MLflow unreachable: retried next time). ``notify`` hears of a long one."""
     if not manifest.tracking_uri:
         return []
-    ended = [r for r in manifest.ordered() if State(r.state).is_terminal
+    ended = [r for r in manifest.ordered() if r.state in TERMINAL
              and (resend or not r.extra.get("mlflow_closed")) and r.run_dir]
     never_ran = {r.hash for r in ended if _cancelled_before_start(r)}
     for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
@@ -129,7 +129,7 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     ended = [r for r in ended if r.hash not in never_ran]
     create_parent = failed_registration(manifest)
     orphaned = create_parent is not None
-    all_ended = all(State(r.state).is_terminal for r in manifest.points.values())
+    all_ended = all(r.state in TERMINAL for r in manifest.points.values())
     has_parent = bool(manifest.parent_run_id) or orphaned
     close_parent = has_parent and all_ended and (resend or not manifest.parent_closed)
     if not ended and not close_parent and not orphaned:

@@ -259,6 +259,12 @@ class SlurmBackend(Backend):
             report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, made)})
             submitted += len(chunk.hashes)
 
+    def prefetch(self, records: list[PointRecord]) -> None:
+        ids = [r.job_id for r in records if r.job_id]
+        if ids:
+            mains = _mains(ids)
+            _STARTED[mains] = _start_queries(mains)
+
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
         ids = [r.job_id for r in records if r.job_id]
         if not ids:
@@ -312,18 +318,30 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
 WHOLE_RANGES = {"SLURM_BITSTR_LEN": "0"}  # squeue and sacct print a folded task range whole, never cut off
 
 
-def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
-    """One squeue and one sacct (allocations only, -X) for all jobs, run side by side. squeue
-    folds an array's pending tasks into one line (7_[5-999%4]), which is expanded here: 10,000
-    pending tasks are a few lines, not 10,000; sacct folds tasks cancelled while pending the same
-    way. A failing sacct (no accounting) leaves the
-    queue's view."""
-    mains = ",".join(sorted({i.split("_")[0] for i in ids}))
+_STARTED: dict[str, tuple] = {}  # the arrays' ids -> squeue and sacct started by ``prefetch``
+
+
+def _mains(ids: list[str]) -> str:
+    """The jobs' array (or job) ids, as squeue and sacct take them: 7_3, 7_4, 9 -> '7,9'."""
+    return ",".join(sorted({i.split("_")[0] for i in ids}))
+
+
+def _start_queries(mains: str) -> tuple:
+    """squeue and sacct (allocations only, -X) of these jobs, started side by side."""
     squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
     sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
-    accounting = start(sacct, WHOLE_RANGES)
+    return squeue, start(squeue, WHOLE_RANGES), sacct, start(sacct, WHOLE_RANGES)
+
+
+def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
+    """One squeue and one sacct for all jobs, run side by side (or taken as ``prefetch`` started
+    them). squeue folds an array's pending tasks into one line (7_[5-999%4]), which is expanded
+    here: 10,000 pending tasks are a few lines, not 10,000; sacct folds tasks cancelled while
+    pending the same way. A failing sacct (no accounting) leaves the queue's view."""
+    mains = _mains(ids)
+    squeue, queue_proc, sacct, accounting = _STARTED.pop(mains, None) or _start_queries(mains)
     try:
-        queued = _parse(finish(start(squeue, WHOLE_RANGES), squeue))
+        queued = _parse(finish(queue_proc, squeue))
     except BackendError:
         accounting.kill()
         accounting.communicate()
