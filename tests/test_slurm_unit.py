@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,10 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
         manifest.points[f"h{i}"] = record(i, f"7_{i}", tmp_path / f"p{i}")
     manifest.save()
     lifecycle.prefetch(["status", "pre", "--all"])
+    for _ in range(100):  # started, not waited for
+        if len(calls(fake_slurm)) == 2:
+            break
+        time.sleep(0.05)
     assert sorted(c.split()[0] for c in calls(fake_slurm)) == ["sacct", "squeue"]
     for name in ("squeue", "sacct"):  # a call from now on would fail: status must use the two started
         fake_bin(fake_slurm, name, "no", code=1)

@@ -117,10 +117,11 @@ def shown_points(manifest: Manifest, show_all: bool = False) -> list[PointRecord
     """The points a status table shows: every point of a sweep of at most STATUS_ROWS (or with
     ``show_all``); of a larger one, the failed and then the running points (the others are
     counted by state)."""
-    records = manifest.ordered()
-    if show_all or len(records) <= STATUS_ROWS:
-        return records
-    return [r for r in records if r.state in TERMINAL_FAILED] + [r for r in records if r.state == State.RUNNING]
+    if show_all or len(manifest.points) <= STATUS_ROWS:
+        return manifest.ordered()
+    points = manifest.points.values()
+    return manifest.ordered(r for r in points if r.state in TERMINAL_FAILED) + \
+        manifest.ordered(r for r in points if r.state == State.RUNNING)
 
 
 def status_rows(manifest: Manifest, records: list[PointRecord] | None = None) -> list[dict]:

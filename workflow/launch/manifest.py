@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from workflow.errors import ManifestError, Problem
 from workflow.jsonio import read_json, write_json
@@ -93,10 +93,11 @@ class Manifest:
 
     def state_counts(self) -> dict[str, int]:
         """{state: number of points}, by state name."""
-        return dict(sorted(Counter(str(r.state) for r in self.points.values()).items()))
+        return {str(k): v for k, v in sorted(Counter(r.state for r in self.points.values()).items())}
 
-    def ordered(self) -> list[PointRecord]:
-        return sorted(self.points.values(), key=attrgetter("index", "hash"))
+    def ordered(self, records: Iterable[PointRecord] | None = None) -> list[PointRecord]:
+        """The points (or ``records``, a few of them: cheaper than sorting all) in sweep order."""
+        return sorted(self.points.values() if records is None else records, key=attrgetter("index", "hash"))
 
 
 def sweep_dir(sweep: str) -> Path:

@@ -121,8 +121,8 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     (MLflow unreachable: retried next time). ``notify`` hears of a long one."""
     if not manifest.tracking_uri:
         return []
-    ended = [r for r in manifest.ordered() if r.state in TERMINAL
-             and (resend or not r.extra.get("mlflow_closed")) and r.run_dir]
+    ended = manifest.ordered(r for r in manifest.points.values() if r.state in TERMINAL
+                             and (resend or not r.extra.get("mlflow_closed")) and r.run_dir)
     never_ran = {r.hash for r in ended if _cancelled_before_start(r)}
     for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
         manifest.points[digest].extra["mlflow_closed"] = True
