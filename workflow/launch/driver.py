@@ -150,20 +150,16 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
     manifest.parent_closed = False
     manifest.path.parent.mkdir(parents=True, exist_ok=True)
-    backend = backends.get(plan.backend)
-    registration = runs.register(plan, manifest) if backend.waits else runs.unregistered(manifest)
+    registration = runs.register(plan, manifest)
     (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
-    context, jobs = _shared_context(plan, manifest), {}
+    backend, context, jobs = backends.get(plan.backend), _shared_context(plan, manifest), {}
     for point in points:
         _record(plan, manifest, point)
         jobs[point.hash] = _job(plan, manifest, point, context)
         if not backend.carries_job:
             write_json(plan.run_dir(point).job, jobs[point.hash], indent=None)
     manifest.save()
-    try:
-        backend.schedule(request, report, jobs)
-    finally:  # queued jobs wait for parent.json; the helper's imports no longer slow the submission
-        registration = registration or runs.register(plan, manifest)
+    backend.schedule(request, report, jobs)
     return registration
 
 

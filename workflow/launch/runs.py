@@ -91,11 +91,6 @@ def register(plan: Plan, manifest: Manifest) -> Registration:
     return Registration(proc, path)
 
 
-def unregistered(manifest: Manifest) -> None:
-    """Forget the last registration's reply before new jobs can read it (``register`` follows)."""
-    (manifest.path.parent / PARENT_FILE).unlink(missing_ok=True)
-
-
 def failed_registration(manifest: Manifest) -> dict | None:
     """What the registering helper asked for, when it ended without a parent run (MLflow was
     unreachable): the request to create the parent with now."""
