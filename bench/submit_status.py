@@ -129,11 +129,13 @@ def measure(base: Path, bin_dir: Path, env: dict, n: int, runs: int, tracking: s
         return timed(["sacct", "-n", "-X", "-j", ",".join(arrays)])
 
     stat, bare_sacct, stat_ratios = paired(status, sacct, runs)
+    start_up = median([timed([python(), "-c", "pass"]) for _ in range(runs)])  # the floor of any Python command
     cancel("p2")
     return {"n": n, "tracking": tracking, "submit": median(submit), "bare": median(baseline),
             "parent": median(counter["parent"]),
             "ratio": median(ratios), "status": median(stat), "sacct": median(bare_sacct),
-            "status_ratio": median(stat_ratios), "sbatch": counter["sbatch"], "commands": commands[0]}
+            "status_ratio": median(stat_ratios), "sbatch": counter["sbatch"], "commands": commands[0],
+            "start_up": start_up}
 
 
 def main() -> None:
@@ -176,7 +178,8 @@ def main() -> None:
     for r in results:
         print(f"\n{r['n']} points ({r['tracking']}): sbatch calls per submission {r['sbatch']}; "
               f"SLURM commands per status {len(r['commands'])} {r['commands']}; the parent run registered "
-              f"{r['parent']:.2f} s after the submission started (in the background, not timed above)")
+              f"{r['parent']:.2f} s after the submission started (in the background, not timed above); "
+              f"`python -c pass` takes {r['start_up']:.3f} s here ({r['start_up'] / r['sacct']:.2f}x the bare sacct)")
 
 
 if __name__ == "__main__":
