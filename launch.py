@@ -24,8 +24,16 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")  # skips an entry-point s
 from workflow.errors import WorkflowError  # noqa: E402
 from workflow.launch import lifecycle, manifest as manifests  # noqa: E402
 
-if __name__ == "__main__":  # status: squeue and sacct run while the rest of the command line loads
-    lifecycle.prefetch(sys.argv[1:])
+
+def prefetch_status(argv: list[str]) -> None:
+    """``status <sweep>``: its squeue and sacct start now and run while the rest of the command
+    line loads."""
+    if len(argv) >= 2 and argv[0] == "status" and not argv[1].startswith("-"):
+        lifecycle.prefetch(argv[1])
+
+
+if __name__ == "__main__":
+    prefetch_status(sys.argv[1:])
 
 import fire  # noqa: E402
 

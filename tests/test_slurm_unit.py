@@ -140,6 +140,7 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     """``launch.py status <sweep>`` reads the manifest and starts squeue and sacct before it
     imports fire and rich; status then takes those two processes (no third call), and their
     answers are what it shows. A prefetch of other jobs is not used."""
+    import launch
     from workflow.launch import lifecycle
     from workflow.launch.manifest import Manifest
 
@@ -149,7 +150,7 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     for i in range(2):
         manifest.points[f"h{i}"] = record(i, f"7_{i}", tmp_path / f"p{i}")
     manifest.save()
-    lifecycle.prefetch(["status", "pre", "--all"])
+    launch.prefetch_status(["status", "pre", "--all"])
     for _ in range(100):  # started, not waited for
         if len(calls(fake_slurm)) == 2:
             break
@@ -160,8 +161,8 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     got, rows, _ = lifecycle.status("pre")
     assert {r["name"]: r["state"] for r in rows} == {"p0": "COMPLETED", "p1": "RUNNING"}
     assert len(calls(fake_slurm)) == 2 and not slurm._STARTED
-    lifecycle.prefetch(["logs", "pre"])  # only status prefetches
-    lifecycle.prefetch(["status", "no-such-sweep"])  # status reports that one
+    launch.prefetch_status(["logs", "pre"])  # only status prefetches
+    launch.prefetch_status(["status", "no-such-sweep"])  # status reports that one
     assert len(calls(fake_slurm)) == 2
 
     manifest.points["h2"] = record(2, "9_0", tmp_path / "p2")  # another array: the prefetch does not fit

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workflow.errors import WorkflowError
+from workflow.launch.lifecycle import STATUS_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.memory import fits
 from workflow.states import State
@@ -298,8 +299,6 @@ def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -
     """The status table of ``rows`` (``lifecycle.shown_points``): every point of a small sweep (or
     with ``show_all``); for a large one, the count of points by state, then the failed and
     running points (at most STATUS_ROWS of them)."""
-    from workflow.launch.lifecycle import STATUS_ROWS
-
     if show_all or len(manifest.points) <= STATUS_ROWS:
         console.print(status_table(manifest, rows))
         return

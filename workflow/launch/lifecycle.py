@@ -74,19 +74,17 @@ def polled(manifest: Manifest) -> dict[str, list[PointRecord]]:
 _EARLY: dict[str, Manifest] = {}  # sweep -> its manifest, read by ``prefetch``
 
 
-def prefetch(argv: list[str]) -> None:
-    """``launch.py status <sweep>``: read the manifest and start the scheduler's queries before
-    the command line loads (fire and rich take about as long as squeue and sacct), so that
-    ``status`` finds both under way. Anything unexpected is left for ``status`` to meet."""
-    if len(argv) < 2 or argv[0] != "status" or argv[1].startswith("-"):
-        return
+def prefetch(sweep: str) -> None:
+    """Read the sweep's manifest and start the scheduler's queries now, so that a ``status`` of
+    it soon after finds both under way (launch.py calls this before it loads fire and rich,
+    which take about as long as squeue and sacct). Anything unexpected is left for ``status``."""
     try:
-        manifest = manifests.load(argv[1])
+        manifest = manifests.load(sweep)
         for name, records in polled(manifest).items():
             backends.get(name).prefetch(records)
     except WorkflowError:
         return
-    _EARLY[argv[1]] = manifest
+    _EARLY[sweep] = manifest
 
 
 def status(sweep: str, notify: Callable[[str], None] | None = None,

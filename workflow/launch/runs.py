@@ -117,7 +117,7 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
     if not manifest.tracking_uri:
         return []
     ended = manifest.ordered(r for r in manifest.points.values() if r.state in TERMINAL
-                             and (resend or not r.extra.get("mlflow_closed")) and r.run_dir)
+                             and (resend or not r.extra.get("mlflow_closed")))
     never_ran = {r.hash for r in ended if _cancelled_before_start(r)}
     for digest in never_ran:  # nothing ran, so there is no run to record: the parent counts them
         manifest.points[digest].extra["mlflow_closed"] = True

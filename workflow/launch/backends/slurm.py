@@ -260,13 +260,13 @@ class SlurmBackend(Backend):
             submitted += len(chunk.hashes)
 
     def prefetch(self, records: list[PointRecord]) -> None:
-        ids = [r.job_id for r in records if r.job_id]
+        ids = _job_ids(records)
         if ids:
             mains = _mains(ids)
             _STARTED[mains] = _start_queries(mains)
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
-        ids = [r.job_id for r in records if r.job_id]
+        ids = _job_ids(records)
         if not ids:
             return {}
         queued, accounted = _queue_and_accounting(ids)
@@ -284,7 +284,7 @@ class SlurmBackend(Backend):
         return out
 
     def cancel(self, records: list[PointRecord]) -> list[str]:
-        ids = [r.job_id for r in records if r.job_id]
+        ids = _job_ids(records)
         if ids:
             run(["scancel", *ids])
         return [r.hash for r in records if r.job_id]
@@ -319,6 +319,10 @@ WHOLE_RANGES = {"SLURM_BITSTR_LEN": "0"}  # squeue and sacct print a folded task
 
 
 _STARTED: dict[str, tuple] = {}  # the arrays' ids -> squeue and sacct started by ``prefetch``
+
+
+def _job_ids(records: list[PointRecord]) -> list[str]:
+    return [r.job_id for r in records if r.job_id]
 
 
 def _mains(ids: list[str]) -> str:
