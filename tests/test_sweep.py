@@ -170,17 +170,23 @@ def test_points_validate_exactly_as_their_merged_dicts():
     from workflow.launch.sweep import BaseBlocks
     from workflow.tree import deep_merge
 
-    def outcome(make):
+    def outcome(make, point_hash):
         try:
-            return make().model_dump(mode="json")
+            spec = make()
         except ValidationError as exc:
             return [(e["loc"], e["msg"]) for e in exc.errors()]
+        return spec.model_dump(mode="json"), point_hash(spec)
 
-    bases = {}
+    bases, specs = {}, []
     for nested, cli in CASES:  # in sequence, on one base per command line: points must not leak into it
         base = bases.setdefault(repr(cli), BaseBlocks(deep_merge(BASE_RAW, cli)))
-        whole = outcome(lambda: JobSpec.model_validate(deep_merge(deep_merge(BASE_RAW, nested), cli)))
-        assert outcome(lambda: base.validate(nested, cli)) == whole, (nested, cli)
+        whole = outcome(lambda: JobSpec.model_validate(deep_merge(deep_merge(BASE_RAW, nested), cli)),
+                        JobSpec.point_hash)
+        assert outcome(lambda: base.validate(nested, cli), base.point_hash) == whole, (nested, cli)
+        if isinstance(whole, tuple):
+            specs.append((base.validate(nested, cli), whole))
+    for spec, whole in specs:  # the blocks points share are unchanged by the points after them
+        assert (spec.model_dump(mode="json"), spec.point_hash()) == whole
 
 
 def test_max_points_is_checked_before_the_points_are_built(base):

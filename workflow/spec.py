@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Union, get_args
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
                       model_validator)
@@ -30,7 +30,7 @@ from workflow.errors import Problem, short, suggest
 from workflow.metrics import GENERATION
 from workflow.paths import models_dir
 from workflow.tasks import TASKS, Task
-from workflow.tree import flatten, get_path, nest
+from workflow.tree import MISSING, flatten, nest
 
 if TYPE_CHECKING:
     from workflow.rundir import RunDir
@@ -323,16 +323,21 @@ class JobSpec(Block):
             data["deepspeed"] = {"enabled": False}
         return nest({k: v for k, v in flatten(data).items() if v is not None})
 
-    def point_hash(self) -> str:
-        """Stable id of a point: sha256 over the keys that change what is computed."""
-        kept = self.model_dump(mode="json", exclude=HASH_EXCLUDED)
-        for dotted, at in HASH_OMITTED_AT.items():
-            parent, leaf = dotted.rsplit(".", 1)
-            node = get_path(kept, parent, None)
-            if isinstance(node, dict) and node.get(leaf) == at:
-                del node[leaf]
-        blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    def point_hash(self, known: dict[int, str] | None = None) -> str:
+        """Stable id of a point: sha256 over the keys that change what is computed, as sorted,
+        compact JSON. ``known`` maps ``id(block)`` to ``hash_text(name, block)`` for blocks that
+        many points share unchanged (a sweep's base blocks), so each is serialised once."""
+        known = known or {}
+        parts = []
+        for name in HASHED_KEYS:
+            value = getattr(self, name)
+            text = known.get(id(value))
+            parts.append(f'"{name}":{hash_text(name, value) if text is None else text}')
+        return hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()[:12]
+
+    # The spec-wide checks below may set fields of these blocks (precision, accumulation). A sweep's
+    # points share the base's other blocks (``BaseBlocks``); these each point gets as a copy.
+    SET_BY_CHECKS: ClassVar[frozenset[str]] = frozenset({"train"})
 
     @model_validator(mode="after")
     def _precision_aliases(self) -> "JobSpec":
@@ -396,6 +401,25 @@ HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True
 HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.top_k": None, "generate.top_p": None,
                    "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
                    "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None}
+
+
+HASHED_KEYS = sorted(k for k in JobSpec.model_fields if HASH_EXCLUDED.get(k) is not True)
+
+
+def hash_text(name: str, value: Any) -> str:
+    """One top-level key's part of the point hash: its value as sorted, compact JSON, less the
+    keys of ``HASH_EXCLUDED`` and those of ``HASH_OMITTED_AT`` at their "as before" value."""
+    if isinstance(value, BaseModel):
+        excluded = HASH_EXCLUDED.get(name)
+        value = value.model_dump(mode="json", exclude=excluded if isinstance(excluded, dict) else None)
+        for dotted, at in HASH_OMITTED_AT.items():
+            parent, leaf = dotted.rsplit(".", 1)
+            if parent == name and value.get(leaf, MISSING) == at:
+                del value[leaf]
+    return _HASH_JSON.encode(value)
+
+
+_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # the point hash's JSON, made once
 
 
 def block_type(annotation: Any) -> type[BaseModel] | None:

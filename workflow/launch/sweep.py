@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.launch import config
-from workflow.spec import JobSpec, block_type, field_paths, problems_from
+from workflow.spec import JobSpec, block_type, field_paths, hash_text, problems_from
 from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -211,7 +211,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
                 key = src if src and src.endswith(problem.key) else f"{src}.{problem.key}" if src else problem.key
                 problems.append(Problem(file, key, problem.expected, problem.given, problem.hint))
             continue
-        digest = spec.point_hash()
+        digest = base.point_hash(spec)
         if digest in seen:
             problems.append(Problem(file, ", ".join(sorted(set(sources.values()))) or "points",
                                     "distinct points", f"point {index} duplicates point {seen[digest]}"))
@@ -229,10 +229,12 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
 
 class BaseBlocks:
     """A sweep's base spec, validated block by block once, so that each point validates only
-    the blocks its overrides touch. The others are copies of the base's blocks as their own
-    validation left them, before the spec-wide checks (which may set fields, e.g. the gradient
-    accumulation); those checks then run on each point's whole spec, as on its raw dict. Each
-    point's spec, and each error, is the one that validating the merged dict gives."""
+    the blocks its overrides touch. The others are the base's blocks as their own validation
+    left them, before the spec-wide checks: shared by the points, except the blocks those checks
+    may set (``JobSpec.SET_BY_CHECKS``, e.g. the gradient accumulation), which each point gets as
+    a copy; the checks then run on each point's whole spec, as on its raw dict. Each point's
+    spec, and each error, is the one that validating the merged dict gives. Code that changes a
+    block of one point replaces it (``model_copy(update=...)``), as the plan's ZeRO choice does."""
 
     def __init__(self, raw: dict):
         self.raw = raw
@@ -245,23 +247,30 @@ class BaseBlocks:
                 self.blocks[name] = kind.model_validate(raw[name])  # the base spec is valid: this cannot fail
             elif name not in raw and info.default_factory is not None:
                 self.blocks[name] = info.default_factory()
+        # the point hash's text of each shared block, serialised once (the blocks stay alive here)
+        self.hash_texts = {id(block): hash_text(name, block) for name, block in self.blocks.items()
+                           if name not in JobSpec.SET_BY_CHECKS}
 
     def validate(self, nested: dict, cli: dict) -> JobSpec:
         """The point's spec: ``deep_merge(deep_merge(base, nested), cli)``, validated."""
         raw = {}
         for name in {**self.blocks, **self.raw, **nested}:
             if name in nested:  # what the raw merge gives for this key (the command line wins)
-                layers = [{name: self.raw[name]}] if name in self.raw else []
-                layers += [{name: nested[name]}] + ([{name: cli[name]}] if name in cli else [])
-                merged: dict = {}
-                for layer in layers:
-                    merged = deep_merge(merged, layer)
+                merged = {name: self.raw[name]} if name in self.raw else {}
+                merged = deep_merge(merged, {name: nested[name]})
+                if name in cli:
+                    merged = deep_merge(merged, {name: cli[name]})
                 raw[name] = merged[name]
             elif name in self.blocks:
-                raw[name] = self.blocks[name].model_copy()
+                block = self.blocks[name]
+                raw[name] = block.model_copy() if name in JobSpec.SET_BY_CHECKS else block
             else:
                 raw[name] = self.raw[name]
         return JobSpec.model_validate(raw)
+
+    def point_hash(self, spec: JobSpec) -> str:
+        """``spec.point_hash()``, with the shared blocks' parts serialised once for the sweep."""
+        return spec.point_hash(self.hash_texts)
 
 
 def point_name(own: dict, varying: list[str]) -> str:

@@ -76,8 +76,9 @@ class LocalBackend(Backend):
         max_parallel = min(p.spec.local.max_parallel for p in points) if points else 1
         ranks = max(p.spec.resources.tasks for p in points) if points else 1
         threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
-        jobs = tuple(LocalJob(p.hash, p.name, str(plan.run_dir(p).root),
-                              entry_argv(plan.run_dir(p).root, p.spec.resources.tasks)) for p in points)
+        roots = [plan.run_dir(p).root for p in points]
+        jobs = tuple(LocalJob(p.hash, p.name, str(root), entry_argv(root, p.spec.resources.tasks))
+                     for p, root in zip(points, roots))
         cwd = str(plan.code.root if plan.code else PROJECT_ROOT)
         env = (("OMP_NUM_THREADS", str(threads)), ("PYTHONPATH", _pythonpath(cwd)))
         return LocalRequest(jobs, max_parallel, env, cwd, plan.fail_fast)
