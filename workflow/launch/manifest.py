@@ -77,7 +77,7 @@ class Manifest:
     def save(self) -> None:
         """One line of JSON (the C encoder: a 10,000-point manifest is saved at every status)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
-        data["points"] = {h: {**vars(r), "extra": dict(r.extra)} for h, r in self.points.items()}
+        data["points"] = {h: vars(r) for h, r in self.points.items()}
         write_json(self.path, data, indent=None)
 
     def adopt_parent(self) -> bool:

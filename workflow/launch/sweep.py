@@ -16,6 +16,7 @@ import math
 import random as _random
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -58,7 +59,7 @@ class Point:
     overrides: dict
     spec: JobSpec = field(repr=False)
 
-    @property
+    @cached_property  # a sweep's submission asks for it several times per point
     def slug(self) -> str:
         text = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.name)[:60].strip("_")
         return f"{text or 'point'}-{self.hash[:8]}"
