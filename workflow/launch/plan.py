@@ -186,7 +186,8 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
         raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first.tracking.uri)
-    sources = {p.spec.model_source: p.spec for p in sweep.points}
+    distinct = {(p.spec.model_init_name, p.spec.model_init_path): p.spec for p in sweep.points}
+    sources = {spec.model_source: spec for spec in distinct.values()}
     warnings = tuple(w for w in map(hub_warning, sources.values()) if w)
     return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
                 {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, warnings=warnings)

@@ -1,7 +1,7 @@
 """The local backend: each point runs ``python -m workflow.node.entrypoint <run_dir>`` in its own
 process on this machine, the same entrypoint a cluster node runs, from the sweep's code
-snapshot. Sequential by default; ``local.max_parallel`` runs several at once (threads are
-split between them)."""
+snapshot. Sequential by default; ``local.max_parallel`` runs several at once (the cores are
+split between them, unless OMP_NUM_THREADS is set)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def entry_argv(run_dir: Path | str, nproc: int = 1) -> tuple[str, ...]:
             "-m", ENTRYPOINT, str(run_dir))
 
 
+def _threads(processes: int) -> int:
+    """Threads per process: OMP_NUM_THREADS where it is set (a shared machine, or a model too
+    small to gain from more), else this machine's cores split between the processes."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else max(1, (os.cpu_count() or 1) // processes)
+
+
 class LocalBackend(Backend):
     name = "local"
     waits = True
@@ -75,7 +82,7 @@ class LocalBackend(Backend):
         refuse("The local backend runs on one node", self.problems(plan.sweep.file, points))
         max_parallel = min(p.spec.local.max_parallel for p in points) if points else 1
         ranks = max(p.spec.resources.tasks for p in points) if points else 1
-        threads = max(1, (os.cpu_count() or 1) // (max_parallel * ranks))
+        threads = _threads(max_parallel * ranks)
         roots = [plan.run_dir(p).root for p in points]
         jobs = tuple(LocalJob(p.hash, p.name, str(root), entry_argv(root, p.spec.resources.tasks))
                      for p, root in zip(points, roots))
