@@ -136,12 +136,13 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
     assert all(" -r " not in c for c in calls(fake_slurm)), "pending array tasks come folded, one line an array"
 
 
-def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, isolated, fake_slurm):
-    """``launch.py status <sweep>`` reads the manifest and starts squeue and sacct before it
-    imports fire and rich; status then takes those two processes (no third call), and their
-    answers are what it shows. A prefetch of other jobs is not used."""
+def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, isolated, fake_slurm, monkeypatch):
+    """``launch.py status <sweep>`` starts squeue and sacct for the job ids saved beside the
+    manifest, then parses the manifest while they run, before it imports fire and rich; status
+    then takes those two processes (no third call), and their answers are what it shows. A
+    prefetch of other jobs is not used."""
     import launch
-    from workflow.launch import lifecycle
+    from workflow.launch import lifecycle, manifest as manifests
     from workflow.launch.manifest import Manifest
 
     fake_bin(fake_slurm, "squeue", "7_1|RUNNING|0:10")
@@ -150,7 +151,13 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     for i in range(2):
         manifest.points[f"h{i}"] = record(i, f"7_{i}", tmp_path / f"p{i}")
     manifest.save()
+    assert json.loads((manifest.path.parent / manifests.POLLED_FILE).read_text()) == {"slurm": ["7_0", "7_1"]}
+    parse = manifests.load
+    started_first = []
+    monkeypatch.setattr(manifests, "load", lambda sweep: started_first.append(list(slurm._STARTED)) or parse(sweep))
     launch.prefetch_status(["status", "pre", "--all"])
+    assert started_first == [["7"]], "the queries are under way before the manifest is parsed"
+    monkeypatch.setattr(manifests, "load", parse)
     for _ in range(100):  # started, not waited for
         if len(calls(fake_slurm)) == 2:
             break
@@ -166,7 +173,7 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     assert len(calls(fake_slurm)) == 2
 
     manifest.points["h2"] = record(2, "9_0", tmp_path / "p2")  # another array: the prefetch does not fit
-    slurm.SlurmBackend().prefetch([manifest.points["h2"]])
+    slurm.SlurmBackend().prefetch(["9_0"])
     with pytest.raises(BackendError, match="squeue -h failed"):
         slurm.SlurmBackend().poll(list(manifest.points.values()))
     slurm._STARTED.clear()

@@ -13,7 +13,7 @@ from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch import backends, manifest as manifests
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
-from workflow.jsonio import read_lines_from
+from workflow.jsonio import read_json, read_lines_from
 from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
 from workflow.states import ACTIVE, TERMINAL_FAILED, State
 from workflow.tree import flatten
@@ -46,7 +46,7 @@ def refresh(manifest: Manifest) -> Manifest:
     """Apply the jobs' news from the status index, then ask each backend (once for all its
     points) for the state of active points, and of points it could not account for before."""
     changed = manifest.adopt_parent() | apply_events(manifest)
-    for name, records in polled(manifest).items():
+    for name, records in manifest.polled().items():
         for digest, job in backends.get(name).poll(records).items():
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
@@ -61,30 +61,24 @@ def refresh(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def polled(manifest: Manifest) -> dict[str, list[PointRecord]]:
-    """The points each backend is asked about: the active ones, and UNKNOWN ones with a job id
-    (the scheduler had no record, e.g. sacct lagging behind a scancel), which are asked again."""
-    by_backend: dict[str, list[PointRecord]] = defaultdict(list)
-    for record in manifest.points.values():
-        if record.backend and (record.state in ACTIVE or (record.state == State.UNKNOWN and record.job_id)):
-            by_backend[record.backend].append(record)
-    return by_backend
-
-
 _EARLY: dict[str, Manifest] = {}  # sweep -> its manifest, read by ``prefetch``
 
 
 def prefetch(sweep: str) -> None:
-    """Read the sweep's manifest and start the scheduler's queries now, so that a ``status`` of
-    it soon after finds both under way (launch.py calls this before it loads fire and rich,
-    which take about as long as squeue and sacct). Anything unexpected is left for ``status``."""
+    """Start the scheduler's queries now, for the job ids the manifest's last save left beside it,
+    then read the manifest while they run, so that a ``status`` of the sweep soon after finds
+    both done or under way (launch.py calls this before it loads fire and rich, which take about
+    as long as squeue and sacct). Anything unexpected is left for ``status``."""
     try:
-        manifest = manifests.load(sweep)
-        for name, records in polled(manifest).items():
-            backends.get(name).prefetch(records)
+        asked = read_json(manifests.sweep_dir(sweep) / manifests.POLLED_FILE)
+        for name, job_ids in asked.items():
+            backends.get(name).prefetch([str(i) for i in job_ids])  # they run while the manifest is parsed
+    except (WorkflowError, AttributeError, TypeError):  # a torn or foreign file: status asks itself
+        pass
+    try:
+        _EARLY[sweep] = manifests.load(sweep)
     except WorkflowError:
         return
-    _EARLY[sweep] = manifest
 
 
 def status(sweep: str, notify: Callable[[str], None] | None = None,

@@ -178,7 +178,8 @@ def ui_links(manifest: Manifest) -> UiLinks | None:
         base, command = f"http://127.0.0.1:{UI_PORT}", f"mlflow ui --backend-store-uri {uri} --port {UI_PORT}"
     search = quote(f"tags.sweep_id = '{manifest.sweep_id}'")
     runs = f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning&searchFilter={search}"
-    ids = [r.mlflow_run_id for r in manifest.ordered() if r.mlflow_run_id][:COMPARE_LIMIT]
+    ids = [r.mlflow_run_id for r in manifest.ordered(r for r in manifest.points.values() if r.mlflow_run_id)]
+    ids = ids[:COMPARE_LIMIT]
     compare = (f"{base}/#/compare-runs?runs={json.dumps(ids, separators=(',', ':'))}"
                f"&experiments={json.dumps([exp])}") if ids else None
     return UiLinks(command, runs, compare)

@@ -66,9 +66,9 @@ class Backend(ABC):
         """Send the request, reporting each point's job id and state. ``jobs``: each point's
         job.json content by point hash (already in its run directory unless ``carries_job``)."""
 
-    def prefetch(self, records: list[PointRecord]) -> None:
-        """Start asking about these records' jobs, for a ``poll`` of the same records soon after
-        (status starts its queries while the command line loads)."""
+    def prefetch(self, job_ids: list[str]) -> None:
+        """Start asking about these jobs, for a ``poll`` of the records that hold them soon after
+        (status starts its queries while the manifest is read and the command line loads)."""
 
     @abstractmethod
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:

@@ -259,10 +259,9 @@ class SlurmBackend(Backend):
             report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, made)})
             submitted += len(chunk.hashes)
 
-    def prefetch(self, records: list[PointRecord]) -> None:
-        ids = _job_ids(records)
-        if ids:
-            mains = _mains(ids)
+    def prefetch(self, job_ids: list[str]) -> None:
+        if job_ids:
+            mains = _mains(job_ids)
             _STARTED[mains] = _start_queries(mains)
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
