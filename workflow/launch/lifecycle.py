@@ -58,6 +58,8 @@ def refresh(manifest: Manifest) -> Manifest:
                     record.error = record.error or record.node.get("error")
     if changed:
         manifest.save()
+    elif not (manifest.path.parent / manifests.POLLED_FILE).is_file():  # a sweep saved before there was one
+        manifest.save_polled()
     return manifest
 
 

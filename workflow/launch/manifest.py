@@ -84,6 +84,10 @@ class Manifest:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
         data["points"] = {h: vars(r) for h, r in self.points.items()}
         write_json(self.path, data, indent=None)
+        self.save_polled()
+
+    def save_polled(self) -> None:
+        """The job ids status will ask about, beside the manifest (``POLLED_FILE``)."""
         polled = {name: [r.job_id for r in records if r.job_id] for name, records in self.polled().items()}
         write_json(self.path.parent / POLLED_FILE, polled, indent=None)
 
