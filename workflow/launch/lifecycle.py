@@ -15,7 +15,7 @@ from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
 from workflow.jsonio import read_json, read_lines_from
 from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
-from workflow.states import ACTIVE, TERMINAL_FAILED, State
+from workflow.states import TERMINAL_FAILED, State
 from workflow.tree import flatten
 
 STATUS_ROWS = 40  # beyond this, status shows the count by state and only the rows that need a look

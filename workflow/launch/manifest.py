@@ -147,7 +147,7 @@ _DEFAULTS = {n: f.default for n, f in _FIELDS.items() if f.default is not MISSIN
 def _record(saved: dict) -> PointRecord:
     """``PointRecord(**saved)``, at half the cost (status reads 10,000 of them): the same
     defaults, and a TypeError for a missing or unknown field."""
-    if not _REQUIRED <= saved.keys() <= _FIELDS.keys():
+    if not isinstance(saved, dict) or not _REQUIRED <= saved.keys() <= _FIELDS.keys():
         raise TypeError(f"a point record with fields {sorted(saved)}")
     record = object.__new__(PointRecord)
     record.__dict__ = {**_DEFAULTS, **saved}
