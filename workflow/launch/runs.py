@@ -279,7 +279,10 @@ def _reply(code: int, stdout: str, stderr: str) -> dict:
 def register_parent(request: dict) -> dict:
     """The registering helper (``prepare``): its reply, or its error with the tags it would have
     set, goes to ``reply_file`` for the manifest and the jobs; it gives up after TIMEOUT_S."""
+    import os
     import signal
+
+    os.nice(10)  # background work: the submission it runs beside (and sbatch, slurmctld) come first
 
     def give_up(signum, frame):
         raise TimeoutError(f"MLflow did not answer within {TIMEOUT_S} s")
