@@ -96,3 +96,34 @@ def test_a_point_the_scheduler_lost_track_of_is_asked_again(isolated, tmp_path, 
     assert {r.state for r in lifecycle.refresh(manifest).points.values()} == {State.UNKNOWN}
     answer("", "7_[0-2%2]|CANCELLED by 0|00:00:00")
     assert {r.state for r in lifecycle.refresh(manifest).points.values()} == {State.CANCELLED}
+
+
+def test_manifest_records_read_back_as_saved_and_bad_ones_are_a_clear_error(isolated):
+    """Records are read without the dataclass's __init__ (status reads 10,000 of them): the same
+    records, defaults for fields an older manifest lacks, and the same error for a bad record."""
+    import json
+
+    import pytest
+
+    from workflow.errors import ManifestError
+    from workflow.launch import manifest as manifests
+
+    manifest = sweep_of(isolated, 3)
+    manifest.points["000000000001"].extra["step"] = 5
+    manifest.save()
+    assert manifests.load("idx").points == manifest.points
+    data = json.loads(manifest.path.read_text())
+    old = data["points"]["000000000002"]
+    for key in ("extra", "code", "commit"):  # a manifest from before these fields
+        del old[key]
+    del data["points"]["000000000000"]["extra"]
+    manifest.path.write_text(json.dumps(data))
+    points = manifests.load("idx").points
+    record = points["000000000002"]
+    assert (record.extra, record.code, record.state) == ({}, None, "RUNNING")
+    assert record.extra is not points["000000000000"].extra, "each record gets its own default"
+    for bad in ({**old, "colour": "red"}, {k: v for k, v in old.items() if k != "run_dir"}, ["not", "a", "record"]):
+        data["points"]["000000000002"] = bad
+        manifest.path.write_text(json.dumps(data))
+        with pytest.raises(ManifestError, match="Corrupt manifest"):
+            manifests.load("idx")
