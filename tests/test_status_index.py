@@ -127,3 +127,22 @@ def test_manifest_records_read_back_as_saved_and_bad_ones_are_a_clear_error(isol
         manifest.path.write_text(json.dumps(data))
         with pytest.raises(ManifestError, match="Corrupt manifest"):
             manifests.load("idx")
+
+
+def test_status_of_a_sweep_it_cannot_write_still_shows_it(isolated, monkeypatch):
+    """status writes polled.json for a sweep saved before it existed; in a folder it may not
+    write (a colleague's sweep, a read-only copy), it shows the sweep all the same."""
+    from workflow.launch import manifest as manifests
+
+    manifest = sweep_of(isolated, 2)
+    for record in manifest.points.values():
+        record.state = State.COMPLETED
+    manifest.save()
+    (manifest.path.parent / manifests.POLLED_FILE).unlink()
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Manifest, "save_polled", refused)
+    shown = lifecycle.refresh(manifests.load("idx"))
+    assert shown.state_counts() == {"COMPLETED": 2}

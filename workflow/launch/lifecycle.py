@@ -59,7 +59,10 @@ def refresh(manifest: Manifest) -> Manifest:
     if changed:
         manifest.save()
     elif not (manifest.path.parent / manifests.POLLED_FILE).is_file():  # a sweep saved before there was one
-        manifest.save_polled()
+        try:
+            manifest.save_polled()
+        except OSError:  # someone else's sweep, or a read-only copy: status still shows it
+            pass
     return manifest
 
 

@@ -282,7 +282,10 @@ def register_parent(request: dict) -> dict:
     import os
     import signal
 
-    os.nice(10)  # background work: the submission it runs beside (and sbatch, slurmctld) come first
+    try:
+        os.nice(10)  # background work: the submission it runs beside (and sbatch, slurmctld) come first
+    except OSError:
+        pass
 
     def give_up(signum, frame):
         raise TimeoutError(f"MLflow did not answer within {TIMEOUT_S} s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -64,11 +65,14 @@ def entry_argv(run_dir: Path | str, nproc: int = 1) -> tuple[str, ...]:
             "-m", ENTRYPOINT, str(run_dir))
 
 
-def _threads(processes: int) -> int:
-    """Threads per process: OMP_NUM_THREADS where it is set (a shared machine, or a model too
-    small to gain from more), else this machine's cores split between the processes."""
-    given = os.environ.get("OMP_NUM_THREADS", "")
-    return int(given) if given.isdigit() and int(given) > 0 else max(1, (os.cpu_count() or 1) // processes)
+def _threads(processes: int) -> str:
+    """Threads per process: OMP_NUM_THREADS as the caller set it (a shared machine, or a model too
+    small to gain from more; OpenMP's nested form 4,2 included), else this machine's cores split
+    between the processes."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if re.fullmatch(r"[1-9][0-9]*(,[1-9][0-9]*)*", given):
+        return given
+    return str(max(1, (os.cpu_count() or 1) // processes))
 
 
 class LocalBackend(Backend):
@@ -87,7 +91,7 @@ class LocalBackend(Backend):
         jobs = tuple(LocalJob(p.hash, p.name, str(root), entry_argv(root, p.spec.resources.tasks))
                      for p, root in zip(points, roots))
         cwd = str(plan.code.root if plan.code else PROJECT_ROOT)
-        env = (("OMP_NUM_THREADS", str(threads)), ("PYTHONPATH", _pythonpath(cwd)))
+        env = (("OMP_NUM_THREADS", threads), ("PYTHONPATH", _pythonpath(cwd)))
         return LocalRequest(jobs, max_parallel, env, cwd, plan.fail_fast)
 
     def schedule(self, request: LocalRequest, report: Report, jobs: dict[str, dict]) -> None:
