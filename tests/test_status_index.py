@@ -130,8 +130,8 @@ def test_manifest_records_read_back_as_saved_and_bad_ones_are_a_clear_error(isol
 
 
 def test_status_of_a_sweep_it_cannot_write_still_shows_it(isolated, monkeypatch):
-    """status writes polled.json for a sweep saved before it existed; in a folder it may not
-    write (a colleague's sweep, a read-only copy), it shows the sweep all the same."""
+    """A sweep saved before polled.json existed, in a folder status may not write (a colleague's
+    sweep, a read-only copy): status shows it, and writes nothing when nothing changed."""
     from workflow.launch import manifest as manifests
 
     manifest = sweep_of(isolated, 2)
@@ -143,6 +143,6 @@ def test_status_of_a_sweep_it_cannot_write_still_shows_it(isolated, monkeypatch)
     def refused(self):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Manifest, "save_polled", refused)
+    monkeypatch.setattr(Manifest, "save", refused)
     shown = lifecycle.refresh(manifests.load("idx"))
     assert shown.state_counts() == {"COMPLETED": 2}

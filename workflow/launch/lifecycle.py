@@ -58,11 +58,6 @@ def refresh(manifest: Manifest) -> Manifest:
                     record.error = record.error or record.node.get("error")
     if changed:
         manifest.save()
-    elif not (manifest.path.parent / manifests.POLLED_FILE).is_file():  # a sweep saved before there was one
-        try:
-            manifest.save_polled()
-        except OSError:  # someone else's sweep, or a read-only copy: status still shows it
-            pass
     return manifest
 
 
@@ -77,7 +72,7 @@ def prefetch(sweep: str) -> None:
     try:
         asked = read_json(manifests.sweep_dir(sweep) / manifests.POLLED_FILE)
         for name, job_ids in asked.items():
-            backends.get(name).prefetch([str(i) for i in job_ids])  # they run while the manifest is parsed
+            backends.get(name).prefetch(job_ids)  # they run while the manifest is parsed
     except (WorkflowError, AttributeError, TypeError):  # a torn or foreign file: status asks itself
         pass
     try:

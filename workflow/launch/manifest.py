@@ -84,11 +84,7 @@ class Manifest:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
         data["points"] = {h: vars(r) for h, r in self.points.items()}
         write_json(self.path, data, indent=None)
-        self.save_polled()
-
-    def save_polled(self) -> None:
-        """The job ids status will ask about, beside the manifest (``POLLED_FILE``)."""
-        polled = {name: [r.job_id for r in records if r.job_id] for name, records in self.polled().items()}
+        polled = {name: job_ids(records) for name, records in self.polled().items()}
         write_json(self.path.parent / POLLED_FILE, polled, indent=None)
 
     def polled(self) -> dict[str, list[PointRecord]]:
@@ -118,6 +114,11 @@ class Manifest:
     def ordered(self, records: Iterable[PointRecord] | None = None) -> list[PointRecord]:
         """The points (or ``records``, a few of them: cheaper than sorting all) in sweep order."""
         return sorted(self.points.values() if records is None else records, key=attrgetter("index", "hash"))
+
+
+def job_ids(records: Iterable[PointRecord]) -> list[str]:
+    """The scheduler's ids of these records' jobs (records never submitted have none)."""
+    return [r.job_id for r in records if r.job_id]
 
 
 def sweep_dir(sweep: str) -> Path:

@@ -212,7 +212,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
                 key = src if src and src.endswith(problem.key) else f"{src}.{problem.key}" if src else problem.key
                 problems.append(Problem(file, key, problem.expected, problem.given, problem.hint))
             continue
-        digest = base.point_hash(spec)
+        digest = spec.point_hash(base.hash_texts)
         if digest in seen:
             problems.append(Problem(file, ", ".join(sorted(set(sources.values()))) or "points",
                                     "distinct points", f"point {index} duplicates point {seen[digest]}"))
@@ -268,10 +268,6 @@ class BaseBlocks:
             else:
                 raw[name] = self.raw[name]
         return JobSpec.model_validate(raw)
-
-    def point_hash(self, spec: JobSpec) -> str:
-        """``spec.point_hash()``, with the shared blocks' parts serialised once for the sweep."""
-        return spec.point_hash(self.hash_texts)
 
 
 def point_name(own: dict, varying: list[str]) -> str:

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from workflow.errors import BackendError, Problem, suggest
 from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
+from workflow.launch.manifest import job_ids
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
@@ -265,7 +266,7 @@ class SlurmBackend(Backend):
             _STARTED[mains] = _start_queries(mains)
 
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
-        ids = _job_ids(records)
+        ids = job_ids(records)
         if not ids:
             return {}
         queued, accounted = _queue_and_accounting(ids)
@@ -283,7 +284,7 @@ class SlurmBackend(Backend):
         return out
 
     def cancel(self, records: list[PointRecord]) -> list[str]:
-        ids = _job_ids(records)
+        ids = job_ids(records)
         if ids:
             run(["scancel", *ids])
         return [r.hash for r in records if r.job_id]
@@ -318,10 +319,6 @@ WHOLE_RANGES = {"SLURM_BITSTR_LEN": "0"}  # squeue and sacct print a folded task
 
 
 _STARTED: dict[str, tuple] = {}  # the arrays' ids -> squeue and sacct started by ``prefetch``
-
-
-def _job_ids(records: list[PointRecord]) -> list[str]:
-    return [r.job_id for r in records if r.job_id]
 
 
 def _mains(ids: list[str]) -> str:
