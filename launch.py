@@ -14,6 +14,7 @@ exits non-zero on them. It never imports torch, transformers, deepspeed or mlflo
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import sys
@@ -41,7 +42,24 @@ import fire  # noqa: E402
 def _ui():
     from workflow.launch import console
 
+    _settle()
     return console
+
+
+def _driver():
+    from workflow.launch import driver
+
+    _settle()
+    return driver
+
+
+def _settle() -> None:
+    """Called once a command has imported what it needs: the modules, classes and pydantic schemas
+    loaded so far live as long as the process, so they leave the collector's view (``gc.freeze``).
+    The objects that a large sweep builds next then no longer make each full collection walk
+    them again: a tenth of a 1,000-point dry run."""
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 class Commands:
@@ -63,9 +81,7 @@ class Commands:
             allow_dirty: submit with uncommitted changes in workflow/ (the jobs run a snapshot;
                 the diff is saved beside it and logged to MLflow).
         """
-        from workflow.launch import driver
-
-        sweep = driver.load(path, overrides, backend, sweep=True)
+        sweep = _driver().load(path, overrides, backend, sweep=True)
         return self._launch(sweep, dry_run, retry, force, fail_fast, allow_dirty)
 
     def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
@@ -80,15 +96,11 @@ class Commands:
             force: submit even when the memory planner says it cannot fit its GPUs.
             allow_dirty: submit with uncommitted changes in workflow/ (the diff is recorded).
         """
-        from workflow.launch import driver
-
-        return self._launch(driver.load(path, overrides, backend, sweep=False), dry_run, None, force, False,
+        return self._launch(_driver().load(path, overrides, backend, sweep=False), dry_run, None, force, False,
                             allow_dirty)
 
     def _launch(self, sweep, dry_run: bool, retry: str | None, force: bool, fail_fast: bool, allow_dirty: bool):
-        from workflow.launch import driver
-
-        ui = _ui()
+        driver, ui = _driver(), _ui()
         if dry_run:
             found = driver.dry_run(sweep, retry, fail_fast, allow_dirty)
             ui.print_plan(found)
@@ -111,10 +123,9 @@ class Commands:
             path: a job spec (jobs/*.yaml) or a sweep file (sweeps/*.yaml).
             overrides: key.path=value settings, e.g. train.learning_rate=1e-3.
         """
-        from workflow.launch import driver
         from workflow.launch.plan import make_plan
 
-        plan = make_plan(driver.load(path, overrides))
+        plan = make_plan(_driver().load(path, overrides))
         _ui().console.print(f"[green]ok[/] {path}: {len(plan.sweep.points)} point(s), backend {plan.backend}",
                             highlight=False)
         _ui().print_warnings(plan.warnings)
@@ -129,10 +140,9 @@ class Commands:
             path: a job spec or a sweep file.
             overrides: key.path=value settings, e.g. resources.gpus_per_node=8.
         """
-        from workflow.launch import driver
         from workflow.launch.plan import make_plan
 
-        plan = make_plan(driver.load(path, overrides), force=True)
+        plan = make_plan(_driver().load(path, overrides), force=True)
         _ui().print_memory(plan, empty_note=True)
         _ui().print_warnings(plan.warnings)
 

@@ -412,13 +412,17 @@ def hash_text(name: str, value: Any) -> str:
     if isinstance(value, BaseModel):
         excluded = HASH_EXCLUDED.get(name)
         value = value.model_dump(mode="json", exclude=excluded if isinstance(excluded, dict) else None)
-        for dotted, at in HASH_OMITTED_AT.items():
-            parent, leaf = dotted.rsplit(".", 1)
-            if parent == name and value.get(leaf, MISSING) == at:
+        for leaf, at in _OMITTED_BY_BLOCK.get(name, ()):
+            if value.get(leaf, MISSING) == at:
                 del value[leaf]
+    elif value is None:
+        return "null"
     return _HASH_JSON.encode(value)
 
 
+_OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by top-level key
+for _dotted, _at in HASH_OMITTED_AT.items():
+    _OMITTED_BY_BLOCK.setdefault(_dotted.split(".")[0], []).append((_dotted.split(".", 1)[1], _at))
 _HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # the point hash's JSON, made once
 
 
