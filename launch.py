@@ -23,18 +23,21 @@ from pathlib import Path
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")  # skips an entry-point scan at start-up
 
 from workflow.errors import WorkflowError  # noqa: E402
-from workflow.launch import lifecycle, manifest as manifests  # noqa: E402
+from workflow.launch import lifecycle, manifest as manifests, snapshot  # noqa: E402
 
 
-def prefetch_status(argv: list[str]) -> None:
-    """``status <sweep>``: its squeue and sacct start now and run while the rest of the command
-    line loads."""
+def prefetch(argv: list[str]) -> None:
+    """Start now what the command will ask other programs, so that it runs while the rest of the
+    command line loads: ``status <sweep>``, its squeue and sacct; ``sweep`` and ``run``, the git
+    commands of the code snapshot."""
     if len(argv) >= 2 and argv[0] == "status" and not argv[1].startswith("-"):
         lifecycle.prefetch(argv[1])
+    elif argv and argv[0] in ("sweep", "run"):
+        snapshot.prefetch()
 
 
 if __name__ == "__main__":
-    prefetch_status(sys.argv[1:])
+    prefetch(sys.argv[1:])
 
 import fire  # noqa: E402
 

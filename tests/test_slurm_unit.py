@@ -155,7 +155,7 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     parse = manifests.load
     started_first = []
     monkeypatch.setattr(manifests, "load", lambda sweep: started_first.append(list(slurm._STARTED)) or parse(sweep))
-    launch.prefetch_status(["status", "pre", "--all"])
+    launch.prefetch(["status", "pre", "--all"])
     assert started_first == [["7"]], "the queries are under way before the manifest is parsed"
     monkeypatch.setattr(manifests, "load", parse)
     for _ in range(100):  # started, not waited for
@@ -168,8 +168,8 @@ def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, i
     got, rows, _ = lifecycle.status("pre")
     assert {r["name"]: r["state"] for r in rows} == {"p0": "COMPLETED", "p1": "RUNNING"}
     assert len(calls(fake_slurm)) == 2 and not slurm._STARTED
-    launch.prefetch_status(["logs", "pre"])  # only status prefetches
-    launch.prefetch_status(["status", "no-such-sweep"])  # status reports that one
+    launch.prefetch(["logs", "pre"])  # only status asks SLURM early
+    launch.prefetch(["status", "no-such-sweep"])  # status reports that one
     assert len(calls(fake_slurm)) == 2
 
     manifest.points["h2"] = record(2, "9_0", tmp_path / "p2")  # another array: the prefetch does not fit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from workflow.errors import SpecError
 from workflow.launch.sweep import expand, single
-from workflow.spec import JobSpec
+from workflow.spec import BLOCK_FIELDS, JobSpec
 from workflow.tree import format_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +189,11 @@ def test_points_validate_exactly_as_their_merged_dicts():
             specs.append((base.validate(nested, cli), whole))
     for spec, whole in specs:  # the blocks points share are unchanged by the points after them
         assert (spec.model_dump(mode="json"), spec.point_hash()) == whole
+    dumped = {}
+    for spec, whole in specs + specs:  # job data: each shared block dumped once, every spec's dump as its own
+        assert json.dumps(spec.data(dumped)) == json.dumps(whole[0])
+    shared = {id(getattr(s, n)) for s, _ in specs for n in BLOCK_FIELDS if n != "train" and getattr(s, n) is not None}
+    assert len(dumped) == len(shared) < len(specs) * 6  # once per block object: the points share most of them
 
 
 def test_max_points_is_checked_before_the_points_are_built(base):

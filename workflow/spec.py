@@ -335,6 +335,18 @@ class JobSpec(Block):
             parts.append(f'"{name}":{hash_text(name, value) if text is None else text}')
         return hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()[:12]
 
+    def data(self, dumped: dict[int, dict]) -> dict:
+        """``model_dump(mode="json")``, each block that many points share unchanged (a sweep's
+        base blocks) dumped once: ``dumped`` maps ``id(block)`` to its dump, and is filled here.
+        The points' data then share those dicts: read them, never change them."""
+        blocks = {name: getattr(self, name) for name in BLOCK_FIELDS if name not in self.SET_BY_CHECKS}
+        known = {name: dumped[id(block)] for name, block in blocks.items() if id(block) in dumped}
+        data = self.model_dump(mode="json", exclude=set(known) or None)
+        for name, block in blocks.items():
+            if block is not None and name not in known:
+                dumped[id(block)] = data[name]
+        return {name: known[name] if name in known else data[name] for name in type(self).model_fields}
+
     # The spec-wide checks below may set fields of these blocks (precision, accumulation). A sweep's
     # points share the base's other blocks (``BaseBlocks``); these each point gets as a copy.
     SET_BY_CHECKS: ClassVar[frozenset[str]] = frozenset({"train"})
@@ -432,6 +444,9 @@ def block_type(annotation: Any) -> type[BaseModel] | None:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
+
+
+BLOCK_FIELDS = tuple(name for name, info in JobSpec.model_fields.items() if block_type(info.annotation))
 
 
 def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str, Any]:

@@ -152,10 +152,10 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     manifest.path.parent.mkdir(parents=True, exist_ok=True)
     registration = runs.register(plan, manifest)
     (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
-    backend, context, jobs = backends.get(plan.backend), _shared_context(plan, manifest), {}
+    backend, context, jobs, dumped = backends.get(plan.backend), _shared_context(plan, manifest), {}, {}
     for point in points:
         _record(plan, manifest, point)
-        jobs[point.hash] = _job(plan, manifest, point, context)
+        jobs[point.hash] = _job(plan, manifest, point, context, dumped)
         if not backend.carries_job:
             write_json(plan.run_dir(point).job, jobs[point.hash], indent=None)
     manifest.save()
@@ -214,9 +214,9 @@ def _shared_context(plan: Plan, manifest: Manifest) -> dict:
     }
 
 
-def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> dict:
+def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dict[int, dict]) -> dict:
     """What job.json holds: the spec as data, and the context the node needs (its run, tags and
-    paths)."""
+    paths). ``dumped``: the blocks the points share, each dumped once (``JobSpec.data``)."""
     record = manifest.points[point.hash]
     context = {
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
@@ -224,4 +224,4 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict) -> dict:
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
-    return {"spec": point.spec.model_dump(mode="json"), "context": context}
+    return {"spec": point.spec.data(dumped), "context": context}

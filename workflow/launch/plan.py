@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property
 from pathlib import Path
 
 from workflow import data, memory, secrets
@@ -38,17 +38,21 @@ class Plan:
     code: Snapshot | None = None  # the code the nodes run (None: this checkout, as it is)
     warnings: tuple[str, ...] = ()  # what may fail on the nodes but cannot be known here
 
-    @property
+    @cached_property
     def root(self) -> Path:
-        return _sweep_root(self.sweep.name, os.environ.get("WF_RUNS_DIR"))
+        """The sweep's folder, found once: a plan's folders do not move while it is submitted."""
+        return sweep_dir(self.sweep.name)
 
     def run_dir(self, point: Point) -> RunDir:
-        return RunDir(self.root / point.slug)
+        """A point's run folder (the backend, the manifest and job.json each ask: made once)."""
+        found = self._run_dirs.get(point.hash)
+        if found is None:
+            found = self._run_dirs[point.hash] = RunDir(self.root / point.slug)
+        return found
 
-
-@lru_cache(maxsize=16)
-def _sweep_root(name: str, _runs_env: str | None) -> Path:
-    return sweep_dir(name)
+    @cached_property
+    def _run_dirs(self) -> dict[str, RunDir]:
+        return {}
 
 
 def check_model(spec: JobSpec, file: str) -> Problem | None:

@@ -76,7 +76,7 @@ def take(sweep_root: Path, allow_dirty: bool = False) -> Snapshot:
     """Describe the snapshot of this checkout (nothing is written): its files, digest, commit and
     uncommitted changes (``check`` refuses those unless ``allow_dirty``)."""
     files = _files()
-    changes = tuple(_git("status", "--porcelain", "--", *CODE_PATHS).splitlines())
+    changes = tuple(_git(*STATUS).splitlines())
     diff = _git("diff", "HEAD", "--", *CODE_PATHS) if changes else ""
     digest = hashlib.sha256()
     for name in files:
@@ -84,9 +84,25 @@ def take(sweep_root: Path, allow_dirty: bool = False) -> Snapshot:
     return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], git_commit(), changes, allow_dirty, files, diff)
 
 
+LIST_FILES = ("ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS)
+STATUS = ("status", "--porcelain", "--", *CODE_PATHS)
+HEAD = ("rev-parse", "HEAD")
+_EARLY: dict[tuple[str, ...], subprocess.Popen] = {}  # started by ``prefetch``, read by ``_git``
+
+
+def prefetch() -> None:
+    """Start the git commands that ``take`` asks, side by side, so that they run while the
+    command line loads: ``launch.py sweep|run`` calls this first."""
+    for args in (LIST_FILES, STATUS, HEAD):
+        try:
+            _EARLY[args] = _start(args)
+        except OSError:  # no git: take() asks again and gets nothing
+            return
+
+
 def _files() -> tuple[str, ...]:
     """Tracked and untracked-but-not-ignored files under CODE_PATHS (every .py file outside git)."""
-    listed = _git("ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS)
+    listed = _git(*LIST_FILES)
     if listed:
         names = [n for n in listed.splitlines() if (PROJECT_ROOT / n).is_file()]
     else:
@@ -97,15 +113,26 @@ def _files() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    return _git("rev-parse", "HEAD").strip() or "unknown"
+    return _git(*HEAD).strip() or "unknown"
+
+
+def _start(args: tuple[str, ...]) -> subprocess.Popen:
+    # safe.directory: a checkout owned by another user (a shared clone, a container) still answers
+    return subprocess.Popen(["git", "-c", f"safe.directory={PROJECT_ROOT}", *args], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def _git(*args: str) -> str:
-    """A git command's output in the project; empty outside a git checkout or without git."""
+    """A git command's output in the project (prefetched, or run now); empty outside a git
+    checkout or without git."""
     try:
-        # safe.directory: a checkout owned by another user (a shared clone, a container) still answers
-        out = subprocess.run(["git", "-c", f"safe.directory={PROJECT_ROOT}", *args], cwd=PROJECT_ROOT,
-                             capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
+        proc = _EARLY.pop(args, None) or _start(args)
+    except OSError:
         return ""
-    return out.stdout if out.returncode == 0 else ""
+    try:
+        out, _ = proc.communicate(timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return ""
+    return out if proc.returncode == 0 else ""

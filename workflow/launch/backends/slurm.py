@@ -207,9 +207,13 @@ class SlurmBackend(Backend):
         refuse("The cluster cannot run this sweep", _resource_problems(plan.sweep.file, points, info))
         chdir = str(plan.code.root) if plan.code else None
         groups: dict[str, list[Point]] = {}
-        for point in points:
-            params = executor_parameters(point.spec, plan.sweep.name, chdir)
-            groups.setdefault(repr(sorted(params.items())), []).append(point)
+        keys: dict[tuple[int, int], str] = {}  # points that share their resources and slurm blocks (a sweep's
+        for point in points:                    # base blocks) share their parameters: found once
+            blocks = (id(point.spec.resources), id(point.spec.slurm))
+            key = keys.get(blocks)
+            if key is None:
+                key = keys[blocks] = repr(sorted(executor_parameters(point.spec, plan.sweep.name, chdir).items()))
+            groups.setdefault(key, []).append(point)
         size = max(1, info.max_array_size)  # array indices run 0 .. MaxArraySize-1
         pieces = [grp[i:i + size] for grp in groups.values() for i in range(0, len(grp), size)]
         first = points[0].spec.slurm if points else None
