@@ -7,7 +7,6 @@ One ``WorkflowError`` may carry many problems, so validation reports all at once
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -67,6 +66,8 @@ class JobError(WorkflowError):
 
 def suggest(word: str, options: Iterable[str]) -> str | None:
     """Return a "did you mean" hint for ``word`` among ``options``."""
+    import difflib  # only an error needs it: not imported by every command
+
     options = sorted(set(options))
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if close:

@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
@@ -64,7 +63,7 @@ class PointRecord:
 class Manifest:
     sweep: str
     file: str
-    sweep_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    sweep_id: str = field(default_factory=lambda: os.urandom(6).hex())  # 48 random bits, as uuid4().hex[:12]
     created_at: float = field(default_factory=time.time)
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None

@@ -103,14 +103,18 @@ def cluster_info() -> ClusterInfo:
 def _cluster_info(_path: str, _conf: str) -> ClusterInfo:
     if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
+    show, partitions_of = ["scontrol", "show", "config"], ["sinfo", "-h", "-o", "%P|%G"]
+    asked = start(show), start(partitions_of)  # side by side
     try:
-        config = run(["scontrol", "show", "config"])
+        config = finish(asked[0], show)
     except BackendError:
+        asked[1].kill()
+        asked[1].communicate()
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
     jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
     partitions: dict = {}
-    for line in run(["sinfo", "-h", "-o", "%P|%G"]).splitlines():
+    for line in finish(asked[1], partitions_of).splitlines():
         name, gres = (line.split("|") + [""])[:2]
         default = name.endswith("*")
         name = name.rstrip("*")
