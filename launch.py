@@ -56,13 +56,17 @@ def _driver():
     return driver
 
 
+_SETTLED = []
+
+
 def _settle() -> None:
     """Called once a command has imported what it needs: the modules, classes and pydantic schemas
     loaded so far live as long as the process, so they leave the collector's view (``gc.freeze``).
     The objects that a large sweep builds next then no longer make each full collection walk
-    them again: a tenth of a 1,000-point dry run."""
-    if not gc.get_freeze_count():
+    them again, nor the last one at exit: a tenth of a 1,000-point dry run."""
+    if not _SETTLED:
         gc.freeze()
+        _SETTLED.append(True)
 
 
 class Commands:
