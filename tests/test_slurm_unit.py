@@ -80,6 +80,27 @@ def test_chunks_follow_max_array_size(tmp_path, isolated, fake_slurm):
     assert sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]  # once, side by side
 
 
+def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_built(tmp_path, isolated, fake_slurm,
+                                                                                     monkeypatch):
+    """The launcher starts scontrol and sinfo when the validated base says slurm, then builds
+    the points while they run; the plan reads those two answers (no third call)."""
+    from workflow.launch import sweep as sweeps
+
+    slurm._cluster_info.cache_clear()
+    resolve = sweeps._resolve
+    started_first = []
+    monkeypatch.setattr(sweeps, "_resolve", lambda *a: started_first.append(dict(slurm._INFO_STARTED)) or resolve(*a))
+    loaded = driver.load(str(sweep_of(tmp_path, 10, backend="slurm")))
+    assert list(started_first[0]) == [slurm._info_key()], "the queries are under way before the points"
+    plan = make_plan(loaded, cluster=True)
+    assert not slurm._INFO_STARTED and sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]
+    assert slurm.cluster_info().max_array_size == 4 and len(calls(fake_slurm)) == 2
+    assert plan.backend == "slurm"
+    slurm._cluster_info.cache_clear()
+    driver.load(str(sweep_of(tmp_path, 10)))  # a local sweep asks SLURM nothing
+    assert not slurm._INFO_STARTED and len(calls(fake_slurm)) == 2
+
+
 def test_resources_map_to_sbatch_flags(tmp_path, isolated, fake_slurm):
     spec = {"resources": {"nodes": 2, "gpus_per_node": 8, "cpus_per_task": 6, "mem_gb": 200, "timeout_min": 240},
             "slurm": {"partition": "big", "account": "proj", "qos": "high", "constraint": "a100",

@@ -339,13 +339,14 @@ class JobSpec(Block):
         """``model_dump(mode="json")``, each block that many points share unchanged (a sweep's
         base blocks) dumped once: ``dumped`` maps ``id(block)`` to its dump, and is filled here.
         The points' data then share those dicts: read them, never change them."""
-        blocks = {name: getattr(self, name) for name in BLOCK_FIELDS if name not in self.SET_BY_CHECKS}
-        known = {name: dumped[id(block)] for name, block in blocks.items() if id(block) in dumped}
-        data = self.model_dump(mode="json", exclude=set(known) or None)
-        for name, block in blocks.items():
-            if block is not None and name not in known:
-                dumped[id(block)] = data[name]
-        return {name: known[name] if name in known else data[name] for name in type(self).model_fields}
+        blocks = [(name, getattr(self, name)) for name in SHARED_BLOCK_FIELDS]
+        known = {name: dumped[id(block)] for name, block in blocks if id(block) in dumped}
+        data = self.model_dump(mode="json", exclude=set(known) if known else None)
+        if len(known) < len(blocks):
+            dumped.update((id(block), data[name]) for name, block in blocks if name not in known and block is not None)
+        if not known:
+            return data
+        return {name: known[name] if name in known else data[name] for name in FIELD_ORDER}
 
     # The spec-wide checks below may set fields of these blocks (precision, accumulation). A sweep's
     # points share the base's other blocks (``BaseBlocks``); these each point gets as a copy.
@@ -447,6 +448,8 @@ def block_type(annotation: Any) -> type[BaseModel] | None:
 
 
 BLOCK_FIELDS = tuple(name for name, info in JobSpec.model_fields.items() if block_type(info.annotation))
+SHARED_BLOCK_FIELDS = tuple(name for name in BLOCK_FIELDS if name not in JobSpec.SET_BY_CHECKS)  # JobSpec.data
+FIELD_ORDER = tuple(JobSpec.model_fields)
 
 
 def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str, Any]:

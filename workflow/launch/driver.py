@@ -73,7 +73,9 @@ def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None
         raise SpecError(f"{path} is a {kind}", [Problem(
             str(path), None, "a sweep file (grid, zip, random or points over a base spec)" if sweep
             else "a job spec", f"a {kind}", f"use: python launch.py {other} {path}")])
-    return expand(path, overrides, extra) if (is_sweep if sweep is None else sweep) else single(path, overrides, extra)
+    if not (is_sweep if sweep is None else sweep):
+        return single(path, overrides, extra)
+    return expand(path, overrides, extra, on_base=lambda base: backends.get(base.backend).prepare())
 
 
 def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:

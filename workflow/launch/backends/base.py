@@ -52,6 +52,11 @@ class Backend(ABC):
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
 
+    def prepare(self) -> None:
+        """Start asking the cluster what ``problems`` and ``render`` will need (its limits), in
+        the background: the launcher calls this as soon as a sweep's backend is known, before
+        the points are built."""
+
     def problems(self, file: str, points: list[Point]) -> list[Problem]:
         """What this backend cannot run (cluster limits, missing settings), reported with the
         input's other problems; ``render`` refuses the same."""

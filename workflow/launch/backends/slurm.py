@@ -91,20 +91,42 @@ def finish(proc: subprocess.Popen, argv: list[str]) -> str:
     return out
 
 
+SHOW_CONFIG, PARTITIONS = ["scontrol", "show", "config"], ["sinfo", "-h", "-o", "%P|%G"]
+_INFO_STARTED: dict[tuple[str, str], tuple] = {}  # started by ``start_cluster_info``
+
+
 def cluster_info() -> ClusterInfo:
     """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable (no
     commands here, or no controller answering: a dry run still shows the request, and a
     submission then fails at sbatch with SLURM's own message). Read once per command: the plan
     checks the cluster's limits, then the request is rendered for it."""
-    return _cluster_info(os.environ.get("PATH", ""), os.environ.get("SLURM_CONF", ""))
+    return _cluster_info(*_info_key())
+
+
+def start_cluster_info() -> None:
+    """Start the two queries of ``cluster_info`` now, side by side; it reads their answers."""
+    key = _info_key()
+    if key not in _INFO_STARTED and _cluster_info.cache_info().currsize == 0 and _reachable():
+        try:
+            _INFO_STARTED[key] = start(SHOW_CONFIG), start(PARTITIONS)
+        except BackendError:  # cluster_info reports it
+            pass
+
+
+def _info_key() -> tuple[str, str]:
+    return os.environ.get("PATH", ""), os.environ.get("SLURM_CONF", "")
+
+
+def _reachable() -> bool:
+    return shutil.which("scontrol") is not None and shutil.which("sinfo") is not None
 
 
 @lru_cache(maxsize=8)
-def _cluster_info(_path: str, _conf: str) -> ClusterInfo:
-    if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
+def _cluster_info(*key: str) -> ClusterInfo:
+    if not _reachable():
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
-    show, partitions_of = ["scontrol", "show", "config"], ["sinfo", "-h", "-o", "%P|%G"]
-    asked = start(show), start(partitions_of)  # side by side
+    show, partitions_of = SHOW_CONFIG, PARTITIONS
+    asked = _INFO_STARTED.pop(key, None) or (start(show), start(partitions_of))  # side by side
     try:
         config = finish(asked[0], show)
     except BackendError:
@@ -238,6 +260,9 @@ class SlurmBackend(Backend):
         script = _make_sbatch_string(command=command, folder=folder, **params, **array)
         return Chunk(tuple(p.hash for p in points), tuple(str(plan.run_dir(p).root) for p in points),
                      params, parallelism, script)
+
+    def prepare(self) -> None:
+        start_cluster_info()
 
     def problems(self, file: str, points: list[Point]) -> list[Problem]:
         return _resource_problems(file, points, cluster_info())
