@@ -198,7 +198,7 @@ def _existing(sweep: str) -> Manifest | None:
 def _record(plan: Plan, manifest: Manifest, point: Point) -> None:
     old = manifest.points.get(point.hash)
     manifest.points[point.hash] = PointRecord(
-        index=point.index, name=point.name, hash=point.hash, run_dir=str(plan.run_dir(point).root),
+        index=point.index, name=point.name, hash=point.hash, run_dir=plan.run_path(point),
         backend=plan.backend, mlflow_run_id=old.mlflow_run_id if old else None,
         commit=plan.code.commit if plan.code else None, code=str(plan.code.root) if plan.code else None)
 

@@ -43,15 +43,18 @@ class Plan:
         """The sweep's folder, found once: a plan's folders do not move while it is submitted."""
         return sweep_dir(self.sweep.name)
 
-    def run_dir(self, point: Point) -> RunDir:
-        """A point's run folder (the backend, the manifest and job.json each ask: made once)."""
-        found = self._run_dirs.get(point.hash)
-        if found is None:
-            found = self._run_dirs[point.hash] = RunDir(self.root / point.slug)
+    def run_path(self, point: Point) -> str:
+        """A point's run folder, as text (the backend and the manifest each ask: found once)."""
+        found = self._run_paths.get(point.hash)
+        if found is None:  # a slug has no separator, and is never . or ..
+            found = self._run_paths[point.hash] = os.path.join(self.root, point.slug)
         return found
 
+    def run_dir(self, point: Point) -> RunDir:
+        return RunDir(Path(self.run_path(point)))
+
     @cached_property
-    def _run_dirs(self) -> dict[str, RunDir]:
+    def _run_paths(self) -> dict[str, str]:
         return {}
 
 

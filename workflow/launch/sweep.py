@@ -203,6 +203,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     varying = sorted({k for combo in combos for _, over in combo for k in over})
+    labels = point_labels(varying)
     base = BaseBlocks(deep_merge(base_raw, cli))
     for index, combo in enumerate(combos):
         nested = nest({k: v for _, over in combo for k, v in over.items()})
@@ -222,7 +223,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
             continue
         seen[digest] = index
         values = {k: spec.get(k) for k in varying}
-        name = point_name({k: spec.get(k) for k in sorted(sources)}, varying)
+        name = point_name({k: spec.get(k) for k in sorted(sources)}, labels)
         spec.run_name = spec.run_name or name
         points.append(Point(index, name, digest, values, spec))
     if problems:
@@ -273,12 +274,17 @@ class BaseBlocks:
         return JobSpec.model_validate(raw)
 
 
-def point_name(own: dict, varying: list[str]) -> str:
-    """A point's name: the keys it sets itself, by their last part unless two varying keys share
-    it (train.learning_rate=1e-3 -> learning_rate=1e-3); "default" when it sets none."""
+def point_labels(varying: list[str]) -> dict[str, str]:
+    """Each varying key as point names show it: by its last part unless two varying keys share
+    it (train.learning_rate -> learning_rate)."""
     lasts = [k.rsplit(".", 1)[-1] for k in varying]
-    shown = {k: k.rsplit(".", 1)[-1] if lasts.count(k.rsplit(".", 1)[-1]) == 1 else k for k in own}
-    return ",".join(f"{shown[k]}={format_value(v)}" for k, v in own.items()) or "default"
+    return {k: last if lasts.count(last) == 1 else k for k, last in zip(varying, lasts)}
+
+
+def point_name(own: dict, labels: dict[str, str]) -> str:
+    """A point's name: the keys it sets itself, with their ``point_labels`` (learning_rate=1e-3);
+    "default" when it sets none."""
+    return ",".join(f"{labels[k]}={format_value(v)}" for k, v in own.items()) or "default"
 
 
 def single(spec_path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:

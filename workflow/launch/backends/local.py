@@ -87,9 +87,8 @@ class LocalBackend(Backend):
         max_parallel = min(p.spec.local.max_parallel for p in points) if points else 1
         ranks = max(p.spec.resources.tasks for p in points) if points else 1
         threads = _threads(max_parallel * ranks)
-        roots = [plan.run_dir(p).root for p in points]
-        jobs = tuple(LocalJob(p.hash, p.name, str(root), entry_argv(root, p.spec.resources.tasks))
-                     for p, root in zip(points, roots))
+        jobs = tuple(LocalJob(p.hash, p.name, plan.run_path(p), entry_argv(plan.run_path(p), p.spec.resources.tasks))
+                     for p in points)
         cwd = str(plan.code.root if plan.code else PROJECT_ROOT)
         env = (("OMP_NUM_THREADS", threads), ("PYTHONPATH", _pythonpath(cwd)))
         return LocalRequest(jobs, max_parallel, env, cwd, plan.fail_fast)

@@ -258,7 +258,7 @@ class SlurmBackend(Backend):
         command = " ".join([python, "-u -m submitit.core._submit", folder])
         array = {"map_count": len(points), "array_parallelism": parallelism} if len(points) > 1 else {}
         script = _make_sbatch_string(command=command, folder=folder, **params, **array)
-        return Chunk(tuple(p.hash for p in points), tuple(str(plan.run_dir(p).root) for p in points),
+        return Chunk(tuple(p.hash for p in points), tuple(plan.run_path(p) for p in points),
                      params, parallelism, script)
 
     def prepare(self) -> None:
