@@ -88,7 +88,7 @@ class Commands:
             allow_dirty: submit with uncommitted changes in workflow/ (the jobs run a snapshot;
                 the diff is saved beside it and logged to MLflow).
         """
-        sweep = _driver().load(path, overrides, backend, sweep=True)
+        sweep = _driver().load(path, overrides, backend, sweep=True, for_cluster=True)
         return self._launch(sweep, dry_run, retry, force, fail_fast, allow_dirty)
 
     def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,

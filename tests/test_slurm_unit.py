@@ -87,18 +87,48 @@ def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_bu
     from workflow.launch import sweep as sweeps
 
     slurm._cluster_info.cache_clear()
+    slurm._INFO_STARTED.clear()
     resolve = sweeps._resolve
     started_first = []
     monkeypatch.setattr(sweeps, "_resolve", lambda *a: started_first.append(dict(slurm._INFO_STARTED)) or resolve(*a))
-    loaded = driver.load(str(sweep_of(tmp_path, 10, backend="slurm")))
+    loaded = driver.load(str(sweep_of(tmp_path, 10, backend="slurm")), for_cluster=True)
     assert list(started_first[0]) == [slurm._info_key()], "the queries are under way before the points"
     plan = make_plan(loaded, cluster=True)
     assert not slurm._INFO_STARTED and sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]
     assert slurm.cluster_info().max_array_size == 4 and len(calls(fake_slurm)) == 2
     assert plan.backend == "slurm"
     slurm._cluster_info.cache_clear()
-    driver.load(str(sweep_of(tmp_path, 10)))  # a local sweep asks SLURM nothing
+    driver.load(str(sweep_of(tmp_path, 10)), for_cluster=True)  # a local sweep asks SLURM nothing
+    driver.load(str(sweep_of(tmp_path, 10, backend="slurm")))  # nor does validate, which plans no cluster
     assert not slurm._INFO_STARTED and len(calls(fake_slurm)) == 2
+
+    slurm.start_cluster_info()  # queries left unread too long (a long-lived process) are not trusted
+    key = slurm._info_key()
+    started, asked = slurm._INFO_STARTED[key]
+    for proc in asked:
+        proc.wait()
+    slurm._INFO_STARTED[key] = (started - slurm.INFO_FRESH_S - 1, asked)
+    fake_bin(fake_slurm, "scontrol", "MaxArraySize = 7")
+    assert slurm.cluster_info().max_array_size == 7 and len(calls(fake_slurm)) == 6
+    slurm._cluster_info.cache_clear()
+
+
+def test_points_that_ask_for_different_resources_go_into_different_arrays(tmp_path, isolated, fake_slurm):
+    """Points share their sbatch parameters only when their resources and slurm blocks are the
+    same: the base's, or equal ones."""
+    sweep_of(tmp_path, 1, backend="slurm")
+    path = tmp_path / "res.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "res", "grid": {
+        "train.seed": [0, 1, 2], "resources.timeout_min": [30, 60]}}))
+    plan = make_plan(expand(path))
+    request = slurm.SlurmBackend().render(plan, plan.sweep.points)
+    by_time = {c.parameters["time"]: len(c.hashes) for c in request.chunks}
+    assert by_time == {30: 3, 60: 3}, by_time
+    same = tmp_path / "same.yaml"  # equal blocks built per point still share one array
+    same.write_text(yaml.safe_dump({"base": "base.yaml", "name": "same", "grid": {
+        "train.seed": [0, 1, 2], "resources.timeout_min": [45]}}))
+    plan = make_plan(expand(same))
+    assert [len(c.hashes) for c in slurm.SlurmBackend().render(plan, plan.sweep.points).chunks] == [3]
 
 
 def test_resources_map_to_sbatch_flags(tmp_path, isolated, fake_slurm):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
@@ -129,8 +130,9 @@ def points_table(sweep: Sweep, title: str | None = None) -> Table:
         rows.insert(SHOWN_ROWS - 5, ["...", f"({hidden} more points)", "", *([""] * len(sweep.varying))])
     # Cells are plain Text (no markup to parse), and every column but the point's has its width
     # given: rich then measures one column, not all (a 1,000-point dry run prints faster).
-    widths = [max(len(row[c]) for row in rows + [["#", "point", "hash", *sweep.varying]]) for c in range(len(rows[0]))]
-    width = max(widths[1], 5) + 8 + 4 + 10
+    widths = [max(cell_len(row[c]) for row in rows + [["#", "point", "hash", *sweep.varying]])
+              for c in range(len(rows[0]))]
+    width = max([cell_len(p.name) for p in points] + [5]) + 8 + 4 + 10
     keys = []
     for offset, key in enumerate(sweep.varying, 3):
         width += widths[offset] + 3

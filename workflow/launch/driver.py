@@ -62,8 +62,12 @@ class DryRun:
     skipped: dict[str, str]
 
 
-def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None) -> Sweep:
-    """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys)."""
+def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None,
+         for_cluster: bool = False) -> Sweep:
+    """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys).
+    ``for_cluster``: the sweep is then planned against its cluster (a launch or a dry run), so
+    its backend starts asking the cluster's limits once the base spec is valid, while the points
+    are built."""
     extra = {"backend": backend} if backend else None
     data = config.read_yaml(Path(path))
     is_sweep = any(k in data for k in SWEEP_KEYS)
@@ -75,6 +79,8 @@ def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None
             else "a job spec", f"a {kind}", f"use: python launch.py {other} {path}")])
     if not (is_sweep if sweep is None else sweep):
         return single(path, overrides, extra)
+    if not for_cluster:
+        return expand(path, overrides, extra)
     return expand(path, overrides, extra, on_base=lambda base: backends.get(base.backend).prepare())
 
 

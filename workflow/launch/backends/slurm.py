@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -103,14 +104,34 @@ def cluster_info() -> ClusterInfo:
     return _cluster_info(*_info_key())
 
 
+INFO_FRESH_S = 30  # queries started longer ago than this are not read (a long-lived process)
+
+
 def start_cluster_info() -> None:
     """Start the two queries of ``cluster_info`` now, side by side; it reads their answers."""
     key = _info_key()
     if key not in _INFO_STARTED and _cluster_info.cache_info().currsize == 0 and _reachable():
-        try:
-            _INFO_STARTED[key] = start(SHOW_CONFIG), start(PARTITIONS)
-        except BackendError:  # cluster_info reports it
-            pass
+        asked = _ask_cluster()
+        if asked:
+            _INFO_STARTED[key] = (time.monotonic(), asked)
+
+
+def _ask_cluster() -> tuple | None:
+    """scontrol and sinfo, started side by side; None when either cannot start."""
+    asked = []
+    try:
+        for argv in (SHOW_CONFIG, PARTITIONS):
+            asked.append(start(argv))
+    except BackendError:
+        _stop(asked)
+        return None
+    return tuple(asked)
+
+
+def _stop(procs) -> None:
+    for proc in procs:
+        proc.kill()
+        proc.communicate()
 
 
 def _info_key() -> tuple[str, str]:
@@ -125,18 +146,22 @@ def _reachable() -> bool:
 def _cluster_info(*key: str) -> ClusterInfo:
     if not _reachable():
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
-    show, partitions_of = SHOW_CONFIG, PARTITIONS
-    asked = _INFO_STARTED.pop(key, None) or (start(show), start(partitions_of))  # side by side
+    started, asked = _INFO_STARTED.pop(key, (None, None))
+    if asked and time.monotonic() - started > INFO_FRESH_S:
+        _stop(asked)
+        asked = None
+    asked = asked or _ask_cluster()
     try:
-        config = finish(asked[0], show)
+        if asked is None:
+            raise BackendError("scontrol or sinfo cannot start")
+        config = finish(asked[0], SHOW_CONFIG)
     except BackendError:
-        asked[1].kill()
-        asked[1].communicate()
+        _stop(asked[1:] if asked else ())
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
     jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
     partitions: dict = {}
-    for line in finish(asked[1], partitions_of).splitlines():
+    for line in finish(asked[1], PARTITIONS).splitlines():
         name, gres = (line.split("|") + [""])[:2]
         default = name.endswith("*")
         name = name.rstrip("*")
