@@ -119,14 +119,14 @@ def test_points_that_ask_for_different_resources_go_into_different_arrays(tmp_pa
     sweep_of(tmp_path, 1, backend="slurm")
     path = tmp_path / "res.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "res", "grid": {
-        "train.seed": [0, 1, 2], "resources.timeout_min": [30, 60]}}))
+        "train.seed": [0, 1, 2], "resources.nodes": [1, 2]}}))
     plan = make_plan(expand(path))
     request = slurm.SlurmBackend().render(plan, plan.sweep.points)
-    by_time = {c.parameters["time"]: len(c.hashes) for c in request.chunks}
-    assert by_time == {30: 3, 60: 3}, by_time
+    by_nodes = {c.parameters["nodes"]: len(c.hashes) for c in request.chunks}
+    assert by_nodes == {1: 3, 2: 3}, by_nodes
     same = tmp_path / "same.yaml"  # equal blocks built per point still share one array
     same.write_text(yaml.safe_dump({"base": "base.yaml", "name": "same", "grid": {
-        "train.seed": [0, 1, 2], "resources.timeout_min": [45]}}))
+        "train.seed": [0, 1, 2], "resources.nodes": [2]}}))
     plan = make_plan(expand(same))
     assert [len(c.hashes) for c in slurm.SlurmBackend().render(plan, plan.sweep.points).chunks] == [3]
 
