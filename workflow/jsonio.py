@@ -17,11 +17,11 @@ def read_json(path: Path) -> Any:
         return {}
 
 
-def write_json(path: Path, data: Any, indent: int | None = 1) -> None:
+def write_json(path: Path, data: Any, indent: int | None = 1, sort_keys: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=indent, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys, default=str))
     os.replace(tmp, path)
 
 

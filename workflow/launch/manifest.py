@@ -78,13 +78,15 @@ class Manifest:
         return sweep_dir(self.sweep) / "manifest.json"
 
     def save(self) -> None:
-        """One line of JSON (the C encoder: a 10,000-point manifest is saved at every status),
-        then the job ids status will ask about (``POLLED_FILE``)."""
+        """One line of JSON (the C encoder: a 10,000-point manifest is saved at every status,
+        and after each array a submission sends), its keys in the order of the fields and the
+        points in the order they were recorded (sweep order, which ``ordered`` then sorts in
+        one pass); then the job ids status will ask about (``POLLED_FILE``)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "points"}
         data["points"] = {h: vars(r) for h, r in self.points.items()}
-        write_json(self.path, data, indent=None)
+        write_json(self.path, data, indent=None, sort_keys=False)
         polled = {name: job_ids(records) for name, records in self.polled().items()}
-        write_json(self.path.parent / POLLED_FILE, polled, indent=None)
+        write_json(self.path.parent / POLLED_FILE, polled, indent=None, sort_keys=False)
 
     def polled(self) -> dict[str, list[PointRecord]]:
         """The points each backend is asked about: the active ones, and UNKNOWN ones with a job id
