@@ -222,7 +222,7 @@ def sweep_progress(total: int) -> Iterator:
         def render(self, task) -> Text:
             return running.render(task)
 
-    progress = Progress(TextColumn("[bold]points"), BarColumn(bar_width=20), MofNCompleteColumn(),
+    progress = Progress(TextColumn("points", style="bold", markup=False), BarColumn(bar_width=20), MofNCompleteColumn(),
                         TimeElapsedColumn(), Running(), console=console, transient=False)
     task = progress.add_task("points", total=total)
 
