@@ -28,7 +28,7 @@ if __name__ == "__main__":  # a command line, not an import (tests)
     gc.set_threshold(100_000, *COLLECTOR_THRESHOLDS[1:])
 
 from workflow.errors import WorkflowError  # noqa: E402
-from workflow.launch import lifecycle, manifest as manifests, snapshot  # noqa: E402
+from workflow.launch import lifecycle, manifest as manifests  # noqa: E402
 
 
 def prefetch(argv: list[str]) -> None:
@@ -38,6 +38,8 @@ def prefetch(argv: list[str]) -> None:
     if len(argv) >= 2 and argv[0] == "status" and not argv[1].startswith("-"):
         lifecycle.prefetch(argv[1])
     elif argv and argv[0] in ("sweep", "run"):
+        from workflow.launch import snapshot  # not every command's start-up
+
         snapshot.prefetch()
 
 
@@ -61,9 +63,6 @@ def _driver():
     return driver
 
 
-_SETTLED = []
-
-
 QUICK = {"sweep", "run", "validate", "plan", "status", "sync", "logs", "cancel", "list"}  # settle after imports
 
 
@@ -73,10 +72,9 @@ def _settle() -> None:
     collector's view (``gc.freeze``), and it runs as usual from then on. The objects that a
     large sweep builds next then no longer make each full collection walk them again, nor the
     last one at exit: about 12% of a 1,000-point dry run."""
-    if __name__ == "__main__" and not _SETTLED:
+    if gc.get_threshold() != COLLECTOR_THRESHOLDS:  # still the start-up's (a command line, not an import)
         gc.freeze()
         gc.set_threshold(*COLLECTOR_THRESHOLDS)
-        _SETTLED.append(True)
 
 
 class Commands:

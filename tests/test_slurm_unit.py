@@ -86,7 +86,7 @@ def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_bu
     the points while they run; the plan reads those two answers (no third call)."""
     from workflow.launch import sweep as sweeps
 
-    slurm._cluster_info.cache_clear()
+    slurm._CLUSTERS.clear()
     slurm._INFO_STARTED.clear()
     resolve = sweeps._resolve
     started_first = []
@@ -97,7 +97,7 @@ def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_bu
     assert not slurm._INFO_STARTED and sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]
     assert slurm.cluster_info().max_array_size == 4 and len(calls(fake_slurm)) == 2
     assert plan.backend == "slurm"
-    slurm._cluster_info.cache_clear()
+    slurm._CLUSTERS.clear()
     driver.load(str(sweep_of(tmp_path, 10)), for_cluster=True)  # a local sweep asks SLURM nothing
     driver.load(str(sweep_of(tmp_path, 10, backend="slurm")))  # nor does validate, which plans no cluster
     assert not slurm._INFO_STARTED and len(calls(fake_slurm)) == 2
@@ -110,7 +110,7 @@ def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_bu
     slurm._INFO_STARTED[key] = (started - slurm.INFO_FRESH_S - 1, asked)
     fake_bin(fake_slurm, "scontrol", "MaxArraySize = 7")
     assert slurm.cluster_info().max_array_size == 7 and len(calls(fake_slurm)) == 6
-    slurm._cluster_info.cache_clear()
+    slurm._CLUSTERS.clear()
 
 
 def test_points_that_ask_for_different_resources_go_into_different_arrays(tmp_path, isolated, fake_slurm):

@@ -428,14 +428,13 @@ def hash_text(name: str, value: Any) -> str:
         for leaf, at in _OMITTED_BY_BLOCK.get(name, ()):
             if value.get(leaf, MISSING) == at:
                 del value[leaf]
-    elif value is None:
-        return "null"
     return _HASH_JSON.encode(value)
 
 
 _OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by top-level key
 for _dotted, _at in HASH_OMITTED_AT.items():
-    _OMITTED_BY_BLOCK.setdefault(_dotted.split(".")[0], []).append((_dotted.split(".", 1)[1], _at))
+    _block, _leaf = _dotted.split(".", 1)
+    _OMITTED_BY_BLOCK.setdefault(_block, []).append((_leaf, _at))
 _HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # the point hash's JSON, made once
 
 

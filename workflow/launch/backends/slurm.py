@@ -92,8 +92,30 @@ def finish(proc: subprocess.Popen, argv: list[str]) -> str:
     return out
 
 
+def start_side_by_side(*argvs: list[str], env: dict | None = None) -> tuple[subprocess.Popen, ...]:
+    """Commands started at once (``finish`` reads each); if one cannot start, those already
+    started are stopped."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for argv in argvs:
+            procs.append(start(argv, env))
+    except BackendError:
+        stop(procs)
+        raise
+    return tuple(procs)
+
+
+def stop(procs) -> None:
+    """Kill and reap commands whose answers are no longer wanted."""
+    for proc in procs:
+        proc.kill()
+        proc.communicate()
+
+
 SHOW_CONFIG, PARTITIONS = ["scontrol", "show", "config"], ["sinfo", "-h", "-o", "%P|%G"]
-_INFO_STARTED: dict[tuple[str, str], tuple] = {}  # started by ``start_cluster_info``
+INFO_FRESH_S = 30  # queries started longer ago than this are not read (a long-lived process)
+_CLUSTERS: dict[tuple[str, str], ClusterInfo] = {}  # by (PATH, SLURM_CONF): read once per command
+_INFO_STARTED: dict[tuple[str, str], tuple] = {}  # (when, the two queries) started by ``start_cluster_info``
 
 
 def cluster_info() -> ClusterInfo:
@@ -101,37 +123,21 @@ def cluster_info() -> ClusterInfo:
     commands here, or no controller answering: a dry run still shows the request, and a
     submission then fails at sbatch with SLURM's own message). Read once per command: the plan
     checks the cluster's limits, then the request is rendered for it."""
-    return _cluster_info(*_info_key())
-
-
-INFO_FRESH_S = 30  # queries started longer ago than this are not read (a long-lived process)
+    key = _info_key()
+    if key not in _CLUSTERS:
+        _CLUSTERS[key] = _read_cluster(*_INFO_STARTED.pop(key, (0.0, None)))
+    return _CLUSTERS[key]
 
 
 def start_cluster_info() -> None:
     """Start the two queries of ``cluster_info`` now, side by side; it reads their answers."""
     key = _info_key()
-    if key not in _INFO_STARTED and _cluster_info.cache_info().currsize == 0 and _reachable():
-        asked = _ask_cluster()
-        if asked:
-            _INFO_STARTED[key] = (time.monotonic(), asked)
-
-
-def _ask_cluster() -> tuple | None:
-    """scontrol and sinfo, started side by side; None when either cannot start."""
-    asked = []
+    if key in _CLUSTERS or key in _INFO_STARTED or not _reachable():
+        return
     try:
-        for argv in (SHOW_CONFIG, PARTITIONS):
-            asked.append(start(argv))
-    except BackendError:
-        _stop(asked)
-        return None
-    return tuple(asked)
-
-
-def _stop(procs) -> None:
-    for proc in procs:
-        proc.kill()
-        proc.communicate()
+        _INFO_STARTED[key] = (time.monotonic(), start_side_by_side(SHOW_CONFIG, PARTITIONS))
+    except BackendError:  # cluster_info asks again, and gives the defaults
+        pass
 
 
 def _info_key() -> tuple[str, str]:
@@ -142,21 +148,18 @@ def _reachable() -> bool:
     return shutil.which("scontrol") is not None and shutil.which("sinfo") is not None
 
 
-@lru_cache(maxsize=8)
-def _cluster_info(*key: str) -> ClusterInfo:
-    if not _reachable():
-        return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
-    started, asked = _INFO_STARTED.pop(key, (None, None))
+def _read_cluster(started: float, asked: tuple | None) -> ClusterInfo:
+    """The answers of the queries ``start_cluster_info`` started, if recent; else asked now."""
     if asked and time.monotonic() - started > INFO_FRESH_S:
-        _stop(asked)
+        stop(asked)
         asked = None
-    asked = asked or _ask_cluster()
+    if not asked and not _reachable():
+        return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     try:
-        if asked is None:
-            raise BackendError("scontrol or sinfo cannot start")
+        asked = asked or start_side_by_side(SHOW_CONFIG, PARTITIONS)
         config = finish(asked[0], SHOW_CONFIG)
     except BackendError:
-        _stop(asked[1:] if asked else ())
+        stop(asked[1:] if asked else ())
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
     jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
@@ -388,7 +391,7 @@ def _start_queries(mains: str) -> tuple:
     """squeue and sacct (allocations only, -X) of these jobs, started side by side."""
     squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
     sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
-    return squeue, start(squeue, WHOLE_RANGES), sacct, start(sacct, WHOLE_RANGES)
+    return (squeue, sacct), start_side_by_side(squeue, sacct, env=WHOLE_RANGES)
 
 
 def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
@@ -397,12 +400,11 @@ def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
     here: 10,000 pending tasks are a few lines, not 10,000; sacct folds tasks cancelled while
     pending the same way. A failing sacct (no accounting) leaves the queue's view."""
     mains = _mains(ids)
-    squeue, queue_proc, sacct, accounting = _STARTED.pop(mains, None) or _start_queries(mains)
+    (squeue, sacct), (queue_proc, accounting) = _STARTED.pop(mains, None) or _start_queries(mains)
     try:
         queued = _parse(finish(queue_proc, squeue))
     except BackendError:
-        accounting.kill()
-        accounting.communicate()
+        stop((accounting,))
         raise
     try:
         return queued, _parse(finish(accounting, sacct))
