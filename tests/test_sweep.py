@@ -10,7 +10,8 @@ import yaml
 
 from workflow.errors import SpecError
 from workflow.launch.sweep import expand, single
-from workflow.spec import BLOCK_FIELDS, JobSpec
+from workflow.launch.sweep_blocks import BLOCK_FIELDS, BaseBlocks, shared_dump
+from workflow.spec import JobSpec
 from workflow.tree import format_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +169,6 @@ def test_points_validate_exactly_as_their_merged_dicts():
     spec, and each error, must be what validating the whole merged dict gives."""
     from pydantic import ValidationError
 
-    from workflow.launch.sweep import BaseBlocks
     from workflow.tree import deep_merge
 
     def outcome(make, point_hash):
@@ -191,7 +191,7 @@ def test_points_validate_exactly_as_their_merged_dicts():
         assert (spec.model_dump(mode="json"), spec.point_hash()) == whole
     dumped = {}
     for spec, whole in specs + specs:  # job data: each shared block dumped once, every spec's dump as its own
-        assert json.dumps(spec.data(dumped)) == json.dumps(whole[0])
+        assert json.dumps(shared_dump(spec, dumped)) == json.dumps(whole[0])
     blocks = [getattr(s, n) for s, _ in specs for n in BLOCK_FIELDS if n != "train" and getattr(s, n) is not None]
     assert len(dumped) == len({id(b) for b in blocks}) < len(blocks)  # once per block object, shared ones once
 

@@ -3,7 +3,10 @@
 ``python launch.py schema`` prints the reference from the fields, and the README's spec reference
 is generated from them (``reference_markdown``; a test keeps the two equal). Derived values
 (tasks per node, world size, samples per step, model source, final model folder, the point
-hash) are properties and methods of the models, so no other module re-derives them. Blocks:
+hash) are properties and methods of the models, so no other module re-derives them. What the
+point hash covers is ``workflow.point_hash``'s; how pydantic's errors become Problems,
+``workflow.spec_errors``'; how a sweep's points share blocks, ``workflow.launch.sweep_blocks``'.
+Blocks:
 
 - top level: task, model, data, backend, output
 - ``train``: optimisation and checkpointing
@@ -16,26 +19,24 @@ hash) are properties and methods of the models, so no other module re-derives th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
-from workflow.errors import Problem, short, suggest
+from workflow import point_hash as hash_rules
 from workflow.metrics import GENERATION
 from workflow.paths import models_dir
 from workflow.tasks import TASKS, Task
-from workflow.tree import MISSING, flatten, nest
+from workflow.tree import flatten, nest
 
 if TYPE_CHECKING:
     from workflow.rundir import RunDir
 
 SPEC_ERROR = "spec"  # the error type of the validators below; its context names key, expected and given
+# (workflow.spec_errors reads it)
 
 
 def fail(key: str, expected: str, given: Any) -> PydanticCustomError:
@@ -324,32 +325,12 @@ class JobSpec(Block):
         return nest({k: v for k, v in flatten(data).items() if v is not None})
 
     def point_hash(self, known: dict[int, str] | None = None) -> str:
-        """Stable id of a point: sha256 over the keys that change what is computed, as sorted,
-        compact JSON. ``known`` maps ``id(block)`` to ``hash_text(name, block)`` for blocks that
-        many points share unchanged (a sweep's base blocks), so each is serialised once."""
-        known = known or {}
-        parts = []
-        for name in HASHED_KEYS:
-            value = getattr(self, name)
-            text = known.get(id(value))
-            parts.append(f'"{name}":{hash_text(name, value) if text is None else text}')
-        return hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()[:12]
+        """Stable id of the point: the hash of the keys that change what is computed (the rules
+        are ``workflow.point_hash``'s; ``known``: hash texts of blocks shared by many points)."""
+        return hash_rules.point_hash(self, known)
 
-    def data(self, dumped: dict[int, dict]) -> dict:
-        """``model_dump(mode="json")``, each block that many points share unchanged (a sweep's
-        base blocks) dumped once: ``dumped`` maps ``id(block)`` to its dump, and is filled here.
-        The points' data then share those dicts: read them, never change them."""
-        blocks = [(name, getattr(self, name)) for name in SHARED_BLOCK_FIELDS]
-        known = {name: dumped[id(block)] for name, block in blocks if id(block) in dumped}
-        data = self.model_dump(mode="json", exclude=set(known) if known else None)
-        if len(known) < len(blocks):
-            dumped.update((id(block), data[name]) for name, block in blocks if name not in known and block is not None)
-        if not known:
-            return data
-        return {name: known[name] if name in known else data[name] for name in FIELD_ORDER}
-
-    # The spec-wide checks below may set fields of these blocks (precision, accumulation). A sweep's
-    # points share the base's other blocks (``BaseBlocks``); these each point gets as a copy.
+    # The spec-wide checks below may set fields of these blocks (precision, accumulation), so a
+    # sweep's points never share them (``workflow.launch.sweep_blocks``).
     SET_BY_CHECKS: ClassVar[frozenset[str]] = frozenset({"train"})
 
     @model_validator(mode="after")
@@ -405,50 +386,12 @@ class JobSpec(Block):
         return self
 
 
-# Keys that describe where or how a point runs, not what it computes. They are left out
-# of the point hash, so moving a sweep to another backend does not re-run finished points.
-HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
-                 "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True}}
-# Keys added after points were first hashed, with the value that means "as before". At that value
-# a key is left out of the hash, so upgrading the tool does not re-run finished points.
-HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.top_k": None, "generate.top_p": None,
-                   "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
-                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None}
-
-
-HASHED_KEYS = sorted(k for k in JobSpec.model_fields if HASH_EXCLUDED.get(k) is not True)
-
-
-def hash_text(name: str, value: Any) -> str:
-    """One top-level key's part of the point hash: its value as sorted, compact JSON, less the
-    keys of ``HASH_EXCLUDED`` and those of ``HASH_OMITTED_AT`` at their "as before" value."""
-    if isinstance(value, BaseModel):
-        excluded = HASH_EXCLUDED.get(name)
-        value = value.model_dump(mode="json", exclude=excluded if isinstance(excluded, dict) else None)
-        for leaf, at in _OMITTED_BY_BLOCK.get(name, ()):
-            if value.get(leaf, MISSING) == at:
-                del value[leaf]
-    return _HASH_JSON.encode(value)
-
-
-_OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by top-level key
-for _dotted, _at in HASH_OMITTED_AT.items():
-    _block, _leaf = _dotted.split(".", 1)
-    _OMITTED_BY_BLOCK.setdefault(_block, []).append((_leaf, _at))
-_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # the point hash's JSON, made once
-
-
 def block_type(annotation: Any) -> type[BaseModel] | None:
     """The block model behind an annotation, unwrapping Optional[...]."""
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
-
-
-BLOCK_FIELDS = tuple(name for name, info in JobSpec.model_fields.items() if block_type(info.annotation))
-SHARED_BLOCK_FIELDS = tuple(name for name in BLOCK_FIELDS if name not in JobSpec.SET_BY_CHECKS)  # JobSpec.data
-FIELD_ORDER = tuple(JobSpec.model_fields)
 
 
 def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str, Any]:
@@ -462,45 +405,6 @@ def field_paths(model: type[BaseModel] = JobSpec, prefix: str = "") -> dict[str,
         else:
             out[path] = info
     return out
-
-
-def block_at(path: tuple, model: type[BaseModel] = JobSpec) -> type[BaseModel] | None:
-    """The pydantic model found at a key path (ignoring list indices), or None."""
-    for part in path:
-        if isinstance(part, int):
-            continue
-        info = model.model_fields.get(part)
-        sub = block_type(info.annotation) if info else None
-        if sub is None:
-            return None
-        model = sub
-    return model
-
-
-def problems_from(exc: ValidationError, file: str, model: type[BaseModel] = JobSpec,
-                  noun: str = "key") -> list[Problem]:
-    """The one translation of pydantic's errors into Problems: key path, expected, given, hint."""
-    return list(dict.fromkeys(problem_from(err, file, model, noun) for err in exc.errors()))
-
-
-def problem_from(err: dict, file: str, model: type[BaseModel] = JobSpec, noun: str = "key") -> Problem:
-    loc = tuple(err.get("loc", ()))
-    key = ".".join(str(p) for p in loc) or None
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        block = block_at(loc[:-1], model)
-        elsewhere = [p for p in field_paths(model) if p.rsplit(".", 1)[-1] == loc[-1]]
-        hint = (f"did you mean '{elsewhere[0]}'?" if len(elsewhere) == 1
-                else suggest(str(loc[-1]), block.model_fields if block else []))
-        return Problem(file, key, f"a known {noun}", f"unknown key '{loc[-1]}'", hint)
-    if kind == "missing":
-        return Problem(file, key, "a value (this key is required)", "nothing")
-    if kind == SPEC_ERROR:
-        ctx = err["ctx"]
-        return Problem(file, ".".join(x for x in (key, ctx["key"]) if x), ctx["expected"], ctx["given"])
-    message = err.get("msg", "a valid value").removeprefix("Value error, ").removeprefix("Input should be ")
-    given = short(err.get("input")) if kind != "value_error" or loc else None
-    return Problem(file, key, message, given)
 
 
 def reference_markdown() -> str:

@@ -17,7 +17,8 @@ from workflow import tree
 from workflow.tree import deep_merge
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.paths import PROJECT_ROOT
-from workflow.spec import JobSpec, field_paths, problems_from
+from workflow.spec import JobSpec, field_paths
+from workflow.spec_errors import problems_from
 
 CLI = "<command line>"
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -18,6 +18,7 @@ from workflow.launch.backends.base import JobState, Request
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import Plan, make_plan
 from workflow.launch.sweep import Point, Sweep, expand, single
+from workflow.launch.sweep_blocks import shared_dump
 from workflow.jsonio import write_json
 from workflow.rundir import EVENTS
 from workflow.paths import mlflow_dir, mount_dir, runs_dir
@@ -224,7 +225,7 @@ def _shared_context(plan: Plan, manifest: Manifest) -> dict:
 
 def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dict[int, dict]) -> dict:
     """What job.json holds: the spec as data, and the context the node needs (its run, tags and
-    paths). ``dumped``: the blocks the points share, each dumped once (``JobSpec.data``)."""
+    paths). ``dumped``: the blocks the points share, each dumped once (``shared_dump``)."""
     record = manifest.points[point.hash]
     context = {
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
@@ -232,4 +233,4 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
-    return {"spec": point.spec.data(dumped), "context": context}
+    return {"spec": shared_dump(point.spec, dumped), "context": context}

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.launch import config
-from workflow.spec import JobSpec, block_type, field_paths, hash_text, problems_from
+from workflow.launch.sweep_blocks import BaseBlocks
+from workflow.spec import JobSpec, field_paths
+from workflow.spec_errors import problems_from
 from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -230,48 +232,6 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
         unique = list(dict.fromkeys(problems))
         raise SpecError(f"Invalid sweep {path}", unique)
     return Sweep(sweep.name or path.stem, file, points, varying)
-
-
-class BaseBlocks:
-    """A sweep's base spec, validated block by block once, so that each point validates only
-    the blocks its overrides touch. The others are the base's blocks as their own validation
-    left them, before the spec-wide checks: shared by the points, except the blocks those checks
-    may set (``JobSpec.SET_BY_CHECKS``, e.g. the gradient accumulation), which each point gets as
-    a copy; the checks then run on each point's whole spec, as on its raw dict. Each point's
-    spec, and each error, is the one that validating the merged dict gives. Code that changes a
-    block of one point replaces it (``model_copy(update=...)``), as the plan's ZeRO choice does."""
-
-    def __init__(self, raw: dict):
-        self.raw = raw
-        self.blocks = {}  # the base's blocks, and the default of each block it leaves out
-        for name, info in JobSpec.model_fields.items():
-            kind = block_type(info.annotation)
-            if kind is None:
-                continue
-            if isinstance(raw.get(name), dict):
-                self.blocks[name] = kind.model_validate(raw[name])  # the base spec is valid: this cannot fail
-            elif name not in raw and info.default_factory is not None:
-                self.blocks[name] = info.default_factory()
-        # the point hash's text of each shared block, serialised once (the blocks stay alive here)
-        self.hash_texts = {id(block): hash_text(name, block) for name, block in self.blocks.items()
-                           if name not in JobSpec.SET_BY_CHECKS}
-
-    def validate(self, nested: dict, cli: dict) -> JobSpec:
-        """The point's spec: ``deep_merge(deep_merge(base, nested), cli)``, validated."""
-        raw = {}
-        for name in {**self.blocks, **self.raw, **nested}:
-            if name in nested:  # what the raw merge gives for this key (the command line wins)
-                merged = {name: self.raw[name]} if name in self.raw else {}
-                merged = deep_merge(merged, {name: nested[name]})
-                if name in cli:
-                    merged = deep_merge(merged, {name: cli[name]})
-                raw[name] = merged[name]
-            elif name in self.blocks:
-                block = self.blocks[name]
-                raw[name] = block.model_copy() if name in JobSpec.SET_BY_CHECKS else block
-            else:
-                raw[name] = self.raw[name]
-        return JobSpec.model_validate(raw)
 
 
 def point_labels(varying: list[str]) -> dict[str, str]:
