@@ -292,13 +292,13 @@ class Commands:
             run: an MLflow run id to log the metrics into.
             tracking_uri: the run's store (default: $MLFLOW_TRACKING_URI, else the project's).
         """
-        from workflow.launch.evaluate import evaluate
+        from workflow.launch.evaluate import evaluate_file
         from workflow.paths import resolve_tracking_uri
 
         names = [m.strip() for m in str(metrics).split(",")] if metrics else None
         from workflow.data import find
 
-        values = evaluate(find(predictions), find(references) if references else None, names, int(k))
+        values = evaluate_file(find(predictions), find(references) if references else None, names, int(k))
         ui = _ui()
         ui.console.print(ui.metrics_table(values, f"{predictions}"))
         if run:

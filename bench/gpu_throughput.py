@@ -23,7 +23,7 @@ What it does:
    drawn with std d_model^-0.5, so the initial loss is about ln(vocab), as for a trained
    checkpoint, instead of ~100. A side that trains another parameter count (e.g. a loader that
    re-ties the head) is flagged in the status column. The tokenizer is a sentencepiece model
-   trained offline with ``workflow.tiny`` on the demo lexicon (``workflow.demo.LEXICON``); the
+   trained offline with ``workflow.demo`` on the demo lexicon (``workflow.demo.LEXICON``); the
    model's vocabulary stays 32128 (all ids are below it). ``--shape tiny``: d_model 64, d_ff 128,
    2 heads x 32, 2 + 2 layers, vocab 32128 (4.3M parameters).
 2. Generates data: prompts of random lexicon words, each at least ``--src_len`` tokens (truncated
@@ -42,7 +42,7 @@ What it does:
      the reason) otherwise.
 
    For each tool configuration the memory planner's per-GPU figure
-   (``workflow.memory.estimate(...).chosen.total_gb``, for one GPU of unknown type) is shown next
+   (``workflow.launch.memory.estimate(...).chosen.total_gb``, for one GPU of unknown type) is shown next
    to the measured peak.
 
 Measured per side:
@@ -200,12 +200,12 @@ def make_records(n: int, words_in: int, words_out: int, rng: random.Random) -> l
 
 def build_tokenizer(model_dir: Path, sample: list[dict]):
     """A sentencepiece T5 tokenizer trained offline on the lexicon and sample records."""
-    from workflow import tiny
+    from workflow import demo
 
     table = lexicon()
     words = sorted(set(table) | set(table.values()))
     texts = [r[k] for r in sample for k in ("prompt", "completion")] + words * 20
-    tokenizer = tiny.make_tokenizer(tiny.train_pieces(texts, vocab_size=512))
+    tokenizer = demo.make_tokenizer(demo.train_pieces(texts, vocab_size=512))
     tokenizer.save_pretrained(model_dir)
     return tokenizer
 
@@ -469,7 +469,7 @@ class Bench:
     def plan_gib(self, config: str) -> tuple[float | None, str | None]:
         """The planner's per-GPU figure for this configuration on one GPU of unknown type."""
         try:
-            from workflow import memory
+            from workflow.launch import memory
             from workflow.launch.config import load_spec
 
             path = self.specs / f"{config}.yaml"

@@ -14,7 +14,7 @@ from common import ROOT, machine, table
 
 sys.path.insert(0, str(ROOT))
 
-from workflow.memory import PRESETS, model_states_gb, t5_config, t5_params  # noqa: E402
+from workflow.launch.memory import PRESETS, model_states_gb, t5_config, t5_params  # noqa: E402
 
 SETUPS = [(4, 1, 4), (16, 2, 8)]  # total GPUs, nodes, GPUs per node
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_cli
-from workflow.memory import model_states_gb, t5_config, t5_params
+from workflow.launch.memory import model_states_gb, t5_config, t5_params
 from workflow.node.zero import deepspeed_config
 from workflow.spec import DeepSpeedSpec
 
@@ -196,15 +196,15 @@ def test_zero3_keeps_an_untied_lm_head_untied(mount, tmp_path):
     embedding (empty partitions compare equal) and dropped its weights."""
     import torch
 
-    from workflow import tiny
+    from workflow import demo
 
     untied = tmp_path / "untied-t5"
-    model = tiny.make_model(300)
+    model = demo.make_model(300)
     model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.1)
     model.config.tie_word_embeddings = False  # as in flan-t5's config.json
     model.save_pretrained(str(untied))
     expected = sum(p.numel() for p in model.parameters())
-    assert expected == tiny.make_model(300).num_parameters() + model.shared.weight.numel()
+    assert expected == demo.make_model(300).num_parameters() + model.shared.weight.numel()
     done = subprocess.run([sys.executable, "-c", ZERO3_LOAD, str(untied), str(29500 + os.getpid() % 500)], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -17,7 +17,7 @@ from rich.text import Text
 from workflow.errors import WorkflowError
 from workflow.launch.lifecycle import STATUS_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
-from workflow.memory import fits
+from workflow.launch.memory import fits
 from workflow.states import State
 from workflow.tree import format_value
 

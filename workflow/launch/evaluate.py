@@ -20,7 +20,9 @@ from workflow.errors import DataError, Problem
 DEFAULT_GENERATION = ("exact_match", "bleu", "rouge_l")
 
 
-def evaluate(predictions: Path, references: Path | None = None, names: list[str] | None = None, k: int = 1) -> dict:
+def evaluate_file(predictions: Path, references: Path | None = None, names: list[str] | None = None,
+                  k: int = 1) -> dict:
+    """The metrics of a predictions file, against its own answers or a references data file."""
     task, preds = _load(predictions)
     key = "prompt" if task == "seq2seq" else "input"
     refs = _references(preds, data.load_inputs(references, task), key, predictions, references) if references \

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from workflow import data, memory, secrets
+from workflow import data, secrets
 from workflow.errors import DataError, Problem, SpecError, suggest
+from workflow.launch import memory
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep

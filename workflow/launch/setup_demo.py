@@ -15,8 +15,6 @@ from workflow.paths import data_dir, models_dir
 def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int = 0) -> tuple[Path, Path]:
     """Write the demo data (if absent) and build the tiny model (if absent); returns both paths."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' "Writing model shards" bar on the user's terminal
-    from workflow.tiny import build_tiny_model
-
     data_path = data_dir() / data_name
     records = demo.make_seq2seq_data(seed=seed)
     extra = {"clf.json": demo.make_classifier_data(seed=seed), "multilabel.json": demo.make_multilabel_data(seed=seed),
@@ -26,5 +24,5 @@ def build(model_name: str = "tiny-t5", data_name: str = "demo.json", seed: int =
             write_json(data_dir() / name, payload)
     model_dir = models_dir() / model_name
     if not (model_dir / "config.json").is_file():
-        build_tiny_model(model_dir, demo.corpus_texts(records), seed=seed)
+        demo.build_tiny_model(model_dir, demo.corpus_texts(records), seed=seed)
     return model_dir, data_path

@@ -57,7 +57,8 @@ class ClassifierRecipe(Recipe):
 
     def evaluate(self, model) -> dict:
         scores = score(model, self.tokenizer, self.rows["eval"], self.spec, self.yes_no, self.start)
-        return evaluate(self.raw["eval"], self.rows["eval"], scores, self.spec, self.labels, self.rd.predictions)
+        return classifier_results(self.raw["eval"], self.rows["eval"], scores, self.spec, self.labels,
+                                  self.rd.predictions)
 
 
 def yes_no_ids(tokenizer) -> tuple[int, int]:
@@ -160,8 +161,9 @@ class _NoTracker:
         pass
 
 
-def evaluate(records: list[dict], rows: list[dict], scores: list[float], spec: JobSpec,
-             labels: list[str] | None, out: Path) -> dict:
+def classifier_results(records: list[dict], rows: list[dict], scores: list[float], spec: JobSpec,
+                       labels: list[str] | None, out: Path) -> dict:
+    """The eval split's metrics from its p(yes) scores (binary, or per label), and its predictions file."""
     cfg = spec.classifier
     if labels is None or "labels" not in records[0]:
         targets = [r["target"] for r in rows]

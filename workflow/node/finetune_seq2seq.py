@@ -29,7 +29,7 @@ class Seq2SeqRecipe(Recipe):
                               data_collator=collator, processing_class=self.tokenizer, callbacks=callbacks)
 
     def evaluate(self, model) -> dict:
-        return evaluate(self.spec, model, self.tokenizer, self.records["eval"], self.rd.predictions)
+        return generate_and_score(self.spec, model, self.tokenizer, self.records["eval"], self.rd.predictions)
 
 
 def setup_data(spec: JobSpec, tokenizer, tracker, args):
@@ -64,7 +64,7 @@ def tokenize(batch: dict, tokenizer, train: TrainSpec) -> dict:
 
 
 @torch.no_grad()
-def evaluate(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) -> dict:
+def generate_and_score(spec: JobSpec, model, tokenizer, records: list[dict], out: Path) -> dict:
     """Generate on the eval split; the generate block's metrics on the first sample and on any of n."""
     gen = spec.generate
     model.eval()
