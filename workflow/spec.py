@@ -3,10 +3,10 @@
 ``python launch.py schema`` prints the reference from the fields, and the README's spec reference
 is generated from them (``reference_markdown``; a test keeps the two equal). Derived values
 (tasks per node, world size, samples per step, model source, final model folder, the point
-hash) are properties and methods of the models, so no other module re-derives them. What the
-point hash covers is ``workflow.point_hash``'s; how pydantic's errors become Problems,
-``workflow.spec_errors``'; how a sweep's points share blocks, ``workflow.launch.sweep_blocks``'.
-Blocks:
+hash) are properties and methods of the models, so no other module re-derives them. Beside the
+schema: which keys the point hash covers (``workflow.point_hash``), how pydantic's errors become
+Problems (``workflow.spec_errors``), and how a sweep's points share blocks
+(``workflow.launch.sweep_blocks``). Blocks:
 
 - top level: task, model, data, backend, output
 - ``train``: optimisation and checkpointing
