@@ -1,5 +1,6 @@
-"""Shared fixtures: an isolated mount/runs/MLflow tree per test session, the tiny model, and a
-helper that runs the real CLI in a subprocess."""
+"""Shared fixtures: an isolated mount/runs/MLflow tree per test session, the tiny model, the tiers
+that follow from the folders, and the check that the fast tier trains nothing. The helpers that
+are not fixtures live in helpers.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,47 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, cli_env, copy_mount, run_cli, training_traces  # noqa: F401 (run_cli: old imports)
+
+# tests/<folder>/... -> the markers its tests carry; unit and cli together are the fast tier
+TIERS = {"unit": ("unit",), "cli": ("cli",), "integration": ("integration",), "gpu": ("gpu", "integration")}
+FAST = {"unit", "cli"}
+TRAINER = "transformers.trainer"
+
+
+def tier_of(path: Path) -> str | None:
+    parts = path.resolve().relative_to(ROOT / "tests").parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in TIERS.get(tier_of(Path(item.fspath)), ()):
+            item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_trains_nothing(request, monkeypatch):
+    """A unit or cli test that trains fails. In this process: the Trainer is never imported, or,
+    if an earlier test imported it, its train() raises. In the CLI's subprocesses: no job started
+    (a node writes state.json the moment a job starts) under the test's own folder."""
+    if tier_of(Path(request.node.fspath)) not in FAST:
+        yield
+        return
+    loaded = TRAINER in sys.modules
+    if loaded:
+        monkeypatch.setattr(sys.modules[TRAINER].Trainer, "train", _no_training)
+    yield
+    if not loaded and TRAINER in sys.modules:
+        pytest.fail(f"a fast-tier test imported {TRAINER}: training belongs in tests/integration")
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    if folder is not None and tier_of(Path(request.node.fspath)) == "cli" and training_traces(folder):
+        pytest.fail(f"a cli test started a job ({training_traces(folder)[0]}): training belongs in "
+                    "tests/integration")
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("the fast tier (tests/unit, tests/cli) trains nothing: move this test to tests/integration")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +69,8 @@ def _own_slurm_only():
 
 @pytest.fixture(scope="session")
 def mount(tmp_path_factory) -> Path:
-    """A mount dir with the demo data and the tiny T5, built offline once per session."""
+    """A mount dir with the demo data and the tiny T5, built offline once per session. Tests only
+    read it: a test that adds data or models uses ``own_mount``."""
     path = tmp_path_factory.mktemp("mount")
     env = {**os.environ, "WF_MOUNT_DIR": str(path), "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "launch.py", "tiny_model"], cwd=ROOT, env=env, check=True,
@@ -37,17 +79,15 @@ def mount(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def own_mount(tmp_path, mount) -> Path:
+    """This test's own copy of the mount, to write data files and models into."""
+    return copy_mount(mount, tmp_path)
+
+
+@pytest.fixture
 def env(tmp_path, mount) -> dict:
     """Environment for CLI subprocesses: isolated runs dir and MLflow store."""
     return cli_env(tmp_path, mount)
-
-
-def cli_env(root: Path, mount: Path) -> dict:
-    """The CLI's environment with its runs and MLflow store under ``root``."""
-    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(root / "runs"),
-              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    values.pop("MLFLOW_TRACKING_URI", None)
-    return values
 
 
 @pytest.fixture
@@ -58,8 +98,3 @@ def isolated(monkeypatch, tmp_path, mount):
     monkeypatch.setenv("WF_MLFLOW_DIR", str(tmp_path / "mlflow"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
-
-
-def run_cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 DEMO = str(ROOT / "jobs/demo.yaml")
 GOOD = {"prompt": "translate: red big dog", "completion": "rouge grand chien"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from workflow import metrics
 
 CLF = {"base": str(ROOT / "jobs/classifier.yaml")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 HEAVY = ("torch", "transformers", "deepspeed", "mlflow", "datasets", "peft")
 SHIPPED = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("jobs/*.yaml"), *ROOT.glob("sweeps/*.yaml")])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from slurm_helpers import SCRIPT, require_slurm
 
 pytestmark = pytest.mark.integration

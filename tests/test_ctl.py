@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 SPEC = {"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
         "train": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "logging_steps": 5},

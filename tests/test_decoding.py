@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from workflow.errors import SpecError
 from workflow.launch.config import validate
 from workflow.spec import GenerateSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from workflow.memory import model_states_gb, t5_config, t5_params
 from workflow.node.zero import deepspeed_config
 from workflow.spec import DeepSpeedSpec

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from workflow import memory, versions
 from workflow.node import cuda_arch
 

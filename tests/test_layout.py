@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from workflow.states import State
 
 PACKAGE = ROOT / "workflow"

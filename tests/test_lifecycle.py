@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from workflow.launch import manifest as manifests
 from workflow.launch.driver import select
 from workflow.launch.manifest import Manifest, PointRecord

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli
+from helpers import cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, cli_env, run_cli
+from helpers import ROOT, cli_env, run_cli
 
 FAST = {"train.max_steps": 10, "train.eval_steps": 10, "train.save_steps": 10, "train.logging_steps": 5}
 

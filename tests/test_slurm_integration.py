@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from slurm_helpers import ensure_default_config, manifest, require_slurm, restart_cluster, wait_for, wait_states
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from workflow.launch.manifest import PointRecord
 from workflow.launch.plan import make_plan
 from workflow.launch.sweep import expand
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
 

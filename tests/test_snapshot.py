@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from workflow.errors import SpecError
 from workflow.launch import snapshot
 

@@ -1,0 +1,36 @@
+"""What the tests share besides fixtures: the project root, the CLI's environment, the CLI run as a
+subprocess, a private copy of the session's mount, and the traces a training job leaves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env(root: Path, mount: Path) -> dict:
+    """The CLI's environment with its runs and MLflow store under ``root``."""
+    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(root / "runs"),
+              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    values.pop("MLFLOW_TRACKING_URI", None)
+    return values
+
+
+def run_cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def copy_mount(mount: Path, folder: Path) -> Path:
+    """A copy of the session's mount (demo data and the tiny T5, about 1 MB) that a test may add
+    data files and models to without changing what any other test sees."""
+    return Path(shutil.copytree(mount, folder / "mount", symlinks=True))
+
+
+def training_traces(folder: Path) -> list[Path]:
+    """The state files that a node writes when a job starts (the launcher never writes one)."""
+    return sorted(folder.rglob("state.json")) if folder.is_dir() else []
