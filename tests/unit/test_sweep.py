@@ -13,7 +13,7 @@ from workflow.launch.sweep import expand, single
 from workflow.spec import BLOCK_FIELDS, JobSpec
 from workflow.tree import format_value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"model_init_name": "tiny-t5", "data_name": "demo.json"}
 
 

@@ -17,7 +17,7 @@ from workflow.memory import model_states_gb, t5_config, t5_params
 from workflow.node.zero import deepspeed_config
 from workflow.spec import DeepSpeedSpec
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = ROOT / "tests/golden"
 STEPS = {"eval_steps": 10, "save_steps": 10, "logging_steps": 5}
 
 

@@ -22,7 +22,7 @@ from workflow.launch.sweep import expand
 
 from helpers import ROOT, run_cli
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = ROOT / "tests/golden"
 
 
 def fake_bin(folder: Path, name: str, output: str, code: int = 0) -> None:

@@ -127,8 +127,8 @@ def test_the_suite_leaves_a_foreign_cluster_alone(tmp_path, state_root):
         assert subprocess.run(["sinfo", "-h"], env=caller, capture_output=True).returncode == 0
         before = (live_daemons(foreign_state), fingerprint(foreign_state / "etc"), fingerprint(Path("/etc/slurm")))
 
-        tests = ["tests/test_slurm_integration.py::test_two_task_distributed_job",
-                 "tests/test_multinode.py::test_srun_puts_one_task_on_each_node_at_its_own_address"]
+        tests = ["tests/integration/test_slurm_integration.py::test_two_task_distributed_job",
+                 "tests/integration/test_multinode.py::test_srun_puts_one_task_on_each_node_at_its_own_address"]
         ours = pytest_run(tests, caller)
         assert re.search(r"\b2 passed\b", ours.stdout) and "skipped" not in ours.stdout, ours.stdout[-3000:]
 

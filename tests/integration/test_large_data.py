@@ -26,7 +26,7 @@ def demo(mount) -> dict:
 def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, mount, demo):
     write_lines(mount / "data/lines.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in demo[s]])
     spec = tmp_path / "lines.yaml"
-    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).parent.parent / "jobs/demo.yaml"),
+    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).resolve().parents[2] / "jobs/demo.yaml"),
                                     "data_name": "lines.jsonl", "train": {"max_steps": 30, "eval_steps": 30}}))
     first = run_cli("run", str(spec), env=env)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
@@ -62,7 +62,7 @@ def test_classifier_rows_come_from_the_same_cache(env, tmp_path, mount):
     clf = json.loads((mount / "data/multilabel.json").read_text())
     write_lines(mount / "data/ml.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in clf[s]])
     spec = tmp_path / "ml.yaml"
-    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).parent.parent / "jobs/multilabel.yaml"),
+    spec.write_text(yaml.safe_dump({"base": str(Path(__file__).resolve().parents[2] / "jobs/multilabel.yaml"),
                                     "data_name": "ml.jsonl", "classifier": {"labels": clf["labels"]},
                                     "train": {"max_steps": 20, "eval_steps": 20}}))
     for seed in (1, 2):
