@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_slurm import fake_slurm_bin
 from helpers import ROOT, cli_env, copy_mount, run_cli, training_traces  # noqa: F401 (run_cli: old imports)
 
 # tests/<folder>/... -> the markers its tests carry; unit and cli together are the fast tier
@@ -25,9 +26,19 @@ def tier_of(path: Path) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    misplaced = set()
     for item in items:
-        for marker in TIERS.get(tier_of(Path(item.fspath)), ()):
+        tier = tier_of(Path(item.fspath))
+        if tier is None:
+            misplaced.add(str(item.fspath))
+            continue
+        for marker in TIERS[tier]:
             item.add_marker(marker)
+        if tier in FAST and item.get_closest_marker("integration"):
+            misplaced.add(f"{item.nodeid} (marked integration)")
+    if misplaced:
+        raise pytest.UsageError("tests belong in tests/unit, tests/cli, tests/integration or tests/gpu: "
+                                + ", ".join(sorted(misplaced)))
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +49,15 @@ def _fast_tier_trains_nothing(request, monkeypatch):
     if tier_of(Path(request.node.fspath)) not in FAST:
         yield
         return
+    cli = tier_of(Path(request.node.fspath)) == "cli"
+    folder = request.getfixturevalue("tmp_path") if cli and "tmp_path" in request.fixturenames else None
     loaded = TRAINER in sys.modules
     if loaded:
         monkeypatch.setattr(sys.modules[TRAINER].Trainer, "train", _no_training)
     yield
     if not loaded and TRAINER in sys.modules:
         pytest.fail(f"a fast-tier test imported {TRAINER}: training belongs in tests/integration")
-    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
-    if folder is not None and tier_of(Path(request.node.fspath)) == "cli" and training_traces(folder):
+    if folder is not None and training_traces(folder):
         pytest.fail(f"a cli test started a job ({training_traces(folder)[0]}): training belongs in "
                     "tests/integration")
 
@@ -88,6 +100,14 @@ def own_mount(tmp_path, mount) -> Path:
 def env(tmp_path, mount) -> dict:
     """Environment for CLI subprocesses: isolated runs dir and MLflow store."""
     return cli_env(tmp_path, mount)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """Stand-in SLURM commands first on PATH (fake_slurm.py); returns their folder."""
+    folder = fake_slurm_bin(tmp_path)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder
 
 
 @pytest.fixture

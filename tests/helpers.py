@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +25,13 @@ def cli_env(root: Path, mount: Path) -> dict:
 def run_cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def write_file(folder: Path, name: str, data) -> str:
+    """``data`` (text as is, anything else as YAML) in ``folder/name``; returns the path."""
+    path = folder / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
 
 
 def copy_mount(mount: Path, folder: Path) -> Path:

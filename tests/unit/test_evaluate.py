@@ -1,5 +1,5 @@
 """``launch.py evaluate``: the metrics that follow from the references, matching by input text,
-clear errors, and logging into a named MLflow run."""
+and clear errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from helpers import run_cli
 from workflow.errors import DataError
 from workflow.launch.evaluate import evaluate
 
@@ -52,18 +51,3 @@ def test_unmatched_or_missing_references_name_the_record(tmp_path):
     with pytest.raises(DataError) as caught:
         evaluate(preds, None)
     assert "--references" in str(caught.value)
-
-
-def test_evaluate_logs_into_a_named_run(env, tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'store.db'}"
-    client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("e"))
-    preds = write(tmp_path / "p.json", [{"prompt": "a", "samples": ["x"], "reference": "x"}])
-    result = run_cli("evaluate", str(preds), "--metrics", "exact_match", "--run", run.info.run_id,
-                     "--tracking_uri", uri, env=env)
-    assert result.returncode == 0, result.stderr
-    assert client.get_run(run.info.run_id).data.metrics == {"exact_match": 1.0}
-    bad = run_cli("evaluate", str(preds), "--run", "no-such-run", "--tracking_uri", uri, env=env)
-    assert bad.returncode != 0 and "could not log to MLflow run no-such-run" in bad.stderr

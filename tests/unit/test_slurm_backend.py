@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -20,38 +19,10 @@ from workflow.launch.manifest import PointRecord
 from workflow.launch.plan import make_plan
 from workflow.launch.sweep import expand
 
-from helpers import ROOT, run_cli
+from fake_slurm import calls, fake_bin, sweep_of
+from helpers import ROOT
 
 GOLDEN = ROOT / "tests/golden"
-
-
-def fake_bin(folder: Path, name: str, output: str, code: int = 0) -> None:
-    """A stand-in SLURM command that logs its call and prints canned output."""
-    path = folder / name
-    path.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {folder}/calls.log\ncat <<'OUT'\n{output}\nOUT\nexit {code}\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch):
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    fake_bin(folder, "scontrol", "MaxArraySize            = 4\nMaxJobCount = 100")
-    fake_bin(folder, "sinfo", "debug*|gpu:4\nbig|gpu:a100:8(S:0-1)")
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-    return folder
-
-
-def calls(folder: Path) -> list[str]:
-    log = folder / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
-
-
-def sweep_of(tmp_path, n: int, **spec) -> Path:
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), **spec}))
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "unit", "grid": {"train.seed": list(range(n))}}))
-    return path
 
 
 def test_every_slurm_state_is_mapped():
@@ -261,18 +232,16 @@ def test_a_sweep_beyond_the_clusters_job_limits_is_refused(tmp_path, isolated, f
     make_plan(expand(sweep_of(tmp_path, 6, backend="slurm")), cluster=True)
 
 
-def test_an_array_sbatch_refuses_is_a_clear_error_and_nothing_is_lost(tmp_path, fake_slurm, env):
-    """A QOS or account limit: sbatch exits 1. The launcher says so in SLURM's words, with what was
-    and was not submitted; the points stay PLANNED, so running the command again submits them."""
-    (fake_slurm / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Job violates "
-                                       "accounting/QOS policy' >&2\nexit 1\n")
-    (fake_slurm / "sbatch").chmod(0o755)
-    sweep = sweep_of(tmp_path, 3, backend="slurm")
-    result = run_cli("sweep", str(sweep), env={**env, "PATH": os.environ["PATH"]})
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "error: sbatch refused array 1 of 1" in result.stderr
-    assert "Job violates accounting/QOS policy" in result.stderr
-    assert "0 point(s) in the arrays before it were submitted" in result.stderr and "the other 3 were not" in \
-        result.stderr
-    records = json.loads((tmp_path / "runs/unit/manifest.json").read_text())["points"].values()
-    assert {r["state"] for r in records} == {"PLANNED"} and len(records) == 3
+@pytest.mark.parametrize("setup, python", [
+    (["source /opt/venvs/t5/bin/activate"], "/opt/venvs/t5/bin/python"),
+    (["module load cuda/12", "conda activate t5"], "python"),
+    (["export NCCL_DEBUG=WARN"], None),
+])
+def test_the_node_runs_the_python_that_slurm_setup_activates(setup, python):
+    import sys
+
+    from workflow.launch.backends.slurm import node_python
+    from workflow.spec import SlurmSpec
+
+    assert node_python(SlurmSpec(setup=setup)) == (python or sys.executable)
+    assert node_python(SlurmSpec(setup=setup, python="/x/python")) == "/x/python"

@@ -203,3 +203,9 @@ def test_max_points_is_checked_before_the_points_are_built(base):
     with pytest.raises(SpecError) as caught:
         expand(path)
     assert "got 10000000000 points" in caught.value.problems[0].render()
+
+
+def test_points_are_named_by_the_keys_they_set(isolated):
+    names = [p.name for p in expand(ROOT / "sweeps/decoding.yaml").points]
+    assert names == ["default", "n_samples=2,num_beams=4", "length_penalty=2,num_beams=4",
+                     "n_samples=4,temperature=0.7,top_p=0.9", "penalty_alpha=0.6,top_k=4"]
