@@ -12,17 +12,10 @@ from pathlib import Path
 import pytest
 
 from fake_slurm import fake_slurm_bin
-from helpers import ROOT, cli_env, copy_mount, run_cli, training_traces  # noqa: F401 (run_cli: old imports)
+# run_cli and cli_env stay importable from conftest for test files that still import them from here
+from helpers import FAST, ROOT, TIERS, cli_env, copy_mount, run_cli, tier_of, training_traces  # noqa: F401
 
-# tests/<folder>/... -> the markers its tests carry; unit and cli together are the fast tier
-TIERS = {"unit": ("unit",), "cli": ("cli",), "integration": ("integration",), "gpu": ("gpu", "integration")}
-FAST = {"unit", "cli"}
 TRAINER = "transformers.trainer"
-
-
-def tier_of(path: Path) -> str | None:
-    parts = path.resolve().relative_to(ROOT / "tests").parts
-    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,6 +12,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# tests/<folder>/... -> the markers its tests carry; unit and cli together are the fast tier
+TIERS = {"unit": ("unit",), "cli": ("cli",), "integration": ("integration",), "gpu": ("gpu", "integration")}
+FAST = {"unit", "cli"}
 
 
 def cli_env(root: Path, mount: Path) -> dict:
@@ -38,6 +41,12 @@ def copy_mount(mount: Path, folder: Path) -> Path:
     """A copy of the session's mount (demo data and the tiny T5, about 1 MB) that a test may add
     data files and models to without changing what any other test sees."""
     return Path(shutil.copytree(mount, folder / "mount", symlinks=True))
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of a test file: the folder under tests/ that holds it (None: a file outside them)."""
+    parts = path.resolve().parts[len((ROOT / "tests").parts):] if path.resolve().is_relative_to(ROOT / "tests") else ()
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
 
 
 def training_traces(folder: Path) -> list[Path]:

@@ -35,12 +35,12 @@ def train(**over) -> dict:
 # (a classifier data file), "raw" (a spec file's raw text), "cli" (arguments only)
 CASES = {
     "unknown top-level key": ("spec", spec(learning_rate=1e-3), [], ["learning_rate", "did you mean 'train.learning_rate'"]),
-    "misspelled nested key": ("spec", train(learnig_rate=1e-3), [], ["train.learnig_rate", "did you mean 'learning_rate'"]),
-    "string for an int": ("spec", train(max_steps="ten"), [], ["train.max_steps", "'ten'"]),
+    "misspelled nested key": ("spec", train(learnig_rate=1e-3), [], ["job.yaml", "train.learnig_rate", "did you mean 'learning_rate'"]),
+    "string for an int": ("spec", train(max_steps="ten"), [], ["job.yaml", "train.max_steps", "'ten'"]),
     "fraction for an int": ("spec", train(max_steps=2.5), [], ["train.max_steps", "2.5"]),
-    "zero batch size": ("spec", train(train_batch_size=0), [], ["train.train_batch_size", "greater than 0", "got 0"]),
+    "zero batch size": ("spec", train(train_batch_size=0), [], ["job.yaml", "train.train_batch_size", "greater than 0", "got 0"]),
     "negative warmup": ("spec", train(warmup_steps=-5), [], ["train.warmup_steps", "-5"]),
-    "negative nodes": ("spec", spec(resources={"nodes": -1}), [], ["resources.nodes", "-1"]),
+    "negative nodes": ("spec", spec(resources={"nodes": -1}), [], ["job.yaml", "resources.nodes", "-1"]),
     "zero cpus": ("spec", spec(resources={"cpus_per_task": 0}), [], ["resources.cpus_per_task", "got 0"]),
     "negative memory": ("spec", spec(resources={"mem_gb": -4}), [], ["resources.mem_gb", "-4"]),
     "unknown precision": ("spec", train(precision="fp8"), [], ["train.precision", "'fp8'", "bf16"]),
@@ -48,13 +48,13 @@ CASES = {
     "both model sources": ("spec", spec(model_init_path="google/flan-t5-xxl"), [], ["model_init_path", "only one"]),
     "no model source": ("raw", "data_name: demo.json\n", [], ["model_init_name", "model_init_path", "got None"]),
     "missing data_name": ("raw", "model_init_name: tiny-t5\n", [], ["data_name", "required", "got nothing"]),
-    "missing model folder": ("spec", spec(model_init_name="flan-t5-huge"), [], ["model_init_name", "'flan-t5-huge'", "tiny-t5"]),
+    "missing model folder": ("spec", spec(model_init_name="flan-t5-huge"), [], ["job.yaml", "model_init_name", "'flan-t5-huge'", "tiny-t5"]),
     "model path without config": ("spec", spec(model_init_name=None, model_init_path="/nonexistent/model"), [],
                                   ["model_init_path", "config.json", "'/nonexistent/model'"]),
     "malformed yaml": ("raw", "train:\n  max_steps: [1, 2\n", [], ["line", "expected valid YAML"]),
     "spec is a list": ("raw", "- a\n- b\n", [], ["expected a mapping of keys", "got list"]),
     "missing base": ("spec", {"base": "nowhere.yaml"}, [], ["base", "nowhere.yaml", "existing spec file"]),
-    "unknown backend in spec": ("spec", spec(backend="k8s"), [], ["backend", "'k8s'", "slurm"]),
+    "unknown backend in spec": ("spec", spec(backend="k8s"), [], ["job.yaml", "backend", "'k8s'", "slurm"]),
     "unknown backend flag": ("spec", spec(), ["--backend", "kubernetes"], ["backend", "'kubernetes'"]),
     "override without =": ("spec", spec(), ["train.max_steps"], ["<command line>", "train.max_steps", "key.path=value"]),
     "override unknown key": ("spec", spec(), ["train.lr=1"], ["train.lr", "did you mean"]),
@@ -73,6 +73,7 @@ CASES = {
     "ctl without container": ("spec", spec(backend="ctl"), [], ["ctl.container", "container image"]),
     "credential in spec": ("spec", spec(tracking={"uri": "http://bob:hunter22@127.0.0.1:5000"}), [],
                            ["tracking.uri", "no credentials", "(hidden)"]),
+    "missing data file": ("spec", spec(data_name="nope.json"), [], ["job.yaml", "nope.json", "data_name", "no such file"]),
     "malformed json": ("data", "{oops", [], ["bad.json", "line 1", "valid JSON"]),
     "data is a list": ("data", "[1, 2]", [], ["bad.json", '{"train"', "got list"]),
     "empty train split": ("data", {"train": [], "eval": [GOOD]}, [], ["bad.json:train", "at least one record", "empty"]),
@@ -98,6 +99,7 @@ CASES = {
     "labels without a label set": ("clfdata", {"train": [{"input": "x", "labels": ["c"]}],
                                                "eval": [{"input": "y", "labels": ["c"]}]}, [],
                                    ["bad.json:labels", "a label set"]),
+    "missing sweep base": ("sweep", {"base": "nope.yaml", "grid": {"train.seed": [1]}}, [], ["s.yaml", "base", "nope.yaml"]),
     "empty grid axis": ("sweep", {"grid": {"train.seed": []}}, [], ["s.yaml:grid.train.seed", "non-empty"]),
     "zip of unequal lengths": ("sweep", {"zip": {"train.seed": [1, 2], "train.learning_rate": [0.1]}}, [],
                                ["s.yaml:zip", "equal length", "train.seed: 2"]),
@@ -123,6 +125,8 @@ CASES = {
 
 
 def build(name: str, tmp: Path, mount: Path) -> list[str]:
+    """The command line of a case; its files go into ``tmp`` and the data files into ``mount``
+    (the test's own copy)."""
     kind, payload, extra, _ = CASES[name]
     if kind == "cli":
         return list(payload)
@@ -154,9 +158,9 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_fails_cleanly(name, env, tmp_path, mount):
+def test_bad_input_fails_cleanly(name, env, tmp_path, own_mount):
     before = queue()
-    result = run_cli(*build(name, tmp_path, mount), env=env)
+    result = run_cli(*build(name, tmp_path, own_mount), env={**env, "WF_MOUNT_DIR": str(own_mount)})
     message = result.stderr
     assert result.returncode != 0, (name, result.stdout[-500:])
     assert "Traceback" not in message + result.stdout, message

@@ -26,12 +26,13 @@ def data_file(mount: Path, name: str, payload: dict) -> str:
     ([{"input": 7, "target": 1}], None, "train[1].input: expected a string, got 7"),
     ([{"input": "a", "labels": ["warm", "hot"]}], ["warm", "cool"], "train[1].labels: expected labels from the label set"),
 ])
-def test_bad_classifier_data(records, labels, needle, env, tmp_path, mount):
+def test_bad_classifier_data(records, labels, needle, env, tmp_path, own_mount):
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
     good = {"input": "a", "labels": ["warm"]} if labels else {"input": "a", "target": 0}
     payload = {"train": [good] + records, "eval": [good]}
     if labels:
         payload["labels"] = labels
-    name = data_file(mount, f"bad{abs(hash(needle))}.json", payload)
+    name = data_file(own_mount, "bad.json", payload)
     result = run_cli("run", write_file(tmp_path, "c.yaml", {**CLF, "data_name": name}), env=env)
     assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()

@@ -1,9 +1,9 @@
-"""The command line: shipped YAMLs, no heavy imports, and clean failures on bad input."""
+"""The command line: shipped YAMLs, no heavy imports, the collector, flags and overrides, thread
+counts and help. Bad input: test_bad_inputs.py."""
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import re
 import subprocess
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from helpers import ROOT, run_cli
 
@@ -52,69 +51,6 @@ def test_the_collector_runs_as_usual_once_a_command_has_loaded(command, env):
             "print('GC', gc.get_threshold(), gc.get_freeze_count() > 1000, gc.isenabled())")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.rstrip().splitlines()[-1] == f"GC {gc.get_threshold()} True True", result.stdout[-500:]
-
-
-def write(folder: Path, name: str, data) -> str:
-    path = folder / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return str(path)
-
-
-def write_data(mount: Path, name: str, payload) -> str:
-    path = mount / "data" / name
-    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
-    return name
-
-
-GOOD_RECORD = {"prompt": "translate: a", "completion": "b"}
-
-
-def bad_cases(tmp: Path, mount: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """name -> (CLI args, substrings the error must contain)."""
-    spec = {"model_init_name": "tiny-t5", "data_name": "demo.json"}
-    return {
-        "misspelled key": (["run", write(tmp, "a.yaml", {**spec, "train": {"learning_rte": 1}})],
-                           ["a.yaml", "train.learning_rte", "did you mean 'learning_rate'"]),
-        "wrong type": (["run", write(tmp, "b.yaml", {**spec, "train": {"max_steps": "many"}})],
-                       ["b.yaml", "train.max_steps", "'many'"]),
-        "zero count": (["run", write(tmp, "c.yaml", {**spec, "train": {"train_batch_size": 0}})],
-                       ["c.yaml", "train.train_batch_size", "greater than 0"]),
-        "negative count": (["run", write(tmp, "c2.yaml", {**spec, "resources": {"nodes": -2}})],
-                           ["c2.yaml", "resources.nodes", "-2"]),
-        "missing data file": (["run", write(tmp, "d.yaml", {**spec, "data_name": "nope.json"})],
-                              ["nope.json", "data_name", "no such file"]),
-        "malformed json": (["run", write(tmp, "e.yaml", {**spec, "data_name": write_data(mount, "bad.json", "{oops")})],
-                           ["bad.json", "line 1", "valid JSON"]),
-        "record without completion": (
-            ["run", write(tmp, "f.yaml", {**spec, "data_name": write_data(
-                mount, "nocomp.json", {"train": [GOOD_RECORD, {"prompt": "x"}], "eval": [GOOD_RECORD]})})],
-            ["nocomp.json", "train[1].completion", "missing key"]),
-        "empty train split": (
-            ["run", write(tmp, "g.yaml", {**spec, "data_name": write_data(
-                mount, "empty.json", {"train": [], "eval": [GOOD_RECORD]})})],
-            ["empty.json", "train", "at least one record"]),
-        "unknown backend": (["run", "jobs/demo.yaml", "--backend", "kubernetes"], ["backend", "'kubernetes'"]),
-        "unknown backend in spec": (["run", write(tmp, "h.yaml", {**spec, "backend": "k8s"})], ["h.yaml", "backend"]),
-        "missing spec file": (["run", str(tmp / "missing.yaml")], ["missing.yaml", "no such file"]),
-        "missing sweep base": (["sweep", write(tmp, "s.yaml", {"base": "nope.yaml", "grid": {"train.seed": [1]}})],
-                               ["s.yaml", "base", "nope.yaml"]),
-        "unknown model": (["run", write(tmp, "i.yaml", {**spec, "model_init_name": "flan-t5-huge"})],
-                          ["i.yaml", "model_init_name", "tiny-t5"]),
-        "bad override": (["run", "jobs/demo.yaml", "train.lr=1"], ["train.lr", "did you mean"]),
-    }
-
-
-def test_bad_input_fails_cleanly_and_leaves_nothing(env, tmp_path, mount):
-    for name, (args, needles) in bad_cases(tmp_path, mount).items():
-        result = run_cli(*args, env=env)
-        message = result.stderr
-        assert result.returncode != 0, name
-        assert "Traceback" not in message + result.stdout, name
-        assert message.startswith("error:"), (name, message)
-        for needle in needles:
-            assert needle in message, (name, needle, message)
-    assert not (tmp_path / "runs").exists(), "no run directory may be left behind"
-    assert not (tmp_path / "mlflow").exists(), "no MLflow store or run may be created"
 
 
 @pytest.mark.parametrize("flag", ["--dry_run", "-d"])

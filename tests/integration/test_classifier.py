@@ -84,23 +84,24 @@ def test_seq2seq_metrics_any_of_n_and_compare(env, tmp_path):
 
 
 @pytest.mark.integration
-def test_original_command_lines_run_verbatim(env, tmp_path, mount):
+def test_original_command_lines_run_verbatim(env, tmp_path, own_mount):
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
     seq2seq = ("python -m workflow.seq2seq --model_init_name tiny-t5 --data_name demo.json "
                "--training_run_name orig-seq2seq --warmup_steps 10 --max_steps 30 --train_batch_size 16 "
                "--eval_batch_size 32 --gradient_accumulation_steps 2 --save_steps 15 --eval_steps 15 "
                "--temperature 0 --n_samples 1")
     done = subprocess.run(seq2seq.split(), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (mount / "models/orig-seq2seq/config.json").is_file()
-    again = subprocess.run(["python", "-m", "workflow.seq2seq", "--model_init_path", str(mount / "models/orig-seq2seq"),
+    assert (own_mount / "models/orig-seq2seq/config.json").is_file()
+    again = subprocess.run(["python", "-m", "workflow.seq2seq", "--model_init_path", str(own_mount / "models/orig-seq2seq"),
                             "--data_name=demo.json", "--no_train", "--training_run_name", "orig-eval"],
                            cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    clf = (f"python -m workflow.clf --model_pretrain_name {mount / 'models/tiny-t5'} --data_name clf.json "
+    clf = (f"python -m workflow.clf --model_pretrain_name {own_mount / 'models/tiny-t5'} --data_name clf.json "
            "--max_st 40 --eval_steps 20 --save_steps 20 --learning_rate 0.003 --training_run_name orig-clf")
     done = subprocess.run(clf.split(), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (mount / "models/orig-clf/config.json").is_file()
+    assert (own_mount / "models/orig-clf/config.json").is_file()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")

@@ -23,8 +23,9 @@ def demo(mount) -> dict:
     return json.loads((mount / "data/demo.json").read_text())
 
 
-def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, mount, demo):
-    write_lines(mount / "data/lines.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in demo[s]])
+def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, own_mount, demo):
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
+    write_lines(own_mount / "data/lines.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in demo[s]])
     spec = tmp_path / "lines.yaml"
     spec.write_text(yaml.safe_dump({"base": str(Path(__file__).resolve().parents[2] / "jobs/demo.yaml"),
                                     "data_name": "lines.jsonl", "train": {"max_steps": 30, "eval_steps": 30}}))
@@ -42,13 +43,14 @@ def test_jsonl_trains_like_json_and_reuses_its_tokenized_cache(env, tmp_path, mo
     assert len(caches) == 1 and (caches[0] / "dataset").is_dir()
 
 
-def test_one_file_per_split_and_streamed_checks(env, tmp_path, mount, demo):
-    write_lines(mount / "data/split.train.jsonl", demo["train"])
-    write_lines(mount / "data/split.eval.jsonl", demo["eval"])
+def test_one_file_per_split_and_streamed_checks(env, tmp_path, own_mount, demo):
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
+    write_lines(own_mount / "data/split.train.jsonl", demo["train"])
+    write_lines(own_mount / "data/split.eval.jsonl", demo["eval"])
     dry = run_cli("run", "jobs/demo.yaml", "data_name=split", "--dry_run", env=env)
     assert dry.returncode == 0 and "data split: train 400, eval 100" in dry.stdout, dry.stdout + dry.stderr
 
-    bad = mount / "data/bad.jsonl"
+    bad = own_mount / "data/bad.jsonl"
     bad.write_text(json.dumps({"prompt": "a", "completion": "b", "split": "train"}) + "\n{not json\n")
     result = run_cli("validate", "jobs/demo.yaml", "data_name=bad.jsonl", env=env)
     assert result.returncode != 0 and "bad.jsonl" in result.stderr and "line 2" in result.stderr, result.stderr
@@ -57,10 +59,11 @@ def test_one_file_per_split_and_streamed_checks(env, tmp_path, mount, demo):
     assert "bad.jsonl line 1.completion" in result.stderr and "bad.jsonl line 2.split" in result.stderr, result.stderr
 
 
-def test_classifier_rows_come_from_the_same_cache(env, tmp_path, mount):
+def test_classifier_rows_come_from_the_same_cache(env, tmp_path, own_mount):
     """Multi-label records become one row per (input, label), built once: 400 inputs x 4 labels."""
-    clf = json.loads((mount / "data/multilabel.json").read_text())
-    write_lines(mount / "data/ml.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in clf[s]])
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
+    clf = json.loads((own_mount / "data/multilabel.json").read_text())
+    write_lines(own_mount / "data/ml.jsonl", [{**r, "split": s} for s in ("train", "eval") for r in clf[s]])
     spec = tmp_path / "ml.yaml"
     spec.write_text(yaml.safe_dump({"base": str(Path(__file__).resolve().parents[2] / "jobs/multilabel.yaml"),
                                     "data_name": "ml.jsonl", "classifier": {"labels": clf["labels"]},
@@ -74,7 +77,7 @@ def test_classifier_rows_come_from_the_same_cache(env, tmp_path, mount):
     assert "tokenized 1600" not in reused and "train: 1600 rows" in reused
 
 
-def test_jobs_building_the_same_rows_at_once_build_them_once(tmp_path, monkeypatch, mount):
+def test_jobs_building_the_same_rows_at_once_build_them_once(tmp_path, monkeypatch, own_mount):
     """The points of a sweep start together on one data file: one job tokenizes, the others wait
     for it and load its rows (two SLURM array tasks once collided on the final rename)."""
     import threading
@@ -86,8 +89,8 @@ def test_jobs_building_the_same_rows_at_once_build_them_once(tmp_path, monkeypat
     from workflow.spec import TrainSpec
 
     monkeypatch.setenv("WF_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("WF_MOUNT_DIR", str(mount))
-    tokenizer = AutoTokenizer.from_pretrained(str(mount / "models/tiny-t5"))
+    monkeypatch.setenv("WF_MOUNT_DIR", str(own_mount))
+    tokenizer = AutoTokenizer.from_pretrained(str(own_mount / "models/tiny-t5"))
     args = SimpleNamespace(main_process_first=lambda **kw: __import__("contextlib").nullcontext())
     builds, results, errors = [], [], []
     real_build = tokenized.build

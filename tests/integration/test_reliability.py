@@ -53,18 +53,15 @@ def only_record(tmp_path: Path, sweep: str) -> dict:
 def test_server_down_before_the_run_then_synced(env, tmp_path):
     server = MlflowServer(tmp_path / "server", free_port())
     env = {**env, "MLFLOW_TRACKING_URI": server.uri}
-    started = time.time()
     result = run_cli("run", str(spec_file(tmp_path, "down", train={"max_steps": 40, "logging_steps": 5,
                                                                   "eval_steps": 20, "save_steps": 40})), env=env)
-    took = time.time() - started
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "MLflow" in result.stderr and "retried" in result.stderr  # warned, not failed
     record = only_record(tmp_path, "down")
     run_dir = Path(record["run_dir"])
     assert json.loads((run_dir / "state.json").read_text())["state"] == "COMPLETED"
     spooled = spool_metrics(run_dir)
-    assert ("loss", 40, pytest.approx(spooled[-1][2])) or spooled
-    print(f"outage cost: whole run took {took:.1f} s with the server down")
+    assert [step for key, step, _ in spooled if key == "loss"][-1] == 40, "the spool holds the loss up to the last step"
 
     server.start()
     try:
@@ -176,10 +173,11 @@ def test_planted_secrets_appear_nowhere(env, tmp_path):
             assert value.encode() not in file.read_bytes(), (name, file)
 
 
-def test_failures_are_reported_and_other_points_go_on(env, tmp_path, mount):
-    broken = mount / "models/broken-t5"
+def test_failures_are_reported_and_other_points_go_on(env, tmp_path, own_mount):
+    env = {**env, "WF_MOUNT_DIR": str(own_mount)}
+    broken = own_mount / "models/broken-t5"
     broken.mkdir(exist_ok=True)
-    (broken / "config.json").write_text((mount / "models/tiny-t5/config.json").read_text())
+    (broken / "config.json").write_text((own_mount / "models/tiny-t5/config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     sweep = tmp_path / "fail.yaml"
     sweep.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "name": "fail",

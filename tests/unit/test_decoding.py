@@ -38,7 +38,9 @@ def test_what_the_spec_sends_transformers_accepts_strictly(generate):
     from transformers import GenerationConfig
 
     kwargs = GenerateSpec(**generate).generation_kwargs()
-    GenerationConfig(**kwargs).validate(strict=True)  # raises on flags that would be ignored
+    config = GenerationConfig(**kwargs)
+    config.validate(strict=True)  # raises on flags that would be ignored
+    assert {key: getattr(config, key) for key in kwargs} == kwargs
 
 
 @pytest.fixture(scope="module")

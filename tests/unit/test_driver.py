@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from helpers import ROOT
+from workflow.errors import SpecError
 from workflow.launch.driver import select
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import make_plan
@@ -40,7 +41,7 @@ def test_retry_failed_resubmits_only_failed_cancelled_and_timed_out(plan):
 
 
 def test_unknown_retry_value(plan):
-    with pytest.raises(Exception, match="one of: failed"):
+    with pytest.raises(SpecError, match="one of: failed"):
         select(plan, None, "everything")
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from workflow.launch import driver
 from workflow.launch.backends import slurm
-from workflow.errors import BackendError
+from workflow.errors import BackendError, SpecError
 from workflow.launch.manifest import PointRecord
 from workflow.launch.plan import make_plan
 from workflow.launch.sweep import expand
@@ -224,7 +224,7 @@ def test_master_port_is_per_job_and_outside_the_ephemeral_range():
 def test_a_sweep_beyond_the_clusters_job_limits_is_refused(tmp_path, isolated, fake_slurm):
     fake_bin(fake_slurm, "scontrol", "MaxArraySize = 2\nMaxJobCount = 3")
     sweep = expand(sweep_of(tmp_path, 7, backend="slurm"))
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SpecError) as caught:
         make_plan(sweep, cluster=True)
     text = "\n".join(p.render() for p in caught.value.problems)
     assert "max_points: expected at most MaxArraySize 2 x MaxJobCount 3 = 6 points on this cluster, got 7 points" \
