@@ -50,5 +50,7 @@ def tier_of(path: Path) -> str | None:
 
 
 def training_traces(folder: Path) -> list[Path]:
-    """The state files that a node writes when a job starts (the launcher never writes one)."""
-    return sorted(folder.rglob("state.json")) if folder.is_dir() else []
+    """The state files that a node writes into a point's folder (beside its job.json) when the job
+    starts; the launcher never writes one."""
+    found = folder.rglob("state.json") if folder.is_dir() else ()
+    return sorted(path for path in found if (path.parent / "job.json").is_file())

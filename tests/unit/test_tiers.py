@@ -20,5 +20,8 @@ def test_a_started_job_leaves_a_trace_and_a_refused_one_none(tmp_path):
     point.mkdir(parents=True)
     (point / "job.json").write_text("{}")  # what the launcher writes before a job starts
     assert training_traces(tmp_path) == [] and training_traces(tmp_path / "absent") == []
+    (tmp_path / "runs/.cache").mkdir()
+    (tmp_path / "runs/.cache/state.json").write_text("{}")  # a saved dataset's, not a point's
+    assert training_traces(tmp_path) == []
     (point / "state.json").write_text(json.dumps({"state": "RUNNING"}))  # the node, as the job starts
     assert training_traces(tmp_path) == [point / "state.json"]
