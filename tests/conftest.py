@@ -1,5 +1,6 @@
-"""Shared fixtures: an isolated mount/runs/MLflow tree per test session, the tiny model, and a
-helper that runs the real CLI in a subprocess."""
+"""Shared fixtures: an isolated mount/runs/MLflow tree per test session, the tiny model, the tiers
+that follow from the folders, and the check that the fast tier trains nothing. The helpers that
+are not fixtures live in helpers.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,52 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from fake_slurm import fake_slurm_bin
+# run_cli and cli_env stay importable from conftest for test files that still import them from here
+from helpers import FAST, ROOT, TIERS, cli_env, copy_mount, run_cli, tier_of, training_traces  # noqa: F401
+
+TRAINER = "transformers.trainer"
+
+
+def pytest_collection_modifyitems(config, items):
+    misplaced = set()
+    for item in items:
+        tier = tier_of(Path(item.fspath))
+        if tier is None:
+            misplaced.add(str(item.fspath))
+            continue
+        for marker in TIERS[tier]:
+            item.add_marker(marker)
+        if tier in FAST and item.get_closest_marker("integration"):
+            misplaced.add(f"{item.nodeid} (marked integration)")
+    if misplaced:
+        raise pytest.UsageError("tests belong in tests/unit, tests/cli, tests/integration or tests/gpu: "
+                                + ", ".join(sorted(misplaced)))
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_trains_nothing(request, monkeypatch):
+    """A unit or cli test that trains fails. In this process: the Trainer is never imported, or,
+    if an earlier test imported it, its train() raises. In the CLI's subprocesses: no job started
+    (a node writes state.json the moment a job starts) under the test's own folder."""
+    if tier_of(Path(request.node.fspath)) not in FAST:
+        yield
+        return
+    cli = tier_of(Path(request.node.fspath)) == "cli"
+    folder = request.getfixturevalue("tmp_path") if cli and "tmp_path" in request.fixturenames else None
+    loaded = TRAINER in sys.modules
+    if loaded:
+        monkeypatch.setattr(sys.modules[TRAINER].Trainer, "train", _no_training)
+    yield
+    if not loaded and TRAINER in sys.modules:
+        pytest.fail(f"a fast-tier test imported {TRAINER}: training belongs in tests/integration")
+    if folder is not None and training_traces(folder):
+        pytest.fail(f"a cli test started a job ({training_traces(folder)[0]}): training belongs in "
+                    "tests/integration")
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("the fast tier (tests/unit, tests/cli) trains nothing: move this test to tests/integration")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +74,8 @@ def _own_slurm_only():
 
 @pytest.fixture(scope="session")
 def mount(tmp_path_factory) -> Path:
-    """A mount dir with the demo data and the tiny T5, built offline once per session."""
+    """A mount dir with the demo data and the tiny T5, built offline once per session. Tests only
+    read it: a test that adds data or models uses ``own_mount``."""
     path = tmp_path_factory.mktemp("mount")
     env = {**os.environ, "WF_MOUNT_DIR": str(path), "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "launch.py", "tiny_model"], cwd=ROOT, env=env, check=True,
@@ -37,17 +84,23 @@ def mount(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def own_mount(tmp_path, mount) -> Path:
+    """This test's own copy of the mount, to write data files and models into."""
+    return copy_mount(mount, tmp_path)
+
+
+@pytest.fixture
 def env(tmp_path, mount) -> dict:
     """Environment for CLI subprocesses: isolated runs dir and MLflow store."""
     return cli_env(tmp_path, mount)
 
 
-def cli_env(root: Path, mount: Path) -> dict:
-    """The CLI's environment with its runs and MLflow store under ``root``."""
-    values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(root / "runs"),
-              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    values.pop("MLFLOW_TRACKING_URI", None)
-    return values
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """Stand-in SLURM commands first on PATH (fake_slurm.py); returns their folder."""
+    folder = fake_slurm_bin(tmp_path)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder
 
 
 @pytest.fixture
@@ -58,8 +111,3 @@ def isolated(monkeypatch, tmp_path, mount):
     monkeypatch.setenv("WF_MLFLOW_DIR", str(tmp_path / "mlflow"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
-
-
-def run_cli(*args: str, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 
 @dataclass

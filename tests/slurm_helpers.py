@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, run_cli
 
 SCRIPT = ROOT / "scripts/slurm-cluster.sh"
 CI = bool(os.environ.get("CI"))
@@ -99,8 +99,6 @@ def manifest(runs: Path, sweep: str) -> dict:
 
 def wait_states(runs: Path, sweep: str, done: set[str], env: dict, timeout: float = 400) -> dict:
     """Poll `launch.py status` until every point is in one of `done`; returns the manifest."""
-    from conftest import run_cli
-
     deadline = time.time() + timeout
     while time.time() < deadline:
         result = run_cli("status", sweep, env=env)

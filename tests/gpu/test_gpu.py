@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 torch = pytest.importorskip("torch")
 
