@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from workflow import memory, versions
+from workflow import memory
+from workflow.node import versions
 from workflow.node import cuda_arch
 
 

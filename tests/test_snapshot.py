@@ -29,12 +29,12 @@ def repo(tmp_path, monkeypatch) -> Path:
 
 def test_snapshot_copies_the_package_and_keeps_it(repo, tmp_path):
     taken = snapshot.take(tmp_path / "sweep")
-    assert not taken.dirty and len(taken.commit) == 40 and "workflow/node/entrypoint.py" in taken.files
+    assert not taken.dirty and len(taken.commit) == 40 and "workflow/node/run.py" in taken.files
     taken.write()
-    copied = taken.root / "workflow/node/entrypoint.py"
-    assert copied.read_text() == (repo / "workflow/node/entrypoint.py").read_text()
+    copied = taken.root / "workflow/node/run.py"
+    assert copied.read_text() == (repo / "workflow/node/run.py").read_text()
     assert (taken.root / "setup.cfg").is_file() and not (taken.root / "tests").exists()
-    (repo / "workflow/node/entrypoint.py").write_text("raise SystemExit('edited')\n")
+    (repo / "workflow/node/run.py").write_text("raise SystemExit('edited')\n")
     assert "raise SystemExit('edited')" not in copied.read_text()  # the snapshot does not follow the checkout
     assert snapshot.take(tmp_path / "sweep", allow_dirty=True).root != taken.root  # new code, new digest
 
@@ -70,7 +70,7 @@ def test_the_git_commands_started_early_are_the_ones_take_reads(repo, tmp_path, 
 
 @pytest.mark.integration
 def test_a_job_edited_after_submission_runs_the_submitted_code(tmp_path, env):
-    """A held SLURM job; the checkout's entrypoint is broken before the job is released."""
+    """A held SLURM job; the checkout's job entry is broken before the job is released."""
     from slurm_helpers import ensure_default_config, require_slurm, wait_states
 
     require_slurm()
@@ -85,7 +85,7 @@ def test_a_job_edited_after_submission_runs_the_submitted_code(tmp_path, env):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     record = next(iter(json.loads((tmp_path / "runs/held/manifest.json").read_text())["points"].values()))
-    (repo / "workflow/node/entrypoint.py").write_text("raise SystemExit('the edited checkout ran')\n")
+    (repo / "workflow/node/run.py").write_text("raise SystemExit('the edited checkout ran')\n")
     subprocess.run(["scontrol", "release", record["job_id"]], check=True, timeout=60)
 
     done = wait_states(tmp_path / "runs", "held", {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, env)

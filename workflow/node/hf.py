@@ -13,7 +13,7 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 
 from workflow.jsonio import write_json
 from workflow.node.zero import deepspeed_config
-from workflow.preempt import FLAG, Preempted
+from workflow.node.preempt import FLAG, Preempted
 from workflow.rundir import COMPLETE_MARKER, RunDir
 from workflow.spec import JobSpec, LoraSpec
 
@@ -320,6 +320,6 @@ def _metric_name(key: str) -> str:
 
 
 def package_versions() -> dict:
-    from workflow.versions import installed
+    from workflow.node.versions import installed
 
     return {f"version.{name}": value for name, value in installed().items()}
