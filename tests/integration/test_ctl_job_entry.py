@@ -23,14 +23,18 @@ pytestmark = pytest.mark.integration
 
 SPEC = {"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
         "resources": {"gpus_per_node": 0}, "ctl": {"container": "registry/t5:latest"}}
-# The job's last act (os._exit, skipping finalization) first writes the names of the loaded modules.
+# ``python -m workflow.seq2seq ARGS`` that writes the names of the loaded modules when the job
+# leaves (os._exit, which skips finalization, or a plain exit).
 MODULES_AT_EXIT = """
-import json, os, runpy, sys
+import atexit, json, os, runpy, sys
 out, leave = sys.argv.pop(1), os._exit
-def record_and_leave(code):
+def record():
     open(out, "w").write(json.dumps(sorted(sys.modules)))
+def record_and_leave(code):
+    record()
     leave(code)
 os._exit = record_and_leave
+atexit.register(record)
 runpy.run_module("workflow.seq2seq", run_name="__main__", alter_sys=True)
 """
 
@@ -71,7 +75,7 @@ def test_a_job_file_run_loads_no_launcher_module(env, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert json.loads((run_dir / "state.json").read_text())["state"] == "COMPLETED"
     loaded = json.loads(modules.read_text())
-    assert "torch" in loaded and "workflow.node.run" in loaded  # written at the end of the job
+    assert "torch" in loaded and "workflow.node.finetune_seq2seq" in loaded  # written at the end of the job
     assert [m for m in loaded if m.startswith(("rich", "workflow.launch"))] == []
 
 
