@@ -52,7 +52,7 @@ def run_gpu(tmp_path: Path, env: dict, name: str, base: str = "jobs/demo.yaml", 
     assert run.info.status == "FINISHED"
     assert {"loss", "eval_loss", "gpu_peak_memory_gb"} <= set(run.data.metrics), sorted(run.data.metrics)
     assert run.data.metrics["gpu_peak_memory_gb"] > 0
-    from workflow import versions
+    from workflow.node import versions
 
     drift = versions.mismatches(versions.installed(), versions.pins())
     assert run.data.tags.get("version_mismatch", "") == "; ".join(drift), "the job must report version drift"

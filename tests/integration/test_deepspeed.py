@@ -65,7 +65,7 @@ def test_zero3_partitions_checkpoints_resumes_and_exports(tmp_path, env):
     job["spec"]["train"]["max_steps"] = 15
     (run_dir / "job.json").write_text(json.dumps(job))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "workflow.node.entrypoint", str(run_dir)]
+                "-m", "workflow.node.run", str(run_dir)]
     done = subprocess.run(torchrun, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resuming from" in done.stdout and "checkpoint-10" in done.stdout

@@ -71,7 +71,7 @@ def test_usr2_preemption_of_a_local_job_resumes_into_the_same_run(env, tmp_path)
     args = ("train.max_steps=600", "train.save_steps=5000", "train.eval_steps=5000", "train.logging_steps=20")
     p = preempt_then_resume(env, tmp_path / "runs", "jobs/demo.yaml", *args, at_step=60)
     assert p.first["state"] == "PREEMPTED" and "run the point again" in p.first["error"], p.first
-    assert p.first_state["state"] == "REQUEUED" and p.first_state["preemptions"] == 1
+    assert p.first_state["state"] == "PREEMPTED" and p.first_state["preemptions"] == 1
     assert p.second["state"] == "COMPLETED" and p.second["mlflow_run_id"] == p.first["mlflow_run_id"]
     assert "preemption requested at step" in p.log and "resuming from" in p.log
     saved = int(p.log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])

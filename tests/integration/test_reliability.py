@@ -221,7 +221,7 @@ def test_a_partial_checkpoint_is_never_resumed(env, tmp_path):
     job = json.loads((run_dir / "job.json").read_text())
     job["spec"]["train"]["max_steps"] = 16
     (run_dir / "job.json").write_text(json.dumps(job))
-    done = subprocess.run([sys.executable, "-m", "workflow.node.entrypoint", str(run_dir)], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "workflow.node.run", str(run_dir)], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "resuming from" in done.stdout and "checkpoint-8" in done.stdout.split("resuming from")[1].splitlines()[0]

@@ -13,7 +13,7 @@ from helpers import ROOT
 
 
 def test_a_job_edited_after_submission_runs_the_submitted_code(tmp_path, env):
-    """A held SLURM job; the checkout's entrypoint is broken before the job is released."""
+    """A held SLURM job; the checkout's job entry is broken before the job is released."""
     from slurm_helpers import ensure_default_config, require_slurm, wait_states
 
     require_slurm()
@@ -28,7 +28,7 @@ def test_a_job_edited_after_submission_runs_the_submitted_code(tmp_path, env):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     record = next(iter(json.loads((tmp_path / "runs/held/manifest.json").read_text())["points"].values()))
-    (repo / "workflow/node/entrypoint.py").write_text("raise SystemExit('the edited checkout ran')\n")
+    (repo / "workflow/node/run.py").write_text("raise SystemExit('the edited checkout ran')\n")
     subprocess.run(["scontrol", "release", record["job_id"]], check=True, timeout=60)
 
     done = wait_states(tmp_path / "runs", "held", {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, env)

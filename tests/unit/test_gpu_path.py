@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from workflow import versions
 from workflow.launch import memory
+from workflow.node import versions
 from workflow.node import cuda_arch
 
 

@@ -214,7 +214,7 @@ def test_durations():
 
 
 def test_master_port_is_per_job_and_outside_the_ephemeral_range():
-    from workflow.node.entrypoint import master_port
+    from workflow.node.slurm_task import master_port
 
     ports = {master_port(f"{1000 + i}_{t}") for i in range(200) for t in range(5)}
     assert all(20000 <= p < 32000 for p in ports) and len(ports) > 900

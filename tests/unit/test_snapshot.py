@@ -26,12 +26,12 @@ def repo(tmp_path, monkeypatch) -> Path:
 
 def test_snapshot_copies_the_package_and_keeps_it(repo, tmp_path):
     taken = snapshot.take(tmp_path / "sweep")
-    assert not taken.dirty and len(taken.commit) == 40 and "workflow/node/entrypoint.py" in taken.files
+    assert not taken.dirty and len(taken.commit) == 40 and "workflow/node/run.py" in taken.files
     taken.write()
-    copied = taken.root / "workflow/node/entrypoint.py"
-    assert copied.read_text() == (repo / "workflow/node/entrypoint.py").read_text()
+    copied = taken.root / "workflow/node/run.py"
+    assert copied.read_text() == (repo / "workflow/node/run.py").read_text()
     assert (taken.root / "setup.cfg").is_file() and not (taken.root / "tests").exists()
-    (repo / "workflow/node/entrypoint.py").write_text("raise SystemExit('edited')\n")
+    (repo / "workflow/node/run.py").write_text("raise SystemExit('edited')\n")
     assert "raise SystemExit('edited')" not in copied.read_text()  # the snapshot does not follow the checkout
     assert snapshot.take(tmp_path / "sweep", allow_dirty=True).root != taken.root  # new code, new digest
 

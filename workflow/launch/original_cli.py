@@ -3,8 +3,9 @@
 Their users typed argparse command lines, so these stay argparse (abbreviations, ``--k=v``,
 ``--k v``). A command line becomes a job spec and goes through the launch driver, as
 ``launch.py run`` does (local backend, MLflow). ``--job_file`` instead runs a prepared run
-directory directly: that is what cluster backends such as ``ctl`` execute. The task's
-``python -m`` shim (``workflow/seq2seq.py``, ``workflow/clf.py``) only calls ``main``.
+directory directly: that is what cluster backends such as ``ctl`` execute, and the task's
+``python -m`` shim (``workflow/seq2seq.py``, ``workflow/clf.py``) hands a lone ``--job_file``
+to the node's job entry before this module is imported (workflow.job_file).
 """
 
 from __future__ import annotations
@@ -101,11 +102,10 @@ def main(task: str, flags: dict, argv: list[str] | None = None) -> int:
 
     try:
         args = parser(f"python -m {TASKS[task].command}", flags).parse_args(argv)
-        if args.job_file:
-            from workflow.node.entrypoint import main as run_job
+        if args.job_file:  # with other flags (the shim runs a lone --job_file without the launcher)
+            from workflow.node.run import main as run_job
 
-            run_job(str(Path(args.job_file).resolve().parent))
-            return 0
+            run_job(str(Path(args.job_file).resolve().parent))  # leaves the process
         return run_spec(spec_from_args(args, flags, task), args.training_run_name or task, args.allow_dirty)
     except WorkflowError as exc:
         console.print_error(exc)

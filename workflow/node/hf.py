@@ -13,7 +13,7 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 
 from workflow.jsonio import write_json
 from workflow.node.zero import deepspeed_config
-from workflow.preempt import FLAG, Preempted
+from workflow.node.preempt import FLAG, Preempted
 from workflow.rundir import COMPLETE_MARKER, RunDir
 from workflow.spec import JobSpec, LoraSpec
 
@@ -209,7 +209,7 @@ def save_final(trainer, tokenizer, spec: JobSpec, rd: RunDir) -> Path:
 
 def end_collectives(trainer) -> None:
     """The final save is the job's last collective: every rank meets here, then the process group
-    goes, before rank 0 generates alone and the others leave (see entrypoint.exit_without_finalizing
+    goes, before rank 0 generates alone and the others leave (see run.exit_without_finalizing
     for why they leave without finalizing the interpreter)."""
     trainer.accelerator.wait_for_everyone()  # the library's device-aware barrier (NCCL or gloo)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -320,6 +320,6 @@ def _metric_name(key: str) -> str:
 
 
 def package_versions() -> dict:
-    from workflow.versions import installed
+    from workflow.node.versions import installed
 
     return {f"version.{name}": value for name, value in installed().items()}

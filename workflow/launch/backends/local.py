@@ -1,5 +1,5 @@
-"""The local backend: each point runs ``python -m workflow.node.entrypoint <run_dir>`` in its own
-process on this machine, the same entrypoint a cluster node runs, from the sweep's code
+"""The local backend: each point runs ``python -m workflow.node.run <run_dir>`` in its own
+process on this machine, the same job entry a cluster node runs, from the sweep's code
 snapshot. Sequential by default; ``local.max_parallel`` runs several at once (the cores are
 split between them, unless OMP_NUM_THREADS is set)."""
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: status and cancel never load the spec mac
     from workflow.launch.sweep import Point
 
 POLL_S = 0.2
-ENTRYPOINT = "workflow.node.entrypoint"
+ENTRYPOINT = "workflow.node.run"
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def _final_state(proc: subprocess.Popen, job: LocalJob) -> JobState:
     job_id, code = f"local:{proc.pid}", proc.returncode
     if code == 0:
         return JobState(State.COMPLETED, job_id)
-    if node.get("state") == State.REQUEUED:
+    if node.get("state") == State.PREEMPTED:
         return JobState(State.PREEMPTED, job_id, error=PREEMPTED_NOTE)
     state = node.get("state") if node.get("state") in (State.FAILED, State.CANCELLED) else State.FAILED
     return JobState(State(state), job_id, error=node.get("error") or f"exit code {code}")

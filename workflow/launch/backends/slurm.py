@@ -305,7 +305,7 @@ class SlurmBackend(Backend):
     def schedule(self, request: SlurmRequest, report: Report, jobs: dict[str, dict]) -> None:
         import submitit
 
-        from workflow.node.entrypoint import SlurmTask
+        from workflow.node.slurm_task import SlurmTask
 
         submitted = 0
         for number, chunk in enumerate(request.chunks, 1):

@@ -1,7 +1,8 @@
-"""The one function a node runs: ``main(run_dir)``. Plain data in (``run_dir/job.json``).
+"""The one entry of every job on a node: ``run_job(run_dir)``. Plain data in (``run_dir/job.json``).
 
-Every backend ends here: the local backend as ``python -m workflow.node.entrypoint <run_dir>``,
-SLURM through submitit, ``ctl`` through the task's original command line. The node imports
+Local jobs run ``python -m workflow.node.run <run_dir>``, SLURM tasks ``SlurmTask``
+(workflow.node.slurm_task), ``ctl`` jobs the task's original command line with ``--job_file``,
+which its shim hands here before anything of the launcher is imported. The node imports
 ``workflow`` from the sweep's code snapshot; heavy imports happen here, never in the launcher.
 """
 
@@ -18,11 +19,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import submitit
-
 from workflow.jsonio import read_json, write_json
 from workflow.node import quiet
-from workflow.preempt import FLAG, Preempted
+from workflow.node.preempt import FLAG, Preempted
 from workflow.rundir import RunDir
 from workflow.secrets import redact
 from workflow.spec import JobSpec
@@ -63,14 +62,25 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
-def main(run_dir: str, raw: dict | None = None) -> dict:
-    """``raw``: job.json's content, when the job carries it (SLURM); else read from run_dir."""
-    job = setup(RunDir(Path(run_dir)), raw)
-    tracker = start_tracking(job)
+def run_job(run_dir: str, raw: dict | None = None, requeue: bool = False) -> dict:
+    """What every job does: the USR2 flag, setup, tracking, the recipe, and the final or failure
+    record. ``raw``: job.json's content, when the job carries it (SLURM); else read from run_dir.
+    ``requeue``: a scheduler starts the job again after a preemption (SLURM: state REQUEUED);
+    otherwise a preempted job ends PREEMPTED and running it again resumes.
+
+    Returns the results, and the process then leaves without finalizing once its caller is done
+    (submitit saves the result first); raises what stopped the job, already recorded."""
+    FLAG.install()  # USR2 saves a checkpoint at the next step and stops
+    try:
+        job = setup(RunDir(Path(run_dir)), raw)
+        tracker = start_tracking(job)
+    except BaseException:
+        traceback.print_exc(file=sys.stdout)  # before the job has a record to write it into
+        raise
     try:
         results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist).run()
     except Preempted as exc:
-        on_preempted(job, tracker, exc)
+        on_preempted(job, tracker, exc, State.REQUEUED if requeue else State.PREEMPTED)
         raise
     except BaseException as exc:
         on_failure(job, tracker, exc)
@@ -79,7 +89,17 @@ def main(run_dir: str, raw: dict | None = None) -> dict:
         job.rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
         tracker.finish(State.COMPLETED.mlflow_status)
     log.info("point %s done: %s", job.context["point_name"], results)
+    atexit.register(exit_without_finalizing, 0)
     return results
+
+
+def main(run_dir: str) -> None:
+    """A job as its own process (local jobs, ctl's ``--job_file``): exit 0 when it completed."""
+    try:
+        run_job(run_dir)
+    except BaseException:
+        exit_without_finalizing(1)
+    exit_without_finalizing(0)
 
 
 def setup(rd: RunDir, raw: dict | None = None) -> Job:
@@ -136,16 +156,16 @@ def start_tracking(job: Job):
     return tracker
 
 
-def on_preempted(job: Job, tracker, exc: Preempted) -> None:
+def on_preempted(job: Job, tracker, exc: Preempted, state: State) -> None:
     log.warning("%s", exc)
     if job.dist.is_main:
         count = job.rd.read_state().get("preemptions", 0) + 1
-        job.rd.write_state(state=State.REQUEUED, preempted_at=time.time(), preemptions=count)
+        job.rd.write_state(state=state, preempted_at=time.time(), preemptions=count)
         tracker.set_tags({"preemptions": count})
 
 
 def on_failure(job: Job, tracker, exc: BaseException) -> None:
-    """Record the error (state, MLflow tags), close the run; --fail_fast cancels the array."""
+    """Record the error (state, MLflow tags) and close the run."""
     killed = isinstance(exc, KeyboardInterrupt)
     summary = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
     traceback.print_exc(file=sys.stdout)
@@ -157,8 +177,6 @@ def on_failure(job: Job, tracker, exc: BaseException) -> None:
                        error=summary, error_tail=tail)
     tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
     tracker.finish((State.CANCELLED if killed else State.FAILED).mlflow_status)
-    if job.context.get("fail_fast") and not killed:
-        _cancel_siblings()
 
 
 def exit_without_finalizing(code: int) -> None:
@@ -171,16 +189,6 @@ def exit_without_finalizing(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _cancel_siblings() -> None:
-    """--fail_fast on SLURM: a failing array task cancels the rest of its array."""
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array:
-        import subprocess
-
-        log.warning("--fail_fast: cancelling array %s after this failure", array)
-        subprocess.run(["scancel", array], timeout=60, check=False)
 
 
 def _deepspeed_env(spec: JobSpec) -> None:
@@ -202,7 +210,7 @@ def _deepspeed_env(spec: JobSpec) -> None:
 
 def _check_versions(tracker) -> None:
     """Log the training stack's versions; warn (log and MLflow tag) when one is outside its pin."""
-    from workflow import versions
+    from workflow.node import versions
 
     found = versions.installed()
     log.info("versions: %s", ", ".join(f"{k} {v}" for k, v in found.items()))
@@ -275,61 +283,5 @@ def _tail(path: Path, lines: int) -> str:
         return ""
 
 
-class SlurmTask(submitit.helpers.Checkpointable):
-    """What submitit runs on each SLURM task: ``main(run_dir)`` with distributed env and requeue.
-
-    Preemption (USR2, also sent before the time limit) sets a flag; training saves a checkpoint
-    at the next step and stops; then submitit's own handler checkpoints this callable (same
-    arguments) and requeues the job within its requeue budget. On restart, training resumes
-    from the newest complete checkpoint and logs into the same MLflow run.
-    """
-
-    def __call__(self, run_dir: str, raw: dict | None = None) -> dict:
-        """``raw``: the point's job.json content (the launcher writes no file per point)."""
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        _redirect_output(RunDir(Path(run_dir)).log)
-        os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-        job = submitit.JobEnvironment()
-        if job.num_tasks > 1:  # one task needs no rendezvous (DeepSpeed alone gets a free port)
-            os.environ["MASTER_PORT"] = str(master_port(job.job_id))  # read by submitit's export
-            # overwrite: values inherited from the submitting shell describe another job
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        FLAG.install()
-        try:
-            result = main(run_dir, raw)
-            atexit.register(exit_without_finalizing, 0)  # after submitit has saved the result
-            return result
-        except Preempted:
-            if submitit.JobEnvironment().global_rank == 0 and callable(FLAG.previous):
-                FLAG.previous(FLAG.signum, None)  # submitit: checkpoint + requeue + exit
-            time.sleep(600)  # other ranks: the requeue ends this task
-            raise
-
-
-def master_port(job_id: str) -> int:
-    """The rendezvous port of a multi-task job: the same on every task and node (derived from the
-    job id), and below Linux's ephemeral range (32768-60999), where an outgoing connection can
-    hold a port picked at random. submitit picks in 20000-60000: a single-task array point that
-    rendezvoused on such a port failed with EADDRINUSE in the SLURM tests."""
-    import hashlib
-
-    return 20000 + int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % 12000
-
-
-def _redirect_output(log_path: Path) -> None:
-    """Send this task's stdout and stderr to the point's log (all ranks append)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
 if __name__ == "__main__":
-    FLAG.install()  # local and ctl jobs: USR2 saves a checkpoint and stops (state PREEMPTED); a re-run resumes
-    try:
-        main(sys.argv[1])
-    except BaseException:
-        exit_without_finalizing(1)
-    exit_without_finalizing(0)
+    main(sys.argv[1])
