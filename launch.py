@@ -21,64 +21,52 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")  # skips an entry-point scan at start-up
-# Start-up (imports, pydantic's schemas) makes objects that live as long as the process: the
-# collector need not walk them again and again while they load (``_settle`` turns it back on).
-COLLECTOR_THRESHOLDS = gc.get_threshold()
-if __name__ == "__main__":  # a command line, not an import (tests)
-    gc.set_threshold(100_000, *COLLECTOR_THRESHOLDS[1:])
 
 from workflow.errors import WorkflowError  # noqa: E402
 from workflow.launch import lifecycle, manifest as manifests  # noqa: E402
+from workflow.launch.early import Started  # noqa: E402
 
 
-def prefetch(argv: list[str]) -> None:
-    """Start now what the command will ask other programs, so that it runs while the rest of the
-    command line loads: ``status <sweep>``, its squeue and sacct; ``sweep`` and ``run``, the git
-    commands of the code snapshot."""
+def start_early(argv: list[str]) -> Started:
+    """What the command will ask other programs, started now, so that it runs while the rest of
+    the command line loads: ``status <sweep>``, its squeue and sacct; ``sweep`` and ``run``, the
+    git commands of the code snapshot. The other commands start nothing."""
+    started = Started()
     if len(argv) >= 2 and argv[0] == "status" and not argv[1].startswith("-"):
-        lifecycle.prefetch(argv[1])
+        lifecycle.start_queries(argv[1], started)
     elif argv and argv[0] in ("sweep", "run"):
         from workflow.launch import snapshot  # not every command's start-up
 
-        snapshot.prefetch()
-
-
-if __name__ == "__main__":
-    prefetch(sys.argv[1:])
-
-import fire  # noqa: E402
+        snapshot.start(started)
+    return started
 
 
 def _ui():
     from workflow.launch import console
 
-    _settle()
-    return console
+    return _loaded(console)
 
 
 def _driver():
     from workflow.launch import driver
 
-    _settle()
-    return driver
+    return _loaded(driver)
 
 
-QUICK = {"sweep", "run", "validate", "plan", "status", "sync", "logs", "cancel", "list"}  # settle after imports
-
-
-def _settle() -> None:
-    """Called once a command has imported what it needs (the others, at once): the modules,
-    classes and pydantic schemas loaded so far live as long as the process, so they leave the
-    collector's view (``gc.freeze``), and it runs as usual from then on. The objects that a
-    large sweep builds next then no longer make each full collection walk them again, nor the
-    last one at exit: about 12% of a 1,000-point dry run."""
-    if gc.get_threshold() != COLLECTOR_THRESHOLDS:  # still the start-up's (a command line, not an import)
-        gc.freeze()
-        gc.set_threshold(*COLLECTOR_THRESHOLDS)
+def _loaded(module):
+    """``module``, once a command has imported it. What the command loaded so far (modules,
+    classes, pydantic's schemas) lives until it exits: ``gc.freeze`` takes it out of the
+    collector's view, so the full collections that a large sweep's objects set off do not walk
+    it again and again. Those objects are collected as usual."""
+    gc.freeze()
+    return module
 
 
 class Commands:
     """Cluster job launcher and experiment orchestrator for T5 fine-tuning."""
+
+    def __init__(self, started: Started | None = None):
+        self._started = started or Started()  # what the command line started early
 
     def sweep(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
               retry: str | None = None, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False):
@@ -96,7 +84,7 @@ class Commands:
             allow_dirty: submit with uncommitted changes in workflow/ (the jobs run a snapshot;
                 the diff is saved beside it and logged to MLflow).
         """
-        sweep = _driver().load(path, overrides, backend, sweep=True, for_cluster=True)
+        sweep = _driver().load(path, overrides, backend, sweep=True)
         return self._launch(sweep, dry_run, retry, force, fail_fast, allow_dirty)
 
     def run(self, path: str, *overrides: str, dry_run: bool = False, backend: str | None = None,
@@ -117,15 +105,15 @@ class Commands:
     def _launch(self, sweep, dry_run: bool, retry: str | None, force: bool, fail_fast: bool, allow_dirty: bool):
         driver, ui = _driver(), _ui()
         if dry_run:
-            found = driver.dry_run(sweep, retry, fail_fast, allow_dirty)
+            found = driver.dry_run(sweep, retry, fail_fast, allow_dirty, self._started)
             ui.print_plan(found)
             ui.print_memory(found.plan)
             ui.print_warnings(found.plan.warnings)
             return None
-        plan = driver.plan(sweep, force, fail_fast, allow_dirty)
+        plan = driver.plan(sweep, force, fail_fast, allow_dirty, self._started)
         ui.print_warnings(plan.warnings)
         with ui.sweep_progress(len(sweep.points)) as on_event:
-            outcome = driver.launch(plan, retry, on_event)
+            outcome = driver.launch(plan, retry, on_event, self._started)
         ui.print_outcome(outcome)
         if outcome.failed:
             raise WorkflowError(f"{len(outcome.failed)} point(s) failed; see: python launch.py logs {sweep.name}")
@@ -170,7 +158,7 @@ class Commands:
                 running points.
         """
         ui = _ui()
-        manifest, rows, warnings = lifecycle.status(sweep, notify=ui.print_note, show_all=all)
+        manifest, rows, warnings = lifecycle.status(sweep, notify=ui.print_note, show_all=all, started=self._started)
         ui.print_status(manifest, rows, show_all=all)
         ui.print_links(manifest)
         ui.print_warnings(warnings)
@@ -387,12 +375,17 @@ def check_command(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with start_early(argv) as started:
+        return _run(argv, started)
+
+
+def _run(argv: list[str], started: Started) -> int:
+    import fire  # while the programs started early run
+
     try:
-        argv = sys.argv[1:] if argv is None else list(argv)
         check_command(argv)
-        if not argv or argv[0] not in QUICK:
-            _settle()
-        fire.Fire(Commands(), command=explicit_bool_flags(argv), name="launch.py")
+        fire.Fire(Commands(started), command=explicit_bool_flags(argv), name="launch.py")
     except WorkflowError as exc:
         _ui().print_error(exc)
         return 1

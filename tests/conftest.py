@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from fake_slurm import fake_slurm_bin
-# run_cli and cli_env stay importable from conftest for test files that still import them from here
-from helpers import FAST, ROOT, TIERS, cli_env, copy_mount, run_cli, tier_of, training_traces  # noqa: F401
+from helpers import FAST, ROOT, TIERS, cli_env, copy_mount, tier_of, training_traces
 
 TRAINER = "transformers.trainer"
 

@@ -176,7 +176,6 @@ def test_submission_does_not_wait_for_mlflow_and_status_repairs_the_parent(tmp_p
     (parent.json says why); the held jobs then run against a real server and create their runs
     without a parent; the next status creates the parent and attaches them."""
     import socket
-    import time
 
     from mlflow.tracking import MlflowClient
 

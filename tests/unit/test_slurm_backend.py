@@ -3,10 +3,8 @@ through fake squeue/sacct binaries at the subprocess boundary (counting their ca
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import yaml
 
 from workflow.launch import driver
 from workflow.launch.backends import slurm
+from workflow.launch.early import Started
 from workflow.errors import BackendError, SpecError
 from workflow.launch.manifest import PointRecord
 from workflow.launch.plan import make_plan
@@ -49,39 +48,6 @@ def test_chunks_follow_max_array_size(tmp_path, isolated, fake_slurm):
     assert "#SBATCH --array=0-3%2" in request.chunks[0].script
     assert "#SBATCH --array=0-1%1" in request.chunks[2].script
     assert sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]  # once, side by side
-
-
-def test_the_cluster_is_asked_once_the_base_names_slurm_before_the_points_are_built(tmp_path, isolated, fake_slurm,
-                                                                                     monkeypatch):
-    """The launcher starts scontrol and sinfo when the validated base says slurm, then builds
-    the points while they run; the plan reads those two answers (no third call)."""
-    from workflow.launch import sweep as sweeps
-
-    slurm._CLUSTERS.clear()
-    slurm._INFO_STARTED.clear()
-    resolve = sweeps._resolve
-    started_first = []
-    monkeypatch.setattr(sweeps, "_resolve", lambda *a: started_first.append(dict(slurm._INFO_STARTED)) or resolve(*a))
-    loaded = driver.load(str(sweep_of(tmp_path, 10, backend="slurm")), for_cluster=True)
-    assert list(started_first[0]) == [slurm._info_key()], "the queries are under way before the points"
-    plan = make_plan(loaded, cluster=True)
-    assert not slurm._INFO_STARTED and sorted(calls(fake_slurm)) == ["scontrol show config", "sinfo -h -o %P|%G"]
-    assert slurm.cluster_info().max_array_size == 4 and len(calls(fake_slurm)) == 2
-    assert plan.backend == "slurm"
-    slurm._CLUSTERS.clear()
-    driver.load(str(sweep_of(tmp_path, 10)), for_cluster=True)  # a local sweep asks SLURM nothing
-    driver.load(str(sweep_of(tmp_path, 10, backend="slurm")))  # nor does validate, which plans no cluster
-    assert not slurm._INFO_STARTED and len(calls(fake_slurm)) == 2
-
-    slurm.start_cluster_info()  # queries left unread too long (a long-lived process) are not trusted
-    key = slurm._info_key()
-    started, asked = slurm._INFO_STARTED[key]
-    for proc in asked:
-        proc.wait()
-    slurm._INFO_STARTED[key] = (started - slurm.INFO_FRESH_S - 1, asked)
-    fake_bin(fake_slurm, "scontrol", "MaxArraySize = 7")
-    assert slurm.cluster_info().max_array_size == 7 and len(calls(fake_slurm)) == 6
-    slurm._CLUSTERS.clear()
 
 
 def test_points_that_ask_for_different_resources_go_into_different_arrays(tmp_path, isolated, fake_slurm):
@@ -125,7 +91,7 @@ def test_unknown_partition_and_too_many_gpus_are_refused(tmp_path, isolated, fak
 
 
 def test_sbatch_script_matches_the_golden_file(isolated, monkeypatch):
-    monkeypatch.setattr(slurm, "cluster_info", lambda: slurm.ClusterInfo(1001, {}, False))
+    monkeypatch.setattr(slurm, "cluster_info", lambda started: slurm.ClusterInfo(1001, {}, False))
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
     plan = driver.plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}), allow_dirty=True)
     text = slurm.SlurmBackend().render(plan, plan.sweep.points).describe()
@@ -158,49 +124,6 @@ def test_status_uses_one_squeue_and_one_sacct_for_the_whole_sweep(tmp_path, fake
     assert all(" -r " not in c for c in calls(fake_slurm)), "pending array tasks come folded, one line an array"
 
 
-def test_status_starts_its_two_queries_before_the_command_line_loads(tmp_path, isolated, fake_slurm, monkeypatch):
-    """``launch.py status <sweep>`` starts squeue and sacct for the job ids saved beside the
-    manifest, then parses the manifest while they run, before it imports fire and rich; status
-    then takes those two processes (no third call), and their answers are what it shows. A
-    prefetch of other jobs is not used."""
-    import launch
-    from workflow.launch import lifecycle, manifest as manifests
-    from workflow.launch.manifest import Manifest
-
-    fake_bin(fake_slurm, "squeue", "7_1|RUNNING|0:10")
-    fake_bin(fake_slurm, "sacct", "7_0|COMPLETED|00:01:00")
-    manifest = Manifest("pre", "pre.yaml")
-    for i in range(2):
-        manifest.points[f"h{i}"] = record(i, f"7_{i}", tmp_path / f"p{i}")
-    manifest.save()
-    assert json.loads((manifest.path.parent / manifests.POLLED_FILE).read_text()) == {"slurm": ["7_0", "7_1"]}
-    parse = manifests.load
-    started_first = []
-    monkeypatch.setattr(manifests, "load", lambda sweep: started_first.append(list(slurm._STARTED)) or parse(sweep))
-    launch.prefetch(["status", "pre", "--all"])
-    assert started_first == [["7"]], "the queries are under way before the manifest is parsed"
-    monkeypatch.setattr(manifests, "load", parse)
-    for _ in range(100):  # started, not waited for
-        if len(calls(fake_slurm)) == 2:
-            break
-        time.sleep(0.05)
-    assert sorted(c.split()[0] for c in calls(fake_slurm)) == ["sacct", "squeue"]
-    for name in ("squeue", "sacct"):  # a call from now on would fail: status must use the two started
-        fake_bin(fake_slurm, name, "no", code=1)
-    got, rows, _ = lifecycle.status("pre")
-    assert {r["name"]: r["state"] for r in rows} == {"p0": "COMPLETED", "p1": "RUNNING"}
-    assert len(calls(fake_slurm)) == 2 and not slurm._STARTED
-    launch.prefetch(["logs", "pre"])  # only status asks SLURM early
-    launch.prefetch(["status", "no-such-sweep"])  # status reports that one
-    assert len(calls(fake_slurm)) == 2
-
-    manifest.points["h2"] = record(2, "9_0", tmp_path / "p2")  # another array: the prefetch does not fit
-    slurm.SlurmBackend().prefetch(["9_0"])
-    with pytest.raises(BackendError, match="squeue -h failed"):
-        slurm.SlurmBackend().poll(list(manifest.points.values()))
-    slurm._STARTED.clear()
-
-
 def test_folded_pending_tasks_are_expanded():
     assert slurm._tasks("7_[0-2,5,9-10%4]") == ["7_0", "7_1", "7_2", "7_5", "7_9", "7_10"]
     parsed = slurm._parse("7_[1-2]|PENDING|0:00\n7_0|RUNNING|1:00")
@@ -225,11 +148,11 @@ def test_a_sweep_beyond_the_clusters_job_limits_is_refused(tmp_path, isolated, f
     fake_bin(fake_slurm, "scontrol", "MaxArraySize = 2\nMaxJobCount = 3")
     sweep = expand(sweep_of(tmp_path, 7, backend="slurm"))
     with pytest.raises(SpecError) as caught:
-        make_plan(sweep, cluster=True)
+        make_plan(sweep, cluster=Started())
     text = "\n".join(p.render() for p in caught.value.problems)
     assert "max_points: expected at most MaxArraySize 2 x MaxJobCount 3 = 6 points on this cluster, got 7 points" \
         in text
-    make_plan(expand(sweep_of(tmp_path, 6, backend="slurm")), cluster=True)
+    make_plan(expand(sweep_of(tmp_path, 6, backend="slurm")), cluster=Started())
 
 
 @pytest.mark.parametrize("setup, python", [

@@ -19,9 +19,7 @@ def repo(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(path)], check=True)
     monkeypatch.setattr(snapshot, "PROJECT_ROOT", path)
-    snapshot.git_commit.cache_clear()
-    yield path
-    snapshot.git_commit.cache_clear()
+    return path
 
 
 def test_snapshot_copies_the_package_and_keeps_it(repo, tmp_path):
@@ -49,17 +47,3 @@ def test_a_dirty_tree_is_refused_and_allowed_with_its_diff(repo, tmp_path):
     assert taken.dirty and "+# a local experiment" in (taken.root / "code.diff").read_text()
 
 
-def test_the_git_commands_started_early_are_the_ones_take_reads(repo, tmp_path, monkeypatch):
-    """``launch.py sweep|run`` starts the snapshot's git commands first (``prefetch``); ``take``
-    then reads those processes, runs no git of its own, and describes the same snapshot."""
-    with (repo / "workflow/tree.py").open("a") as handle:
-        handle.write("# a local experiment\n")
-    expected = snapshot.take(tmp_path / "sweep", allow_dirty=True)
-    snapshot.git_commit.cache_clear()
-    snapshot.prefetch()
-    assert len(snapshot._EARLY) == 3
-    started = snapshot._start
-    monkeypatch.setattr(snapshot, "_start", lambda args: started(args) if args[0] == "diff" else pytest.fail(
-        f"git {' '.join(args)} run again"))
-    assert snapshot.take(tmp_path / "sweep", allow_dirty=True) == expected
-    assert not snapshot._EARLY and expected.dirty and expected.diff

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workflow.errors import WorkflowError
-from workflow.launch.lifecycle import STATUS_ROWS
+from workflow.launch.lifecycle import SHOWN_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.memory import fits
 from workflow.states import State
@@ -101,7 +101,6 @@ def print_sweeps(states: dict[str, dict[str, int]]) -> None:
         console.print(f"{name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
 
 
-SHOWN_ROWS = 40  # large sweeps: the first rows and the last few, with a count of the rest
 SHOWN_REQUEST_LINES = 200  # sbatch scripts stay whole; a local request of 1,000 commands does not
 
 
@@ -304,15 +303,15 @@ def metrics_table(values: dict, title: str) -> Table:
 def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -> None:
     """The status table of ``rows`` (``lifecycle.shown_points``): every point of a small sweep (or
     with ``show_all``); for a large one, the count of points by state, then the failed and
-    running points (at most STATUS_ROWS of them)."""
-    if show_all or len(manifest.points) <= STATUS_ROWS:
+    running points (at most SHOWN_ROWS of them)."""
+    if show_all or len(manifest.points) <= SHOWN_ROWS:
         console.print(status_table(manifest, rows))
         return
     summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in manifest.state_counts().items())
     console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(manifest.points)} points: {summary}")
     if rows:
-        console.print(status_table(manifest, rows[:STATUS_ROWS], title="failed and running points"))
-    more = len(rows) - STATUS_ROWS
+        console.print(status_table(manifest, rows[:SHOWN_ROWS], title="failed and running points"))
+    more = len(rows) - SHOWN_ROWS
     console.print(f"{f'{more} more not shown; ' if more > 0 else ''}every point: "
                   f"python launch.py status {manifest.sweep} --all", highlight=False)
 

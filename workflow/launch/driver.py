@@ -15,6 +15,7 @@ from workflow.errors import Problem, SpecError
 from workflow.spec import JobSpec
 from workflow.launch import backends, config, lifecycle, manifest as manifests, runs, snapshot
 from workflow.launch.backends.base import JobState, Request
+from workflow.launch.early import Started
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import Plan, make_plan
 from workflow.launch.sweep import Point, Sweep, expand, single
@@ -63,12 +64,8 @@ class DryRun:
     skipped: dict[str, str]
 
 
-def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None,
-         for_cluster: bool = False) -> Sweep:
-    """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys).
-    ``for_cluster``: the sweep is then planned against its cluster (a launch or a dry run), so
-    its backend starts asking the cluster's limits once the base spec is valid, while the points
-    are built."""
+def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None = None) -> Sweep:
+    """A sweep file, or a job spec as a sweep of one point (``sweep=None``: decided by its keys)."""
     extra = {"backend": backend} if backend else None
     data = config.read_yaml(Path(path))
     is_sweep = any(k in data for k in SWEEP_KEYS)
@@ -80,23 +77,27 @@ def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None
             else "a job spec", f"a {kind}", f"use: python launch.py {other} {path}")])
     if not (is_sweep if sweep is None else sweep):
         return single(path, overrides, extra)
-    if not for_cluster:
-        return expand(path, overrides, extra)
-    return expand(path, overrides, extra, on_base=lambda base: backends.get(base.backend).prepare())
+    return expand(path, overrides, extra)
 
 
-def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False) -> Plan:
-    """The plan, with the code snapshot its jobs will run (described, not yet written or checked:
-    problems of the input are reported before a dirty tree)."""
-    checked = make_plan(sweep, force=force, fail_fast=fail_fast, cluster=True)
-    return replace(checked, code=snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty))
+def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False,
+         started: Started | None = None) -> Plan:
+    """The plan, checked against the cluster, with the code snapshot its jobs will run (described,
+    not yet written or checked: problems of the input are reported before a dirty tree).
+    ``started``: the command's programs started early (the snapshot's git commands), where the
+    cluster's limits are asked too, once for the plan and the request."""
+    started = started or Started()
+    checked = make_plan(sweep, force=force, fail_fast=fail_fast, cluster=started)
+    return replace(checked, code=snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty, started))
 
 
-def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, allow_dirty: bool = False) -> DryRun:
+def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, allow_dirty: bool = False,
+            started: Started | None = None) -> DryRun:
     """What ``launch`` would submit, as values; nothing is written."""
-    the_plan = plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty)
+    started = started or Started()
+    the_plan = plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty, started=started)
     chosen = select(the_plan, _existing(sweep.name), retry)
-    request = backends.get(the_plan.backend).render(the_plan, chosen.submit) if chosen.submit else None
+    request = backends.get(the_plan.backend, started).render(the_plan, chosen.submit) if chosen.submit else None
     the_plan.code.check()
     return DryRun(the_plan, request, chosen.skipped)
 
@@ -118,10 +119,12 @@ def select(plan: Plan, existing: Manifest | None, retry: Optional[str]) -> Selec
     return chosen
 
 
-def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda kind, record: None) -> Outcome:
+def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda kind, record: None,
+           started: Started | None = None) -> Outcome:
     """Everything that can fail on bad input (selection, backend checks, the request) runs
-    before the first write; then, under the sweep lock, the points are written and submitted."""
-    backend = backends.get(plan.backend)
+    before the first write; then, under the sweep lock, the points are written and submitted.
+    ``started``: the one the plan was made with (the request reads the same cluster limits)."""
+    backend = backends.get(plan.backend, started)
     chosen, request = select(plan, _existing(plan.sweep.name), retry), None
     if chosen.submit:
         request = backend.render(plan, chosen.submit)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch import backends, manifest as manifests
+from workflow.launch.early import Started
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
 from workflow.jsonio import read_json, read_lines_from
@@ -18,7 +19,7 @@ from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
 from workflow.states import TERMINAL_FAILED, State
 from workflow.tree import flatten
 
-STATUS_ROWS = 40  # beyond this, status shows the count by state and only the rows that need a look
+SHOWN_ROWS = 40  # a table of more points shows a part (status: the count by state and the rows that need a look)
 
 
 def apply_events(manifest: Manifest) -> bool:
@@ -42,12 +43,13 @@ def apply_events(manifest: Manifest) -> bool:
     return True
 
 
-def refresh(manifest: Manifest) -> Manifest:
+def refresh(manifest: Manifest, started: Started | None = None) -> Manifest:
     """Apply the jobs' news from the status index, then ask each backend (once for all its
-    points) for the state of active points, and of points it could not account for before."""
+    points) for the state of active points, and of points it could not account for before.
+    ``started``: where the command started the backends' queries (``start_queries``)."""
     changed = manifest.adopt_parent() | apply_events(manifest)
     for name, records in manifest.polled().items():
-        for digest, job in backends.get(name).poll(records).items():
+        for digest, job in backends.get(name, started).poll(records).items():
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
                 record.extra["elapsed_s"], changed = job.elapsed_s, True
@@ -61,34 +63,29 @@ def refresh(manifest: Manifest) -> Manifest:
     return manifest
 
 
-_EARLY: dict[str, Manifest] = {}  # sweep -> its manifest, read by ``prefetch``
-
-
-def prefetch(sweep: str) -> None:
-    """Start the scheduler's queries now, for the job ids the manifest's last save left beside it,
-    then read the manifest while they run, so that a ``status`` of the sweep soon after finds
-    both done or under way (launch.py calls this before it loads fire and rich, which take about
-    as long as squeue and sacct). Anything unexpected is left for ``status``."""
+def start_queries(sweep: str, started: Started) -> None:
+    """Start the scheduler's queries of a ``status`` of the sweep now, for the job ids the
+    manifest's last save left beside it (launch.py calls this before it loads the rest of the
+    command line, which takes about as long as squeue and sacct). Anything unexpected (no such
+    sweep, a torn file) is left for ``status``, which asks itself."""
     try:
-        asked = read_json(manifests.sweep_dir(sweep) / manifests.POLLED_FILE)
-        for name, job_ids in asked.items():
-            backends.get(name).prefetch(job_ids)  # they run while the manifest is parsed
-    except (WorkflowError, AttributeError, TypeError):  # a torn or foreign file: status asks itself
-        pass
-    try:
-        _EARLY[sweep] = manifests.load(sweep)
-    except WorkflowError:
+        job_ids = read_json(manifests.sweep_dir(sweep) / manifests.POLLED_FILE).get("slurm")
+    except (WorkflowError, AttributeError):
         return
+    if job_ids and isinstance(job_ids, list):
+        from workflow.launch.backends import slurm
+
+        slurm.start_status_queries(started, job_ids)
 
 
-def status(sweep: str, notify: Callable[[str], None] | None = None,
-           show_all: bool = False) -> tuple[Manifest, list[dict], list[str]]:
+def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bool = False,
+           started: Started | None = None) -> tuple[Manifest, list[dict], list[str]]:
     """The sweep's manifest brought up to date, the rows of the points its table shows
     (``shown_points``), and MLflow warnings (status also reconciles MLflow with the manifest;
-    ``notify`` hears of a long reconcile)."""
+    ``notify`` hears of a long reconcile). ``started``: see ``start_queries``."""
     from workflow.launch import runs
 
-    manifest = refresh(_EARLY.pop(sweep, None) or manifests.load(sweep))
+    manifest = refresh(manifests.load(sweep), started)
     return manifest, status_rows(manifest, shown_points(manifest, show_all)), runs.reconcile(manifest, notify=notify)
 
 
@@ -106,10 +103,10 @@ def sweep_states() -> dict[str, dict[str, int]]:
 
 
 def shown_points(manifest: Manifest, show_all: bool = False) -> list[PointRecord]:
-    """The points a status table shows: every point of a sweep of at most STATUS_ROWS (or with
+    """The points a status table shows: every point of a sweep of at most SHOWN_ROWS (or with
     ``show_all``); of a larger one, the failed and then the running points (the others are
     counted by state)."""
-    if show_all or len(manifest.points) <= STATUS_ROWS:
+    if show_all or len(manifest.points) <= SHOWN_ROWS:
         return manifest.ordered()
     points = manifest.points.values()
     return manifest.ordered(r for r in points if r.state in TERMINAL_FAILED) + \

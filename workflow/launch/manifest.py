@@ -25,8 +25,8 @@ from workflow.states import ACTIVE, State
 
 PARENT_FILE = "parent.json"  # beside the manifest: the parent run, as its registering helper created it
 # Beside the manifest, written with it: the job ids that status asks the scheduler about
-# (``Manifest.polled``), by backend. A few KB where the manifest of 10,000 points is 4 MB:
-# status starts its queries from it, then parses the manifest while they run.
+# (``Manifest.polled``), by backend. Much smaller than the manifest: status starts its queries
+# from it before it loads the rest of the command line.
 POLLED_FILE = "polled.json"
 
 
@@ -147,8 +147,8 @@ _DEFAULTS = {n: f.default for n, f in _FIELDS.items() if f.default is not MISSIN
 
 
 def _record(saved: dict) -> PointRecord:
-    """``PointRecord(**saved)``, at half the cost (status reads 10,000 of them): the same
-    defaults, and a TypeError for a missing or unknown field."""
+    """``PointRecord(**saved)`` without the dataclass's ``__init__`` (status reads one per
+    point): the same defaults, and a TypeError for a missing or unknown field."""
     if not isinstance(saved, dict) or not _REQUIRED <= saved.keys() <= _FIELDS.keys():
         raise TypeError(f"a point record with fields {sorted(saved)}")
     record = object.__new__(PointRecord)

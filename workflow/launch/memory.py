@@ -255,12 +255,12 @@ def gpu_size_gb(spec: JobSpec) -> float | None:
     return spec.resources.gpu_mem_gb or gpu_memory_gb(spec.resources.gpu_type)
 
 
-# deepspeed.stage auto, fastest first: plain data parallel (the HF Trainer without DeepSpeed ran
-# at the baseline's speed on an H100, ZeRO-2 at 0.56x and ZeRO-3 at 0.26x), then ZeRO-2,
-# ZeRO-3, and the offloads, which trade GPU memory for PCIe traffic.
+# deepspeed.stage auto, fastest first (measured on one GPU: docs/benchmarks.md, "GPU
+# throughput"): plain data parallel, then ZeRO-2, ZeRO-3, and the offloads, which trade GPU
+# memory for PCIe traffic.
 AUTO_LADDER = ((0, False, False), (2, False, False), (3, False, False), (3, True, False), (3, True, True))
-# auto keeps this share of the usable memory free: on an H100 the ZeRO-2 peak of an xl model was
-# 8% above its estimate (76.7 GB measured, 70.8 planned), ZeRO-3 and LoRA within 1%.
+# auto keeps this share of the usable memory free: the measured ZeRO-2 peak of an xl model was
+# above its estimate (docs/benchmarks.md, "GPU throughput"; ZeRO-3 and LoRA were close to theirs).
 AUTO_MARGIN = 0.9
 
 

@@ -16,6 +16,7 @@ from workflow import data, secrets
 from workflow.errors import DataError, Problem, SpecError, suggest
 from workflow.launch import memory
 from workflow.launch.manifest import sweep_dir
+from workflow.launch.early import Started
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep
 from workflow.paths import data_dir, models_dir, resolve_tracking_uri
@@ -150,10 +151,11 @@ def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
     return problems
 
 
-def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluster: bool = False) -> Plan:
-    """Check every point's model, LoRA targets, data and memory, and (``cluster``) what the
-    backend can run, and pin the tracking store. Every problem found is raised at once, in one
-    SpecError. ``force`` submits configurations the memory planner says cannot fit."""
+def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluster: Started | None = None) -> Plan:
+    """Check every point's model, LoRA targets, data and memory, and (``cluster``: where the
+    command asks its cluster) what the backend can run, and pin the tracking store. Every
+    problem found is raised at once, in one SpecError. ``force`` submits configurations the
+    memory planner says cannot fit."""
     problems: list[Problem] = []
     backends = {p.spec.backend for p in sweep.points}
     if len(backends) > 1:
@@ -188,7 +190,7 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
     if cluster and len(backends) == 1:
         from workflow.launch import backends as registry
 
-        problems += [p for p in registry.get(next(iter(backends))).problems(sweep.file, sweep.points)
+        problems += [p for p in registry.get(next(iter(backends)), cluster).problems(sweep.file, sweep.points)
                      if p not in problems]
     if problems:
         raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from workflow.errors import Problem, SpecError
+from workflow.launch.early import Started
 from workflow.paths import PROJECT_ROOT
 
 CODE_PATHS = ("workflow", "setup.cfg")  # what a node imports or reads
@@ -72,37 +71,36 @@ class Snapshot:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def take(sweep_root: Path, allow_dirty: bool = False) -> Snapshot:
+def take(sweep_root: Path, allow_dirty: bool = False, started: Started | None = None) -> Snapshot:
     """Describe the snapshot of this checkout (nothing is written): its files, digest, commit and
-    uncommitted changes (``check`` refuses those unless ``allow_dirty``)."""
-    files = _files()
-    changes = tuple(_git(*STATUS).splitlines())
-    diff = _git("diff", "HEAD", "--", *CODE_PATHS) if changes else ""
+    uncommitted changes (``check`` refuses those unless ``allow_dirty``). ``started``: where the
+    command line started the git commands (``start``); those not started yet are started here."""
+    started = started or Started()
+    start(started)
+    files = _files(started)
+    changes = tuple(_git(started, *STATUS).splitlines())
+    diff = _git(started, "diff", "HEAD", "--", *CODE_PATHS) if changes else ""
     digest = hashlib.sha256()
     for name in files:
         digest.update(name.encode() + b"\0" + (PROJECT_ROOT / name).read_bytes() + b"\0")
-    return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], git_commit(), changes, allow_dirty, files, diff)
+    commit = _git(started, *HEAD).strip() or "unknown"
+    return Snapshot(sweep_root / "code" / digest.hexdigest()[:12], commit, changes, allow_dirty, files, diff)
 
 
 LIST_FILES = ("ls-files", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS)
 STATUS = ("status", "--porcelain", "--", *CODE_PATHS)
 HEAD = ("rev-parse", "HEAD")
-_EARLY: dict[tuple[str, ...], subprocess.Popen] = {}  # started by ``prefetch``, read by ``_git``
 
 
-def prefetch() -> None:
-    """Start the git commands that ``take`` asks, side by side, so that they run while the
-    command line loads: ``launch.py sweep|run`` calls this first."""
-    for args in (LIST_FILES, STATUS, HEAD):
-        try:
-            _EARLY[args] = _start(args)
-        except OSError:  # no git: take() asks again and gets nothing
-            return
+def start(started: Started) -> None:
+    """Start the git commands that ``take`` reads, side by side (``launch.py sweep|run`` calls
+    this first, so that they run while the command line loads)."""
+    started.start(*(_argv(args) for args in (LIST_FILES, STATUS, HEAD)), cwd=PROJECT_ROOT)
 
 
-def _files() -> tuple[str, ...]:
+def _files(started: Started) -> tuple[str, ...]:
     """Tracked and untracked-but-not-ignored files under CODE_PATHS (every .py file outside git)."""
-    listed = _git(*LIST_FILES)
+    listed = _git(started, *LIST_FILES)
     if listed:
         names = [n for n in listed.splitlines() if (PROJECT_ROOT / n).is_file()]
     else:
@@ -111,28 +109,16 @@ def _files() -> tuple[str, ...]:
     return tuple(sorted(n for n in names if "__pycache__" not in n))
 
 
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    return _git(*HEAD).strip() or "unknown"
-
-
-def _start(args: tuple[str, ...]) -> subprocess.Popen:
+def _argv(args: tuple[str, ...]) -> tuple[str, ...]:
     # safe.directory: a checkout owned by another user (a shared clone, a container) still answers
-    return subprocess.Popen(["git", "-c", f"safe.directory={PROJECT_ROOT}", *args], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return ("git", "-c", f"safe.directory={PROJECT_ROOT}", *args)
 
 
-def _git(*args: str) -> str:
-    """A git command's output in the project (prefetched, or run now); empty outside a git
-    checkout or without git."""
+def _git(started: Started, *args: str) -> str:
+    """A git command's output in the project; empty outside a git checkout, without git, or
+    when git does not answer in time."""
     try:
-        proc = _EARLY.pop(args, None) or _start(args)
+        answer = started.answer(_argv(args), GIT_TIMEOUT_S, cwd=PROJECT_ROOT)
     except OSError:
         return ""
-    try:
-        out, _ = proc.communicate(timeout=GIT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return ""
-    return out if proc.returncode == 0 else ""
+    return answer.out if answer.ok else ""

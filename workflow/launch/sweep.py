@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -161,11 +161,8 @@ def _sampler(kind: str, args: list):
     return lambda rng: math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None,
-           on_base: Callable[[JobSpec], None] = lambda spec: None) -> Sweep:
-    """Sweep file -> validated points. Raises SpecError listing every problem. ``on_base`` gets
-    the validated base spec before the points are built (the launcher starts its backend's
-    cluster queries then)."""
+def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
+    """Sweep file -> validated points. Raises SpecError listing every problem."""
     path = Path(path)
     sweep = load_sweep_file(path)
     file = str(path)
@@ -188,7 +185,7 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
         raise SpecError(f"Invalid sweep file {path}", problems)
     cli = config.parse_overrides(cli_overrides)
     base_raw = deep_merge(base_raw, fixed)
-    on_base(config.validate(deep_merge(base_raw, cli), str(base_path)))  # base errors name the base file
+    config.validate(deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
 
     count = math.prod(len(axis) for axis in axes)  # before building them: a typo can ask for billions
     if count > sweep.max_points:

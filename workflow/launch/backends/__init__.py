@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from workflow.launch.backends.base import Backend
+from workflow.launch.early import Started
 from workflow.errors import BackendError, Problem, suggest
 
 BACKENDS = {
@@ -14,10 +15,11 @@ BACKENDS = {
 }
 
 
-def get(name: str) -> Backend:
+def get(name: str, started: Started | None = None) -> Backend:
+    """The backend ``name``; ``started``: the command's programs started early (``Backend``)."""
     if name not in BACKENDS:
         raise BackendError(f"Unknown backend '{name}'",
                            [Problem("<command line>", "backend", "one of " + ", ".join(BACKENDS), repr(name),
                                     suggest(name, BACKENDS))])
     module_name, cls_name = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)()
+    return getattr(importlib.import_module(module_name), cls_name)(started)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from workflow.errors import BackendError, Problem
+from workflow.launch.early import Started
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
@@ -49,13 +50,17 @@ class Backend(ABC):
     # directory when it starts (SLURM: in submitit's pickle); else the launcher writes the files.
     carries_job: bool = False
 
+    def __init__(self, started: Started | None = None) -> None:
+        """``started``: the command's programs started early, where the backend asks the cluster
+        (each question once per command); None: each call asks anew."""
+        self.started = started
+
+    def asking(self) -> Started:
+        """Where this call asks the cluster: the command's ``started``, else a new one."""
+        return self.started or Started()
+
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
-
-    def prepare(self) -> None:
-        """Start asking the cluster what ``problems`` and ``render`` will need (its limits), in
-        the background: the launcher calls this as soon as a sweep's backend is known, before
-        the points are built."""
 
     def problems(self, file: str, points: list[Point]) -> list[Problem]:
         """What this backend cannot run (cluster limits, missing settings), reported with the
@@ -70,10 +75,6 @@ class Backend(ABC):
     def schedule(self, request: Request, report: Report, jobs: dict[str, dict]) -> None:
         """Send the request, reporting each point's job id and state. ``jobs``: each point's
         job.json content by point hash (already in its run directory unless ``carries_job``)."""
-
-    def prefetch(self, job_ids: list[str]) -> None:
-        """Start asking about these jobs, for a ``poll`` of the records that hold them soon after
-        (status starts its queries while the manifest is read and the command line loads)."""
 
     @abstractmethod
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:

@@ -12,20 +12,19 @@ and one ``sacct``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import math
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 from workflow.errors import BackendError, Problem, suggest
 from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
+from workflow.launch.early import Started
 from workflow.launch.manifest import job_ids
 from workflow.states import State
 
@@ -64,107 +63,42 @@ class ClusterInfo:
     max_job_count: int | None = None
 
 
-def run(argv: list[str]) -> str:
-    return finish(start(argv), argv)
-
-
-def start(argv: list[str], env: dict | None = None) -> subprocess.Popen:
-    """A SLURM command started (``finish`` reads it): status runs squeue and sacct side by side.
+def run(argv: Sequence[str], started: Started | None = None, env: dict | None = None) -> str:
+    """A SLURM command's output: read in ``started`` (where it may be under way already; a new
+    one: run now); BackendError when it is not installed, fails, or does not answer in time.
     ``env``: variables to add."""
     try:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **env} if env else None)
+        answer = (started or Started()).answer(tuple(argv), COMMAND_TIMEOUT_S, env=env)
     except FileNotFoundError:
         raise BackendError(f"{argv[0]} not found", [Problem("<environment>", "PATH", f"the SLURM command {argv[0]}",
                                                             "not on PATH", "run on a SLURM login node")]) from None
+    if answer.returncode is None:
+        raise BackendError(f"{argv[0]} did not answer in {COMMAND_TIMEOUT_S} s")
+    if not answer.ok:
+        raise BackendError(f"{' '.join(argv[:2])} failed: {answer.err.strip()[:500]}")
+    return answer.out
 
 
-def finish(proc: subprocess.Popen, argv: list[str]) -> str:
-    """The command's output; BackendError when it fails or does not answer in time."""
-    try:
-        out, err = proc.communicate(timeout=COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise BackendError(f"{argv[0]} did not answer in {COMMAND_TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        raise BackendError(f"{' '.join(argv[:2])} failed: {err.strip()[:500]}")
-    return out
+SHOW_CONFIG, PARTITIONS = ("scontrol", "show", "config"), ("sinfo", "-h", "-o", "%P|%G")
 
 
-def start_side_by_side(*argvs: list[str], env: dict | None = None) -> tuple[subprocess.Popen, ...]:
-    """Commands started at once (``finish`` reads each); if one cannot start, those already
-    started are stopped."""
-    procs: list[subprocess.Popen] = []
-    try:
-        for argv in argvs:
-            procs.append(start(argv, env))
-    except BackendError:
-        stop(procs)
-        raise
-    return tuple(procs)
-
-
-def stop(procs) -> None:
-    """Kill and reap commands whose answers are no longer wanted."""
-    for proc in procs:
-        proc.kill()
-        proc.communicate()
-
-
-SHOW_CONFIG, PARTITIONS = ["scontrol", "show", "config"], ["sinfo", "-h", "-o", "%P|%G"]
-INFO_FRESH_S = 30  # queries started longer ago than this are not read (a long-lived process)
-_CLUSTERS: dict[tuple[str, str], ClusterInfo] = {}  # by (PATH, SLURM_CONF): read once per command
-_INFO_STARTED: dict[tuple[str, str], tuple] = {}  # (when, the two queries) started by ``start_cluster_info``
-
-
-def cluster_info() -> ClusterInfo:
-    """MaxArraySize and the partitions' GPU counts; defaults when no SLURM is reachable (no
-    commands here, or no controller answering: a dry run still shows the request, and a
-    submission then fails at sbatch with SLURM's own message). Read once per command: the plan
-    checks the cluster's limits, then the request is rendered for it."""
-    key = _info_key()
-    if key not in _CLUSTERS:
-        _CLUSTERS[key] = _read_cluster(*_INFO_STARTED.pop(key, (0.0, None)))
-    return _CLUSTERS[key]
-
-
-def start_cluster_info() -> None:
-    """Start the two queries of ``cluster_info`` now, side by side; it reads their answers."""
-    key = _info_key()
-    if key in _CLUSTERS or key in _INFO_STARTED or not _reachable():
-        return
-    try:
-        _INFO_STARTED[key] = (time.monotonic(), start_side_by_side(SHOW_CONFIG, PARTITIONS))
-    except BackendError:  # cluster_info asks again, and gives the defaults
-        pass
-
-
-def _info_key() -> tuple[str, str]:
-    return os.environ.get("PATH", ""), os.environ.get("SLURM_CONF", "")
-
-
-def _reachable() -> bool:
-    return shutil.which("scontrol") is not None and shutil.which("sinfo") is not None
-
-
-def _read_cluster(started: float, asked: tuple | None) -> ClusterInfo:
-    """The answers of the queries ``start_cluster_info`` started, if recent; else asked now."""
-    if asked and time.monotonic() - started > INFO_FRESH_S:
-        stop(asked)
-        asked = None
-    if not asked and not _reachable():
+def cluster_info(started: Started) -> ClusterInfo:
+    """MaxArraySize and the partitions' GPU counts, from scontrol and sinfo run side by side in
+    ``started`` (the command's: the plan checks the cluster's limits, then the request is
+    rendered for it, from one answer). Defaults when no SLURM is reachable (no commands here,
+    or no controller answering): a dry run still shows the request, and a submission then
+    fails at sbatch with SLURM's own message."""
+    if shutil.which("scontrol") is None or shutil.which("sinfo") is None:
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
+    started.start(SHOW_CONFIG, PARTITIONS)
     try:
-        asked = asked or start_side_by_side(SHOW_CONFIG, PARTITIONS)
-        config = finish(asked[0], SHOW_CONFIG)
+        config, listed = run(SHOW_CONFIG, started), run(PARTITIONS, started)
     except BackendError:
-        stop(asked[1:] if asked else ())
         return ClusterInfo(DEFAULT_MAX_ARRAY_SIZE, {}, False)
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.M)
     jobs = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
     partitions: dict = {}
-    for line in finish(asked[1], PARTITIONS).splitlines():
+    for line in listed.splitlines():
         name, gres = (line.split("|") + [""])[:2]
         default = name.endswith("*")
         name = name.rstrip("*")
@@ -257,7 +191,7 @@ class SlurmBackend(Backend):
     carries_job = True  # in each task's pickle: a submission writes no file per point
 
     def render(self, plan: Plan, points: list[Point]) -> SlurmRequest:
-        info = cluster_info()
+        info = cluster_info(self.asking())
         refuse("The cluster cannot run this sweep", _resource_problems(plan.sweep.file, points, info))
         chdir = str(plan.code.root) if plan.code else None
         groups: dict[str, list[Point]] = {}
@@ -289,11 +223,8 @@ class SlurmBackend(Backend):
         return Chunk(tuple(p.hash for p in points), tuple(plan.run_path(p) for p in points),
                      params, parallelism, script)
 
-    def prepare(self) -> None:
-        start_cluster_info()
-
     def problems(self, file: str, points: list[Point]) -> list[Problem]:
-        return _resource_problems(file, points, cluster_info())
+        return _resource_problems(file, points, cluster_info(self.asking()))
 
     def preflight(self) -> None:
         missing = [c for c in ("sbatch", "scontrol", "sinfo", "squeue") if shutil.which(c) is None]
@@ -321,16 +252,11 @@ class SlurmBackend(Backend):
             report({digest: JobState(State.PENDING, job.job_id) for digest, job in zip(chunk.hashes, made)})
             submitted += len(chunk.hashes)
 
-    def prefetch(self, job_ids: list[str]) -> None:
-        if job_ids:
-            mains = _mains(job_ids)
-            _STARTED[mains] = _start_queries(mains)
-
     def poll(self, records: list[PointRecord]) -> dict[str, JobState]:
         ids = job_ids(records)
         if not ids:
             return {}
-        queued, accounted = _queue_and_accounting(ids)
+        queued, accounted = _queue_and_accounting(ids, self.asking())
         out = {}
         for record in records:
             job_id = record.job_id
@@ -379,37 +305,36 @@ def _share(cap: int, sizes: list[int]) -> list[int]:
 WHOLE_RANGES = {"SLURM_BITSTR_LEN": "0"}  # squeue and sacct print a folded task range whole, never cut off
 
 
-_STARTED: dict[str, tuple] = {}  # the arrays' ids -> squeue and sacct started by ``prefetch``
-
-
 def _mains(ids: list[str]) -> str:
     """The jobs' array (or job) ids, as squeue and sacct take them: 7_3, 7_4, 9 -> '7,9'."""
     return ",".join(sorted({i.split("_")[0] for i in ids}))
 
 
-def _start_queries(mains: str) -> tuple:
-    """squeue and sacct (allocations only, -X) of these jobs, started side by side."""
-    squeue = ["squeue", "-h", "-j", mains, "-o", "%i|%T|%M"]
-    sacct = ["sacct", "-n", "-X", "-P", "-j", mains, "-o", "JobID,State,Elapsed"]
-    return (squeue, sacct), start_side_by_side(squeue, sacct, env=WHOLE_RANGES)
+def status_queries(job_ids: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The squeue and the sacct (allocations only, -X) that ``poll`` reads for these jobs."""
+    mains = _mains(job_ids)
+    return ("squeue", "-h", "-j", mains, "-o", "%i|%T|%M"), ("sacct", "-n", "-X", "-P", "-j", mains, "-o",
+                                                           "JobID,State,Elapsed")
 
 
-def _queue_and_accounting(ids: list[str]) -> tuple[dict, dict]:
-    """One squeue and one sacct for all jobs, run side by side (or taken as ``prefetch`` started
+def start_status_queries(started: Started, job_ids: list[str]) -> None:
+    """Start the two queries of a ``poll`` of these jobs now, side by side: ``launch.py status``
+    starts them for the ids the manifest's last save left beside it, before it loads the rest."""
+    started.start(*status_queries(job_ids), env=WHOLE_RANGES)
+
+
+def _queue_and_accounting(ids: list[str], started: Started) -> tuple[dict, dict]:
+    """One squeue and one sacct for all jobs, run side by side (or read where status started
     them). squeue folds an array's pending tasks into one line (7_[5-999%4]), which is expanded
-    here: 10,000 pending tasks are a few lines, not 10,000; sacct folds tasks cancelled while
-    pending the same way. A failing sacct (no accounting) leaves the queue's view."""
-    mains = _mains(ids)
-    (squeue, sacct), (queue_proc, accounting) = _STARTED.pop(mains, None) or _start_queries(mains)
+    here: an array's pending tasks are a few lines, not one a task; sacct folds tasks cancelled
+    while pending the same way. A failing sacct (no accounting) leaves the queue's view."""
+    squeue, sacct = status_queries(ids)
+    start_status_queries(started, ids)
     try:
-        queued = _parse(finish(queue_proc, squeue))
+        accounted = _parse(run(sacct, started, WHOLE_RANGES))
     except BackendError:
-        stop((accounting,))
-        raise
-    try:
-        return queued, _parse(finish(accounting, sacct))
-    except BackendError:
-        return queued, {}
+        accounted = {}
+    return _parse(run(squeue, started, WHOLE_RANGES)), accounted
 
 
 def _parse(text: str) -> dict[str, tuple[State, float | None]]:
