@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from workflow.jsonio import write_json
 from workflow.launch.mlflow_client import HELPER, REPLY_MARK, TIMEOUT_S
+from workflow.rundir import RunDir
 from workflow.secrets import last_words, redact
 from workflow.tracking import PARENT_TAG, Tracker, client, experiment_id, nest_run
 
@@ -67,8 +69,6 @@ def reconcile_runs(request: dict) -> dict:
     time, only if it has none: a job that failed before it started tracking); close the runs
     its job left open, at the job's end time; then the parent's summary, and its end when asked.
     A run the job closed keeps its status and times."""
-    from workflow.rundir import RunDir
-
     mlflow = client(request["uri"])
     parent_id, exp_id = request.get("parent_run_id"), None
     if request.get("create_parent"):  # its registration failed: create it now, and adopt the runs
@@ -150,18 +150,14 @@ OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 
 
 def _ms(seconds: float | None) -> int:
-    import time
-
     return int((seconds if seconds is not None else time.time()) * 1000)
 
 
 def log_run_metrics(request: dict) -> dict:
     """{"uri", "run_id", "metrics": {name: value}} -> logged at step 0 of that run."""
-    import time
-
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = _ms(None)
     values = [Metric(k, float(v), now, 0) for k, v in request["metrics"].items()]
     client(request["uri"]).log_batch(request["run_id"], metrics=values)
     return {"logged": len(values)}
