@@ -1,7 +1,7 @@
 """A new sqlite tracking store is created once: several processes that first open the same new
 store at the same moment (a launcher's helper, jobs, predict) all succeed, and the store works
 after. Without the lock they migrate the new database at once and fail
-(``table _alembic_tmp_... already exists``)."""
+(``table ... already exists``, ``duplicate column name``, alembic errors)."""
 
 from __future__ import annotations
 
