@@ -224,11 +224,11 @@ class Commands:
             write_csv(Path(csv), rows, params, metrics)
             ui.console.print(f"wrote {csv}", highlight=False)
         if plot:
-            from workflow.launch import compare as comparing, runs
+            from workflow.launch import compare as comparing, mlflow_client
 
             path = comparing.plot(rows, params, metrics[0], manifests.sweep_dir(sweep) / f"compare_{metrics[0]}.png")
             try:
-                runs.log_artifact(manifest, path)
+                mlflow_client.log_artifact(manifest, path)
             except RuntimeError as exc:
                 ui.print_warning(f"{path} not logged to MLflow: {exc}")
             ui.console.print(f"wrote {path} (and on the sweep's MLflow parent run)", highlight=False)
@@ -290,10 +290,10 @@ class Commands:
         ui = _ui()
         ui.console.print(ui.metrics_table(values, f"{predictions}"))
         if run:
-            from workflow.launch import runs
+            from workflow.launch import mlflow_client
 
             try:
-                runs.log_metrics(resolve_tracking_uri(tracking_uri), run, values)
+                mlflow_client.log_metrics(resolve_tracking_uri(tracking_uri), run, values)
             except RuntimeError as exc:
                 raise WorkflowError(f"could not log to MLflow run {run}: {exc}") from None
             ui.console.print(f"logged {len(values)} metric(s) to MLflow run {run}", highlight=False)

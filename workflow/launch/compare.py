@@ -1,6 +1,6 @@
 """``launch.py compare``: a sweep's points read back from MLflow, best first.
 
-Imports mlflow (through the launcher's MLflow client) because it reads the tracking store; the
+Imports mlflow (through the MLflow helper's ``child_runs``) because it reads the tracking store; the
 planning, validation and submission paths never import this module.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch.manifest import Manifest
-from workflow.launch.runs import child_runs
+from workflow.launch.mlflow_helper import child_runs
 from workflow.metrics import primary_metric, rank, table_metrics
 from workflow.paths import usable_tracking_uri
 from workflow.states import State

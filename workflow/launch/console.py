@@ -77,7 +77,7 @@ def print_outcome(outcome) -> None:
 
 def print_links(manifest: Manifest) -> None:
     """The MLflow UI command and the sweep's runs and compare pages."""
-    from workflow.launch.runs import ui_links
+    from workflow.launch.mlflow_client import ui_links
 
     links = ui_links(manifest)
     if links is None:

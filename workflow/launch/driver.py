@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from workflow.errors import Problem, SpecError
 from workflow.spec import JobSpec
-from workflow.launch import backends, config, lifecycle, manifest as manifests, runs, snapshot
+from workflow.launch import backends, config, lifecycle, manifest as manifests, mlflow_client, snapshot
 from workflow.launch.backends.base import JobState, Request
 from workflow.launch.early import Started
 from workflow.launch.manifest import Manifest, PointRecord
@@ -148,11 +148,11 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
     elif manifest.adopt_parent() | lifecycle.apply_events(manifest):  # no scheduler call: what is known already
         manifest.save()
     if outcome.waited:
-        outcome.warnings += runs.reconcile(manifest)
+        outcome.warnings += mlflow_client.reconcile(manifest)
     return outcome
 
 
-def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> runs.Registration:
+def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> mlflow_client.Registration:
     """Write the code snapshot, start registering the MLflow parent run (not waited for: the jobs
     and the manifest take it from parent.json), record the points, and schedule their jobs. Each
     point's job.json is written into its run directory here, or, by a backend that carries it
@@ -162,7 +162,7 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
     manifest.tracking_uri, manifest.experiment = redact(plan.tracking_uri), plan.experiment
     manifest.parent_closed = False
     manifest.path.parent.mkdir(parents=True, exist_ok=True)
-    registration = runs.register(plan, manifest)
+    registration = mlflow_client.register(plan, manifest)
     (manifest.path.parent / EVENTS).touch()  # the status index: status reads it, not the run folders
     backend, context, jobs, dumped = backends.get(plan.backend), _shared_context(plan, manifest), {}, {}
     for point in points:
@@ -232,7 +232,7 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
     record = manifest.points[point.hash]
     context = {
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
-        "mlflow_run_id": record.mlflow_run_id, "tags": runs.run_tags(manifest, record, plan.sweep.varying),
+        "mlflow_run_id": record.mlflow_run_id, "tags": mlflow_client.run_tags(manifest, record, plan.sweep.varying),
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }

@@ -83,18 +83,18 @@ def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bo
     """The sweep's manifest brought up to date, the rows of the points its table shows
     (``shown_points``), and MLflow warnings (status also reconciles MLflow with the manifest;
     ``notify`` hears of a long reconcile). ``started``: see ``start_queries``."""
-    from workflow.launch import runs
+    from workflow.launch import mlflow_client
 
     manifest = refresh(manifests.load(sweep), started)
-    return manifest, status_rows(manifest, shown_points(manifest, show_all)), runs.reconcile(manifest, notify=notify)
+    return manifest, status_rows(manifest, shown_points(manifest, show_all)), mlflow_client.reconcile(manifest, notify=notify)
 
 
 def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
     """Reconcile every ended point with MLflow again; returns the point count and warnings."""
-    from workflow.launch import runs
+    from workflow.launch import mlflow_client
 
     manifest = refresh(manifests.load(sweep))
-    return len(manifest.points), runs.reconcile(manifest, resend=True, notify=notify)
+    return len(manifest.points), mlflow_client.reconcile(manifest, resend=True, notify=notify)
 
 
 def sweep_states() -> dict[str, dict[str, int]]:

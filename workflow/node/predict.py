@@ -117,7 +117,7 @@ def merge(rd: RunDir, context: dict, spec: JobSpec, shards: int) -> Path | None:
 
 def track(rd: RunDir, context: dict, spec: JobSpec, rows: list[dict], seconds: float) -> None:
     """The prediction's MLflow run, a child of the point's run: its settings, counts and the file."""
-    from workflow.node.tracker import Tracker
+    from workflow.tracking import Tracker
     from workflow.paths import usable_tracking_uri
 
     tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), None, rd, experiment=context["experiment"],

@@ -227,7 +227,7 @@ def _free_port() -> int:
 
 
 def _tracker(job: Job):
-    from workflow.node.tracker import Tracker
+    from workflow.tracking import Tracker
     from workflow.paths import usable_tracking_uri
 
     context = job.context

@@ -1,14 +1,20 @@
-"""The node's MLflow tracker (global rank 0 only). Every param and metric is first appended to
-the point's spool (``metrics.jsonl``), then sent in batches; a tracking failure is logged and
-never raised into training. ``sync()`` sends whatever is still spooled: the launcher calls it
-(through ``workflow.launch.runs``) for points whose job could not reach MLflow.
+"""MLflow, shared by the node and the launcher's MLflow helper process: the one place that opens a
+tracking store (``client``; a new sqlite store is created once, under a file lock), that nests a
+run under its parent (``nest_run``, the only writer of MLflow's parent tag), and the tracker.
+
+The tracker (global rank 0 only) first appends every param and metric to the point's spool
+(``metrics.jsonl``), then sends them in batches; a tracking failure is logged and never raised
+into training. ``send_spooled()`` sends whatever is still spooled: the launcher's MLflow helper
+calls it for points whose job could not reach MLflow. mlflow is imported inside the functions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from workflow.jsonio import append_jsonl, read_json, read_jsonl, write_json
@@ -31,14 +37,38 @@ RETRY_AFTER_S = 30.0
 PARAM_VALUE_LIMIT = 6000
 
 
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests a run under the run it names
+
+
 def client(uri: str):
+    """An MLflow client of the store at ``uri``; a new sqlite store is created first (once)."""
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    db = Path(uri.removeprefix("sqlite:///"))
+    with _store_lock(db, fcntl.LOCK_SH if _has_store(db) else fcntl.LOCK_EX):
+        mlflow_client = MlflowClient(tracking_uri=uri)
+        mlflow_client.search_experiments(max_results=1)  # opens the store (a new one: created, migrated)
+    return mlflow_client
+
+
+def _has_store(db: Path) -> bool:
+    return db.is_file() and db.stat().st_size > 0
+
+
+@contextmanager
+def _store_lock(db: Path, kind: int):
+    """A new sqlite store is created (its tables migrated) by one process, holding an exclusive
+    lock on ``<db>.lock``: processes that open a new store at once (the launcher's helper, jobs,
+    predict) would otherwise migrate the same database together and fail. A store that exists is
+    opened under a shared lock, granted at once unless its creation is under way."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, kind)  # released when the file closes
+        yield
 
 
 def experiment_id(mlflow_client, name: str, uri: str) -> str:
@@ -50,6 +80,22 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
     # view from the URL instead: the launcher's links ask for the training runs).
     return mlflow_client.create_experiment(name, artifact_location=location,
                                            tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def nest_run(mlflow_client, parent_run_id: str | None, run_id: str | None = None, *, experiment_id: str = "",
+             run_name: str | None = None, tags: dict | None = None, start_time: float | None = None) -> str:
+    """A run under its parent (a point's under its sweep's, a prediction's under its point's), and
+    the one writer of MLflow's parent tag: the existing run ``run_id`` (made before its parent was
+    known) is moved under ``parent_run_id``; without one, a run is created there (``start_time``
+    in s: when it began, if it is created later). Returns the run's id."""
+    parent = {PARENT_TAG: parent_run_id} if parent_run_id else {}
+    if run_id:
+        if parent:
+            mlflow_client.set_tag(run_id, PARENT_TAG, parent_run_id)
+        return run_id
+    start = int(start_time * 1000) if start_time else None
+    return mlflow_client.create_run(experiment_id, start_time=start, run_name=run_name,
+                                    tags={**(tags or {}), **parent}).info.run_id
 
 
 class Tracker:
@@ -91,11 +137,8 @@ class Tracker:
         self.client = client(self.uri)
         if not self.run_id:
             exp = experiment_id(self.client, self.experiment, self.uri)
-            tags = dict(self.tags)
-            if self.parent_run_id:
-                tags["mlflow.parentRunId"] = self.parent_run_id
-            start = int(self.start_time * 1000) if self.start_time else None
-            self.run_id = self.client.create_run(exp, start_time=start, run_name=self.run_name, tags=tags).info.run_id
+            self.run_id = nest_run(self.client, self.parent_run_id, experiment_id=exp, run_name=self.run_name,
+                                   tags=self.tags, start_time=self.start_time)
             self._save_state()
 
     def log_params(self, params: dict) -> None:
@@ -119,7 +162,7 @@ class Tracker:
             self._guard("artifact", lambda: self.client and self.run_id and
                         self.client.log_artifact(self.run_id, str(path), folder))
 
-    def sync(self) -> None:
+    def send_spooled(self) -> None:
         """Send everything still spooled now (connecting, and creating the run, if needed; a run
         that exists keeps its status and times); raises RuntimeError when rows remain unsent."""
         self.next_try = 0.0
