@@ -268,7 +268,7 @@ class Commands:
             point, overrides = None, (point, *overrides)
         if data is None:
             raise WorkflowError("predict needs --data <file>: the records to predict on")
-        job = predict.prepare(sweep, point, data, out, model, overrides, allow_dirty)
+        job = predict.prepare_predict_job(sweep, point, data, out, model, overrides, allow_dirty)
         ui = _ui()
         if backend == "slurm":
             ids = predict.submit_slurm(job, int(shards))

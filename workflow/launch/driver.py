@@ -232,4 +232,4 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
-    return {"spec": point.spec.data(dumped), "context": context}
+    return {"spec": config.absolute_paths(point.spec.data(dumped)), "context": context}
