@@ -68,8 +68,8 @@ def check_model(spec: JobSpec, file: str) -> Problem | None:
         return None
     if is_local_path(spec.model_init_path):
         if not (Path(source) / "config.json").is_file():
-            return Problem(file, "model_init_path", "a folder with config.json, or a hub id", repr(source),
-                           f"a local path, relative to {os.getcwd()} (where the command runs)")
+            where = None if os.path.isabs(source) else f"relative to {os.getcwd()}, where the command runs"
+            return Problem(file, "model_init_path", "a folder with config.json, or a hub id", repr(source), where)
         return None
     if not hub.HUB_ID.match(source):
         return Problem(file, "model_init_path", "a local path or a hub id such as google/flan-t5-xxl", repr(source))
