@@ -76,8 +76,8 @@ def check_model(spec: JobSpec, file: str) -> Problem | None:
     if hub.offline() and not hub.cached(source):
         return Problem(file, "model_init_path", f"a local folder, or a hub id in the hub cache ({hub.cache_dir()}): "
                        "HF_HUB_OFFLINE=1 downloads nothing, here or on the nodes", f"{source!r} (not cached)",
-                       f"prefetch it where the nodes read it (HF_HOME=<shared dir> huggingface-cli download {source}), "
-                       f"or name a local folder (./{source} for one in {os.getcwd()})")
+                       f"prefetch it where the nodes read it: HF_HOME=<shared dir> huggingface-cli download {source}; "
+                       f"or name a local folder, e.g. ./{source} in {os.getcwd()}")
     return None
 
 
