@@ -243,8 +243,10 @@ class Commands:
             sweep: the sweep of the trained point (or give --model).
             point: index, hash prefix or name (required when the sweep has several points).
             overrides: decoding settings, e.g. generate.num_beams=4 generate.n_samples=3.
-            data: prompt-only records (JSON list, a data file's eval split, or JSON lines); required.
-            out: the predictions file (default: <run dir>/predict/<data>-<id>/predictions.json).
+            data: prompt-only records (JSON list, a data file's eval split, or JSON lines); required. A
+                file from where the command runs, else under mount/data.
+            out: the predictions file (default: <run dir>/predict/<data>-<id>/predictions.json); relative
+                to where the command runs, as is --model.
             model: a model folder to use instead of a sweep's point.
             backend: local (this machine), or slurm (an array of --shards tasks, merged by the last).
             shards: SLURM array tasks that split the records.
@@ -256,7 +258,7 @@ class Commands:
             point, overrides = None, (point, *overrides)
         if data is None:
             raise WorkflowError("predict needs --data <file>: the records to predict on")
-        job = predict.prepare(sweep, point, data, out, model, overrides, allow_dirty)
+        job = predict.prepare_predict_job(sweep, point, data, out, model, overrides, allow_dirty)
         ui = _ui()
         if backend == "slurm":
             ids = predict.submit_slurm(job, int(shards))
@@ -272,7 +274,7 @@ class Commands:
         """A task's metrics from a predictions file (training's or predict's), against references.
 
         Args:
-            predictions: the predictions file.
+            predictions: the predictions file (from where the command runs, else under mount/data).
             references: a data file with the answers, matched by input text (default: the answers
                 the predictions carry).
             metrics: generation metrics, comma-separated (default: exact_match,bleu,rouge_l).
@@ -305,7 +307,7 @@ class Commands:
         Args:
             sweep: the sweep name.
             point: index, hash prefix or name (required when the sweep has several points).
-            out: target folder (default: <run dir>/export).
+            out: target folder (default: <run dir>/export), relative to where the command runs.
         """
         from workflow.node.export import export
 

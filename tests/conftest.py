@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fake_slurm import fake_slurm_bin
-from helpers import FAST, ROOT, TIERS, cli_env, copy_mount, tier_of, training_traces
+from helpers import FAST, ROOT, SHIPPED_HUB_IDS, TIERS, cli_env, copy_mount, hub_cache, tier_of, training_traces
 
 TRAINER = "transformers.trainer"
 
@@ -79,6 +79,7 @@ def mount(tmp_path_factory) -> Path:
     env = {**os.environ, "WF_MOUNT_DIR": str(path), "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "launch.py", "tiny_model"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
+    hub_cache(path / "hub", SHIPPED_HUB_IDS)
     return path
 
 
@@ -108,5 +109,6 @@ def isolated(monkeypatch, tmp_path, mount):
     monkeypatch.setenv("WF_MOUNT_DIR", str(mount))
     monkeypatch.setenv("WF_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("WF_MLFLOW_DIR", str(tmp_path / "mlflow"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(mount / "hub"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path

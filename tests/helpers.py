@@ -20,7 +20,8 @@ FAST = {"unit", "cli"}
 def cli_env(root: Path, mount: Path) -> dict:
     """The CLI's environment with its runs and MLflow store under ``root``."""
     values = {**os.environ, "WF_MOUNT_DIR": str(mount), "WF_RUNS_DIR": str(root / "runs"),
-              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+              "WF_MLFLOW_DIR": str(root / "mlflow"), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(mount / "hub"),
+              "COLUMNS": "200"}
     values.pop("MLFLOW_TRACKING_URI", None)
     return values
 
@@ -54,3 +55,19 @@ def training_traces(folder: Path) -> list[Path]:
     starts; the launcher never writes one."""
     found = folder.rglob("state.json") if folder.is_dir() else ()
     return sorted(path for path in found if (path.parent / "job.json").is_file())
+
+
+SHIPPED_HUB_IDS = ("google/flan-t5-xxl", "google/flan-t5-xl")  # the shipped example specs' models
+
+
+def hub_cache(folder: Path, hub_ids, config: str = "{}") -> Path:
+    """A hub cache holding these hub ids as a download leaves them (refs/main names a snapshot),
+    each with only its config: HF_HUB_OFFLINE=1 accepts a cached hub id, and the examples are
+    planned (from presets), never trained."""
+    for hub_id in hub_ids:
+        model = folder / ("models--" + hub_id.replace("/", "--"))
+        (model / "snapshots/0000").mkdir(parents=True, exist_ok=True)
+        (model / "snapshots/0000/config.json").write_text(config)
+        (model / "refs").mkdir(exist_ok=True)
+        (model / "refs/main").write_text("0000")
+    return folder

@@ -93,9 +93,10 @@ class GenerateSpec(Block):
     penalty_alpha: Optional[float] = Field(None, gt=0, le=1, description="Contrastive search: the degeneration "
                                            "penalty in (0, 1]; needs top_k > 1, no sampling and num_beams 1.")
     allowed_outputs: Optional[Union[str, list[str]]] = Field(
-        None, description="Constrained decoding: outputs are only these strings (a list, or a file under mount/data: "
-        "a JSON list, a data file's top-level 'labels', or one per line), e.g. taxonomy paths; beam search returns "
-        "the best n_samples of them.")
+        None, description="Constrained decoding: outputs are only these strings (a list, or a file: a path from where "
+        "the command runs when one is there, else under mount/data, made absolute at submission; a JSON list, a data "
+        "file's top-level 'labels', or one per line), e.g. taxonomy paths; beam search returns the best n_samples "
+        "of them.")
 
     @model_validator(mode="after")
     def _combinations(self) -> "GenerateSpec":
@@ -188,7 +189,8 @@ class ResourcesSpec(Block):
 class TrackingSpec(Block):
     experiment: str = Field("t5-finetune", min_length=1, description="MLflow experiment name.")
     uri: Optional[str] = Field(
-        None, description="MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else a sqlite file in the project.")
+        None, description="MLflow tracking URI (a relative sqlite file: from where the command runs). Unset: "
+        "$MLFLOW_TRACKING_URI, else a sqlite file in the project.")
 
 
 class DeepSpeedSpec(Block):
@@ -269,10 +271,14 @@ class JobSpec(Block):
     model_init_name: Optional[str] = Field(
         None, description="Folder under mount/models holding the initial model (from_pretrained).")
     model_init_path: Optional[str] = Field(
-        None, description="Local path or hub id of the initial model; used when model_init_name is unset.")
-    data_name: str = Field(..., min_length=1, description="JSON data file under mount/data.")
+        None, description="The initial model when model_init_name is unset: a local path when it exists or starts "
+        "with /, ./, ../ or ~ (relative to where the command runs; made absolute at submission), else a hub id such "
+        "as google/flan-t5-xl (with HF_HUB_OFFLINE=1, refused unless in the hub cache).")
+    data_name: str = Field(..., min_length=1, description="Data file under mount/data (name also finds name.json; "
+                           "JSON lines too), or an absolute path; never relative to where the command runs.")
     run_name: Optional[str] = Field(None, description="Readable run name (default: the point name).")
-    output_dir: Optional[str] = Field(None, description="Where the final model goes (default: <run dir>/model).")
+    output_dir: Optional[str] = Field(None, description="Where the final model goes (default: <run dir>/model); "
+                                      "relative to where the command runs (made absolute at submission).")
     backend: Literal["local", "slurm", "ctl"] = Field("local", description="Where points run: local, slurm or ctl.")
     train: TrainSpec = Field(default_factory=TrainSpec)
     generate: GenerateSpec = Field(default_factory=GenerateSpec)

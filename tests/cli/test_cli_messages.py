@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cli
+from helpers import hub_cache, run_cli
 
 
 def test_every_problem_of_an_input_is_reported_at_once(env, tmp_path):
@@ -40,11 +40,10 @@ def test_the_command_line_names_the_right_command(argv, needle, env):
 
 def test_a_hub_model_nobody_can_fetch_is_flagged(env, tmp_path):
     home = {**env, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    warned = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
-    assert warned.returncode == 0 and "google/flan-t5-xxl is not in the model cache" in warned.stderr
-    assert "prefetched" in warned.stderr
-    snapshot = tmp_path / "hf/hub/models--google--flan-t5-xxl/snapshots/abc"
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}")
+    home.pop("HF_HUB_CACHE")
+    refused = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
+    assert refused.returncode != 0 and "model_init_path" in refused.stderr and "not cached" in refused.stderr
+    assert "huggingface-cli download google/flan-t5-xxl" in refused.stderr, refused.stderr
+    hub_cache(tmp_path / "hf/hub", ["google/flan-t5-xxl"])
     cached = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
     assert cached.returncode == 0 and "warning" not in cached.stderr, cached.stderr

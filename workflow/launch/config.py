@@ -13,10 +13,10 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from workflow import tree
+from workflow import data as data_files, tree
 from workflow.tree import deep_merge
 from workflow.errors import Problem, SpecError, short, suggest
-from workflow.paths import PROJECT_ROOT
+from workflow.paths import PROJECT_ROOT, absolute, is_local_path
 from workflow.spec import JobSpec, field_paths
 from workflow.spec_errors import problems_from
 
@@ -139,3 +139,21 @@ def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | Non
         raw = deep_merge(raw, extra)
     raw = deep_merge(raw, parse_overrides(overrides))
     return validate(raw, str(path))
+
+
+def absolute_paths(data: dict) -> dict:
+    """A point's spec data (``JobSpec.data``) as its job carries it: each path made absolute, as
+    it was found here, against this process's working directory (where the user ran the command).
+    Jobs run from their code snapshot's folder, so a relative path would name another file there,
+    and a relative model folder a hub id. The point hash is taken before, from the values as
+    written. Blocks that points share are copied when changed, never edited."""
+    out = dict(data)
+    source = out.get("model_init_path")
+    if source and is_local_path(source):
+        out["model_init_path"] = absolute(source)
+    if out.get("output_dir"):
+        out["output_dir"] = absolute(out["output_dir"])
+    generate = out.get("generate") or {}
+    if isinstance(generate.get("allowed_outputs"), str):  # a file: here, else under mount/data
+        out["generate"] = {**generate, "allowed_outputs": str(data_files.find(generate["allowed_outputs"]))}
+    return out

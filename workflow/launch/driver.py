@@ -236,4 +236,4 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
         "deepspeed_auto": plan.auto_choices.get(point.hash),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
-    return {"spec": shared_dump(point.spec, dumped), "context": context}
+    return {"spec": config.absolute_paths(shared_dump(point.spec, dumped)), "context": context}

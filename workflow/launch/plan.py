@@ -7,24 +7,20 @@ point's model source and data file, so bad input fails here, with nothing writte
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from workflow import data, secrets
 from workflow.errors import DataError, Problem, SpecError, suggest
-from workflow.launch import memory
+from workflow.launch import hub, memory
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.early import Started
 from workflow.launch.snapshot import Snapshot
 from workflow.launch.sweep import Point, Sweep
-from workflow.paths import data_dir, models_dir, resolve_tracking_uri
+from workflow.paths import data_dir, is_local_path, models_dir, resolve_tracking_uri
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
-
-HUB_TIMEOUT_S = 3
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,8 @@ class Plan:
 
 
 def check_model(spec: JobSpec, file: str) -> Problem | None:
+    """The model source: a folder under mount/models, a local folder (``is_local_path``), or a
+    hub id, which an offline machine (HF_HUB_OFFLINE=1) must hold in its hub cache."""
     source = spec.model_source
     if spec.model_init_name:
         if not (Path(source) / "config.json").is_file():
@@ -69,50 +67,32 @@ def check_model(spec: JobSpec, file: str) -> Problem | None:
                            repr(spec.model_init_name),
                            "available: " + (", ".join(available) or "none (run: python launch.py tiny_model)"))
         return None
-    looks_local = source.startswith(("/", ".", "~")) or Path(source).exists()
-    if looks_local and not (Path(source) / "config.json").is_file():
-        return Problem(file, "model_init_path", "a folder with config.json, or a hub id", repr(source))
-    if not looks_local and not HUB_ID.match(source):
+    if is_local_path(spec.model_init_path):
+        if not (Path(source) / "config.json").is_file():
+            where = None if os.path.isabs(source) else f"relative to {os.getcwd()}, where the command runs"
+            return Problem(file, "model_init_path", "a folder with config.json, or a hub id", repr(source), where)
+        return None
+    if not hub.HUB_ID.match(source):
         return Problem(file, "model_init_path", "a local path or a hub id such as google/flan-t5-xxl", repr(source))
+    if hub.offline() and not hub.cached(source):
+        return Problem(file, "model_init_path", f"a local folder, or a hub id in the hub cache ({hub.cache_dir()}): "
+                       "HF_HUB_OFFLINE=1 downloads nothing, here or on the nodes", f"{source!r} (not cached)",
+                       f"prefetch it where the nodes read it: HF_HOME=<shared dir> huggingface-cli download {source}; "
+                       f"or name a local folder, e.g. ./{source} in {os.getcwd()}")
     return None
 
 
 def hub_warning(spec: JobSpec) -> str | None:
     """A hub id (google/flan-t5-xxl) that is neither in this machine's model cache nor reachable
-    from here: the nodes, offline like most compute nodes, will fail to load it once the job runs."""
+    from here: the nodes may not reach the hub either. (Offline, ``check_model`` refuses it.)"""
     source = spec.model_source
-    if spec.model_init_name or Path(source).exists() or not HUB_ID.match(source) or _hub_cached(source):
+    if spec.model_init_name or is_local_path(source) or not hub.HUB_ID.match(source) or hub.cached(source):
         return None
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not offline and _hub_reachable(source):
+    if hub.offline() or hub.reachable(source):
         return None
-    return (f"model {source} is not in the model cache here ({_hub_cache()}) and the hub is "
-            f"{'off (HF_HUB_OFFLINE=1)' if offline else 'unreachable'}: the nodes need it prefetched into the "
-            f"HF_HOME they use, e.g. HF_HOME=<shared dir> huggingface-cli download {source}, or set "
-            f"model_init_path to a local folder")
-
-
-def _hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def _hub_cached(hub_id: str) -> bool:
-    folder = _hub_cache() / ("models--" + hub_id.replace("/", "--")) / "snapshots"
-    return any(folder.glob("*/config.json"))
-
-
-def _hub_reachable(hub_id: str) -> bool:
-    import urllib.request
-
-    try:
-        request = urllib.request.Request(f"https://huggingface.co/api/models/{hub_id}", method="HEAD")
-        with urllib.request.urlopen(request, timeout=HUB_TIMEOUT_S) as reply:
-            return reply.status == 200
-    except (OSError, ValueError):
-        return False
+    return (f"model {source} is not in the model cache here ({hub.cache_dir()}) and the hub is unreachable: "
+            f"the nodes need it prefetched into the HF_HOME they use, e.g. HF_HOME=<shared dir> "
+            f"huggingface-cli download {source}, or set model_init_path to a local folder")
 
 
 def t5_modules(cfg: dict) -> set[str]:

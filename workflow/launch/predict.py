@@ -45,13 +45,14 @@ class PredictJob:
     run_name: str
 
 
-def prepare(sweep: str | None, point: str | None, inputs: str, out: str | None, model: str | None,
-            overrides=(), allow_dirty: bool = False) -> PredictJob:
-    """Check the model, the inputs and the overrides, and describe the job (nothing is written)."""
-    record = None
+def prepare_predict_job(sweep: str | None, point: str | None, inputs: str, out: str | None, model: str | None,
+                        overrides=(), allow_dirty: bool = False) -> PredictJob:
+    """Check the model, the inputs and the overrides, and describe the job (nothing is written).
+    Every path is made absolute here, against where the command runs: the job runs elsewhere."""
+    record, path = None, data.find(inputs)
     if model:
         model_dir = Path(model).expanduser().resolve()
-        spec, root = JobSpec(model_init_path=str(model_dir), data_name=inputs), runs_dir() / "predict"
+        spec, root = JobSpec(model_init_path=str(model_dir), data_name=str(path)), runs_dir() / "predict"
     elif sweep:
         record = lifecycle.single_point(manifests.load(sweep), point)
         job = record.rundir.read_job()
@@ -68,15 +69,14 @@ def prepare(sweep: str | None, point: str | None, inputs: str, out: str | None, 
     if not ((model_dir / "config.json").is_file() or (model_dir / "adapter_config.json").is_file()):
         raise JobError(f"No saved model in {model_dir}", [Problem(str(model_dir), None, "a model folder (config.json "
                        "or adapter_config.json): a completed point, or --model <folder>", "none found")])
-    path = data.find(inputs)
     records = len(data.load_inputs(path, spec.task))
     digest = hashlib.sha256(f"{model_dir}|{path}|{spec.generate.model_dump_json()}".encode()).hexdigest()[:8]
     folder = RunDir((record.rundir.root if record else root) / "predict" / f"{path.stem}-{digest}")
     code = snapshot.take(root, allow_dirty)
     code.check()
     name = f"predict {record.name if record else model_dir.name}: {path.name}"
-    return PredictJob(folder, spec, model_dir, path, Path(out).resolve() if out else folder.predictions, records,
-                      code, record, name)
+    target = Path(out).expanduser().resolve() if out else folder.predictions
+    return PredictJob(folder, spec, model_dir, path, target, records, code, record, name)
 
 
 def _with_overrides(spec: JobSpec, overrides) -> JobSpec:
@@ -104,7 +104,8 @@ def write(job: PredictJob, shards: int) -> None:
                  **({"point_hash": point.hash, "point_name": point.name} if point else {})},
         "env": {"WF_MOUNT_DIR": str(mount_dir()), "WF_RUNS_DIR": str(runs_dir()), "WF_MLFLOW_DIR": str(mlflow_dir())},
     }
-    write_json(job.folder.job, {"spec": job.spec.model_dump(mode="json"), "context": context})
+    spec = config.absolute_paths(job.spec.model_dump(mode="json"))  # overrides may name files
+    write_json(job.folder.job, {"spec": spec, "context": context})
 
 
 def run_local(job: PredictJob) -> Path:

@@ -27,9 +27,10 @@ class ExportResult:
 
 
 def export(rd: RunDir, out: Path | None = None) -> ExportResult:
-    """Export the point of run directory ``rd`` to ``out`` (default: <run dir>/export)."""
+    """Export the point of run directory ``rd`` to ``out`` (default: <run dir>/export; a relative
+    one is relative to the working directory, where the command runs)."""
     spec = JobSpec.model_validate(rd.read_job()["spec"])
-    model_dir, out = spec.model_dir(rd), out or rd.root / "export"
+    model_dir, out = spec.model_dir(rd), Path(out).expanduser().resolve() if out else rd.root / "export"
     if (model_dir / "adapter_config.json").is_file():
         return _merge_lora(model_dir, out, rd)
     checkpoint = rd.latest_checkpoint()  # the newest *complete* one, as training resumes from
