@@ -40,7 +40,7 @@ def test_an_existing_folder_is_local_and_anything_else_a_hub_id(here):
 
 
 def spec_data(**keys) -> dict:
-    return JobSpec(data_name="demo.json", **{"model_init_path": "google/flan-t5-xl", **keys}).data({})
+    return JobSpec(data_name="demo.json", **{"model_init_path": "google/flan-t5-xl", **keys}).model_dump(mode="json")
 
 
 def test_the_job_gets_a_local_model_folder_absolute_and_a_hub_id_as_written(here):

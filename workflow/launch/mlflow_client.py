@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from workflow.jsonio import read_json
 from workflow.launch.manifest import PARENT_FILE, Manifest, PointRecord
+from workflow.launch.proc import communicate
 from workflow.metrics import best_first, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.states import TERMINAL, State
@@ -253,13 +254,10 @@ def call(command: str, request: dict) -> dict:
     on failure or after TIMEOUT_S)."""
     proc = subprocess.Popen([sys.executable, "-m", HELPER, command], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
-    try:
-        out, err = proc.communicate(json.dumps(request), timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s") from None
-    return _reply(proc.returncode, out, err)
+    answer = communicate(proc, TIMEOUT_S, json.dumps(request))
+    if answer is None:
+        raise RuntimeError(f"MLflow did not answer within {TIMEOUT_S} s")
+    return _reply(proc.returncode, *answer)
 
 
 def _reply(code: int, stdout: str, stderr: str) -> dict:
