@@ -110,7 +110,7 @@ class Commands:
             ui.print_memory(found.plan)
             ui.print_warnings(found.plan.warnings)
             return None
-        plan = driver.plan(sweep, force, fail_fast, allow_dirty, self._started)
+        plan = driver.launch_plan(sweep, force, fail_fast, allow_dirty, self._started)
         ui.print_warnings(plan.warnings)
         with ui.sweep_progress(len(sweep.points)) as on_event:
             outcome = driver.launch(plan, retry, on_event, self._started)

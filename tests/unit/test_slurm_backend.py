@@ -93,7 +93,7 @@ def test_unknown_partition_and_too_many_gpus_are_refused(tmp_path, isolated, fak
 def test_sbatch_script_matches_the_golden_file(isolated, monkeypatch):
     monkeypatch.setattr(slurm, "cluster_info", lambda started: slurm.ClusterInfo(1001, {}, False))
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
-    plan = driver.plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}), allow_dirty=True)
+    plan = driver.launch_plan(expand(ROOT / "sweeps/lr.yaml", extra={"backend": "slurm"}), allow_dirty=True)
     text = slurm.SlurmBackend().render(plan, plan.sweep.points).describe()
     text = text.replace(str(isolated / "runs"), "<runs>").replace(plan.code.root.name, "<code digest>")
     golden = GOLDEN / "sbatch_lr.txt"

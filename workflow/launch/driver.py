@@ -80,8 +80,8 @@ def load(path: str, overrides=(), backend: str | None = None, sweep: bool | None
     return expand(path, overrides, extra)
 
 
-def plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False,
-         started: Started | None = None) -> Plan:
+def launch_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allow_dirty: bool = False,
+                started: Started | None = None) -> Plan:
     """The plan, checked against the cluster, with the code snapshot its jobs will run (described,
     not yet written or checked: problems of the input are reported before a dirty tree).
     ``started``: the command's programs started early (the snapshot's git commands), where the
@@ -95,11 +95,11 @@ def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, 
             started: Started | None = None) -> DryRun:
     """What ``launch`` would submit, as values; nothing is written."""
     started = started or Started()
-    the_plan = plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty, started=started)
-    chosen = select(the_plan, _existing(sweep.name), retry)
-    request = backends.get(the_plan.backend, started).render(the_plan, chosen.submit) if chosen.submit else None
-    the_plan.code.check()
-    return DryRun(the_plan, request, chosen.skipped)
+    plan = launch_plan(sweep, force=True, fail_fast=fail_fast, allow_dirty=allow_dirty, started=started)
+    chosen = select(plan, _existing(sweep.name), retry)
+    request = backends.get(plan.backend, started).render(plan, chosen.submit) if chosen.submit else None
+    plan.code.check()
+    return DryRun(plan, request, chosen.skipped)
 
 
 def select(plan: Plan, existing: Manifest | None, retry: Optional[str]) -> Selection:

@@ -120,7 +120,7 @@ def run_spec(raw: dict, name: str, allow_dirty: bool = False) -> int:
     from workflow.launch.sweep import one_point
 
     sweep = one_point(name, CLI, config.validate(raw, CLI))
-    outcome = driver.launch(driver.plan(sweep, allow_dirty=allow_dirty))
+    outcome = driver.launch(driver.launch_plan(sweep, allow_dirty=allow_dirty))
     if outcome.failed:
         record = outcome.failed[0]
         raise JobError(f"{name} failed: {record.error}", [Problem(record.run_dir, "log.txt", "a finished run",
