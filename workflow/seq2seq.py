@@ -1,17 +1,8 @@
 """``python -m workflow.seq2seq``: the shim of the original seq2seq command line (a fixed public name;
-the command line itself is workflow.launch.original_cli, the recipe workflow.node.finetune_seq2seq).
-A lone ``--job_file`` (what cluster backends run) goes to the node's job entry, never the launcher."""
+the command line itself is workflow.launch.original_cli, the recipe workflow.node.finetune_seq2seq;
+workflow.shim routes a lone ``--job_file`` to the node's job entry)."""
 
-import sys
-
-from workflow.job_file import prepared_run_dir
+from workflow.shim import main
 
 if __name__ == "__main__":
-    run_dir = prepared_run_dir(sys.argv[1:])
-    if run_dir is not None:
-        from workflow.node.run import main as run_job
-
-        run_job(run_dir)  # leaves the process
-    from workflow.launch.original_cli import SEQ2SEQ_FLAGS, main
-
-    sys.exit(main("seq2seq", SEQ2SEQ_FLAGS))
+    main("seq2seq")
