@@ -142,7 +142,7 @@ def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | Non
 
 
 def absolute_paths(data: dict) -> dict:
-    """A point's spec data (``JobSpec.data``) as its job carries it: each path made absolute, as
+    """A point's spec data (``sweep_blocks.shared_dump``) as its job carries it: each path made absolute, as
     it was found here, against this process's working directory (where the user ran the command).
     Jobs run from their code snapshot's folder, so a relative path would name another file there,
     and a relative model folder a hub id. The point hash is taken before, from the values as
