@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import inspect
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -277,18 +278,21 @@ class Commands:
             predictions: the predictions file (from where the command runs, else under mount/data).
             references: a data file with the answers, matched by input text (default: the answers
                 the predictions carry).
-            metrics: generation metrics, comma-separated (default: exact_match,bleu,rouge_l).
+            metrics: generation metrics: exact_match,rouge_l or "exact_match rouge_l" or
+                [exact_match, rouge_l] (default: exact_match,bleu,rouge_l).
             k: K for precision/recall/F1 at K when the references are label lists.
             run: an MLflow run id to log the metrics into.
             tracking_uri: the run's store (default: $MLFLOW_TRACKING_URI, else the project's).
         """
+        from workflow.data import given_file
+        from workflow.launch.cli_args import items
         from workflow.launch.evaluate import evaluate_file
+        from workflow.metrics import GENERATION
         from workflow.paths import resolve_tracking_uri
 
-        names = [m.strip() for m in str(metrics).split(",")] if metrics else None
-        from workflow.data import find
-
-        values = evaluate_file(find(predictions), find(references) if references else None, names, int(k))
+        names = items(metrics, "--metrics", GENERATION) if metrics is not None else None
+        refs = given_file(references, "--references") if references else None
+        values = evaluate_file(given_file(predictions, "--predictions"), refs, names, int(k))
         ui = _ui()
         ui.console.print(ui.metrics_table(values, f"{predictions}"))
         if run:
@@ -376,23 +380,49 @@ def check_command(argv: list[str]) -> None:
         "<command line>", None, "a command: " + ", ".join(known), repr(argv[0]), suggest(argv[0], known))])
 
 
+def checked(argv: list[str]) -> list[str]:
+    """fire's command line for ``argv``, once the command and every argument it was given are
+    known to be the command's (fire would run the command first and complain after)."""
+    check_command(argv)
+    if not argv or argv[0].startswith("-"):
+        return argv
+    from workflow.launch import cli_args
+
+    shown = cli_args.help_request(argv)
+    if shown:
+        return shown
+    cli_args.check(argv[0], inspect.signature(getattr(Commands, argv[0])), argv[1:])
+    return explicit_bool_flags(argv)
+
+
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (a login node's clean-up, `timeout`, `kill`) stops the launcher as Ctrl-C does:
+    running local points are stopped and the manifest and MLflow runs end in a true state."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    with start_early(argv) as started:
-        return _run(argv, started)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        command = checked(argv)
+    except WorkflowError as exc:
+        _ui().print_error(exc)
+        return 1
+    with start_early(command) as started:
+        return _run(command, started)
 
 
 def _run(argv: list[str], started: Started) -> int:
     import fire  # while the programs started early run
 
     try:
-        check_command(argv)
-        fire.Fire(Commands(started), command=explicit_bool_flags(argv), name="launch.py")
+        fire.Fire(Commands(started), command=argv, name="launch.py")
     except WorkflowError as exc:
         _ui().print_error(exc)
         return 1
     except KeyboardInterrupt:
-        _ui().print_warning("interrupted; running points were cancelled")
+        _ui().print_warning("stopped; running points were cancelled")
         return 130
     except fire.core.FireExit as exc:
         return int(exc.code or 0)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from workflow.errors import DataError, Problem, short
+from workflow.errors import DataError, Problem, not_utf8, read_user_text, short
 from workflow.paths import data_dir
 from workflow.tasks import TASKS
 
@@ -34,7 +34,7 @@ def load_json(path: Path) -> dict:
         raise DataError(f"Data file not found: {path}",
                         [Problem(str(path), "data_name", f"a JSON file under {data_dir()}", "no such file")])
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_user_text(path, DataError))
     except json.JSONDecodeError as exc:
         raise DataError(f"Malformed JSON in {path}",
                         [Problem(str(path), f"line {exc.lineno}, column {exc.colno}", "valid JSON", exc.msg)]) from None
@@ -44,6 +44,16 @@ def find(name_or_path: str) -> Path:
     """A file given on the command line: a path, else a data name under mount/data."""
     given = Path(name_or_path).expanduser()
     return given.resolve() if given.is_file() else data_path(name_or_path)
+
+
+def given_file(name_or_path: str, flag: str) -> Path:
+    """A file that a command-line flag names (``find``), or a DataError naming the flag."""
+    path = find(name_or_path)
+    if not path.is_file():
+        raise DataError(f"No such file: {name_or_path}", [Problem(
+            "<command line>", flag, f"a file, from where the command runs or under {data_dir()}",
+            repr(name_or_path), "no such file")])
+    return path
 
 
 def load_labels(ref: str | list[str]) -> list[str]:
@@ -59,7 +69,7 @@ def load_labels(ref: str | list[str]) -> list[str]:
         found = load_json(path)
         found = found.get("labels") if isinstance(found, dict) else found
     else:
-        found = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        found = [line.strip() for line in read_user_text(path, DataError).splitlines() if line.strip()]
     if not isinstance(found, list) or not found or not all(isinstance(x, str) and x for x in found):
         raise DataError(f"No allowed outputs in {path}", [Problem(str(path), "generate.allowed_outputs",
                         "a non-empty list of strings (JSON list, top-level 'labels', or one per line)", short(found))])
@@ -167,12 +177,14 @@ def jsonl_files(data_name: str) -> dict[str, Path] | None:
 def iter_jsonl(files: dict[str, Path]) -> Iterator[tuple[str | None, str, object]]:
     """(split, where, record) for every line, read one at a time (the file is never whole in memory)."""
     for name, path in files.items():
-        with path.open() as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if not raw.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path} is not UTF-8 text", [not_utf8(str(path), number, raw[exc.start])]) from None
                 except json.JSONDecodeError as exc:
                     raise DataError(f"Malformed JSON lines in {path}", [Problem(
                         str(path), f"line {number}", "one JSON object per line", exc.msg)]) from None

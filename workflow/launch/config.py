@@ -6,6 +6,7 @@ All problems are collected and raised together as one ``SpecError``.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from workflow import data as data_files, tree
 from workflow.tree import deep_merge
-from workflow.errors import Problem, SpecError, short, suggest
+from workflow.errors import Problem, SpecError, closest, read_user_text, short, suggest
 from workflow.paths import PROJECT_ROOT, absolute, is_local_path
 from workflow.spec import JobSpec, field_paths
 from workflow.spec_errors import problems_from
@@ -38,7 +39,7 @@ def _read_yaml(path_text: str, _inode: int, _mtime_ns: int, _size: int) -> dict:
     with libyaml's parser when PyYAML has it (10,000-value grids)."""
     path = Path(path_text)
     try:
-        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
+        data = yaml.load(read_user_text(path, SpecError), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -111,9 +112,25 @@ def check_key_path(key: str, known: dict, file: str, shown_key: str) -> Problem 
     """None when ``key`` names a spec field; otherwise a Problem with a suggestion."""
     if key in known:
         return None
+    return Problem(file, shown_key, "a known spec key", f"unknown key '{key}'", key_hint(key, known))
+
+
+def key_hint(key: str, known) -> str | None:
+    """What an unknown key path most likely meant: the one key of that name in another block; else a
+    key of the same block (``train.lr``: ``train.learning_rate``, by its initials too); else the
+    closest key anywhere."""
     leaf_matches = [p for p in known if p.rsplit(".", 1)[-1] == key]
-    hint = f"did you mean '{leaf_matches[0]}'?" if len(leaf_matches) == 1 else suggest(key, known)
-    return Problem(file, shown_key, "a known spec key", f"unknown key '{key}'", hint)
+    if len(leaf_matches) == 1:
+        return f"did you mean '{leaf_matches[0]}'?"
+    block, _, leaf = key.rpartition(".")
+    siblings = {p.rsplit(".", 1)[-1]: p for p in known if p.rpartition(".")[0] == block} if block else {}
+    by_initials = [p for name, p in siblings.items() if "".join(w[:1] for w in name.split("_")) == leaf]
+    close = closest(leaf, siblings) if siblings else None
+    if close or len(by_initials) == 1:
+        return f"did you mean '{siblings[close] if close else by_initials[0]}'?"
+    if siblings:
+        return f"the keys under {block}: " + ", ".join(sorted(siblings))
+    return suggest(key, known)
 
 
 def set_path(nested: dict, dotted: str, value: Any) -> None:
@@ -123,12 +140,16 @@ def set_path(nested: dict, dotted: str, value: Any) -> None:
         raise SpecError("Invalid override", [Problem(CLI, dotted, "a path through mappings", str(exc))]) from None
 
 
-def validate(raw: dict, file: str) -> JobSpec:
-    """Validate a merged spec dict; every problem is reported at once."""
+def validate(raw: dict, file: str, cli: dict | None = None) -> JobSpec:
+    """Validate a merged spec dict; every problem is reported at once, in ``file``, or on the
+    command line where an override (``cli``, nested) set the key."""
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"Invalid job spec {file}", problems_from(exc, file)) from None
+        given = set(tree.flatten(cli)) if cli else set()
+        problems = [replace(p, file=CLI) if p.key and any(p.key == k or p.key.startswith(k + ".") for k in given)
+                    else p for p in problems_from(exc, file)]
+        raise SpecError(f"Invalid job spec {file}", problems) from None
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | None = None) -> JobSpec:
@@ -137,8 +158,8 @@ def load_spec(path: str | Path, overrides: Iterable[str] = (), extra: dict | Non
     raw = load_raw(path)
     if extra:
         raw = deep_merge(raw, extra)
-    raw = deep_merge(raw, parse_overrides(overrides))
-    return validate(raw, str(path))
+    cli = parse_overrides(overrides)
+    return validate(deep_merge(raw, cli), str(path), cli)
 
 
 def absolute_paths(data: dict) -> dict:

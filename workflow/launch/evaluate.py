@@ -33,7 +33,7 @@ def evaluate_file(predictions: Path, references: Path | None = None, names: list
             return metrics.multilabel_metrics([p["scores"] for p in preds], gold, k, [0.5], None)
         return metrics.label_set_metrics([list(dict.fromkeys(p["samples"])) for p in preds], gold, k)
     if task == "classifier":
-        return metrics.classifier_metrics([p["score"] for p in preds], [float(r["target"]) for r in refs])
+        return metrics.classifier_metrics(_scores(preds, predictions), _targets(refs, references or predictions))
     texts = [r.get("reference", r.get("completion")) for r in refs]
     missing = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if missing:
@@ -55,7 +55,30 @@ def _references(preds: list[dict], refs: list[dict], key: str, predictions: Path
     by_input = {r[key]: r for r in refs}
     missing = [i for i, p in enumerate(preds) if p[key] not in by_input]
     if missing:
-        raise DataError(f"{references} has no reference for some predictions", [Problem(
+        some = "any" if len(missing) == len(preds) else "some"
+        raise DataError(f"{references} has no reference for {some} predictions", [Problem(
             str(predictions), f"[{missing[0]}].{key}", f"an input that {references.name} also has", repr(
                 preds[missing[0]][key][:80]), f"{len(missing)} of {len(preds)} unmatched")])
     return [by_input[p[key]] for p in preds]
+
+
+def _scores(preds: list[dict], path: Path) -> list[float]:
+    bad = [i for i, p in enumerate(preds) if not _number(p.get("score"))]
+    if bad:
+        raise DataError(f"Predictions without a score in {path}", [Problem(
+            str(path), f"[{bad[0]}].score", "a number in [0, 1] (what predict writes for a classifier)",
+            f"{len(bad)} record(s) without one")])
+    return [float(p["score"]) for p in preds]
+
+
+def _targets(refs: list[dict], path: Path) -> list[float]:
+    bad = [i for i, r in enumerate(refs) if not _number(r.get("target"))]
+    if bad:
+        raise DataError(f"No targets for the predictions in {path}", [Problem(
+            str(path), f"[{bad[0]}].target", "a number in [0, 1] for every record", f"{len(bad)} of {len(refs)} "
+            "without one", "pass --references <a data file with the targets>")])
+    return [float(r["target"]) for r in refs]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -185,7 +185,7 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
         raise SpecError(f"Invalid sweep file {path}", problems)
     cli = config.parse_overrides(cli_overrides)
     base_raw = deep_merge(base_raw, fixed)
-    config.validate(deep_merge(base_raw, cli), str(base_path))  # base errors name the base file
+    config.validate(deep_merge(base_raw, cli), str(base_path), cli)  # base errors name the base file
 
     count = math.prod(len(axis) for axis in axes)  # before building them: a typo can ask for billions
     if count > sweep.max_points:
