@@ -168,7 +168,10 @@ def on_failure(job: Job, tracker, exc: BaseException) -> None:
     """Record the error (state, MLflow tags) and close the run."""
     killed = isinstance(exc, KeyboardInterrupt)
     summary = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500])
-    traceback.print_exc(file=sys.stdout)
+    if killed:  # a requested stop (SIGTERM, Ctrl-C): no traceback
+        print(f"stopped: {summary}", flush=True)
+    else:
+        traceback.print_exc(file=sys.stdout)
     sys.stdout.flush()
     if not job.dist.is_main:
         return
