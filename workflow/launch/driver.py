@@ -171,7 +171,12 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
         if not backend.carries_job:
             write_json(plan.run_dir(point).job, jobs[point.hash], indent=None)
     manifest.save()
-    backend.schedule(request, report, jobs)
+    try:
+        backend.schedule(request, report, jobs)
+    except KeyboardInterrupt:  # the launcher was stopped while its points ran here: MLflow learns how they ended
+        registration.wait()
+        mlflow_client.reconcile(manifest)
+        raise
     return registration
 
 

@@ -110,10 +110,12 @@ class LocalBackend(Backend):
                         if proc.returncode != 0 and request.fail_fast:
                             queue = self._stop_after_failure(queue, running, report)
                 time.sleep(POLL_S)
-        except BaseException:
+        except BaseException:  # Ctrl-C or SIGTERM: what runs is stopped, what waits never runs
             for proc in running.values():
                 _terminate(proc)
-            report({digest: JobState(State.CANCELLED, f"local:{proc.pid}") for digest, proc in running.items()})
+            news = {digest: JobState(State.CANCELLED, f"local:{proc.pid}") for digest, proc in running.items()}
+            news.update({job.hash: JobState(State.CANCELLED, error=STOPPED_NOTE) for job in queue})
+            report(news)
             raise
 
     @staticmethod
@@ -160,6 +162,7 @@ class LocalBackend(Backend):
         return done
 
 
+STOPPED_NOTE = "not run: the launcher was stopped (--retry failed runs it)"
 PREEMPTED_NOTE = "preempted (USR2): a checkpoint was saved; run the point again to resume from it"
 
 
