@@ -175,6 +175,7 @@ def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Reques
         backend.schedule(request, report, jobs)
     except KeyboardInterrupt:  # the launcher was stopped while its points ran here: MLflow learns how they ended
         registration.wait()
+        manifest.adopt_parent()
         mlflow_client.reconcile(manifest)
         raise
     return registration
