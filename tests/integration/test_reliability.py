@@ -149,6 +149,39 @@ def test_sigkilled_job_is_not_left_running(env, tmp_path):
     assert all(r.info.status != "RUNNING" for r in runs), [r.info.status for r in runs]
 
 
+def test_sigterm_stops_a_local_sweep_as_ctrl_c_does(env, tmp_path):
+    """SIGTERM (a login node's clean-up, `timeout`) to the launcher while its first point trains:
+    the point's process ends with it, the points that waited are cancelled, the manifest and every
+    MLflow run end in a final state, and nothing logs a traceback."""
+    base = spec_file(tmp_path, "base", train={"max_steps": 20000, "save_steps": 20000, "eval_steps": 20000})
+    sweep = tmp_path / "stop.yaml"
+    sweep.write_text(yaml.safe_dump({"base": str(base), "name": "stop", "grid": {"train.seed": [1, 2, 3]}}))
+    launcher = subprocess.Popen([sys.executable, "launch.py", "sweep", str(sweep)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, running = time.time() + 300, None
+    while time.time() < deadline and running is None:
+        time.sleep(0.5)
+        records = json.loads(m.read_text())["points"].values() if (m := tmp_path / "runs/stop/manifest.json").exists() \
+            else []
+        running = next((r for r in records if r.get("state") == "RUNNING" and r.get("job_id")), None)
+    assert running, "the first point never started"
+    launcher.send_signal(signal.SIGTERM)
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, out + err
+    assert "Traceback" not in out + err and "stopped" in err, err
+    pid = int(running["job_id"].split(":")[1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    records = json.loads((tmp_path / "runs/stop/manifest.json").read_text())["points"].values()
+    assert sorted(r["state"] for r in records) == ["CANCELLED"] * 3
+    assert "Traceback" not in Path(running["run_dir"], "log.txt").read_text()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+    assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+
+
 def test_planted_secrets_appear_nowhere(env, tmp_path):
     env = {**env, **SECRETS}
     outputs = []
