@@ -74,6 +74,9 @@ def run_job(run_dir: str, raw: dict | None = None, requeue: bool = False) -> dic
     try:
         job = setup(RunDir(Path(run_dir)), raw)
         tracker = start_tracking(job)
+    except KeyboardInterrupt as exc:  # stopped while it started: the launcher records how it ended
+        print(f"stopped before training: {exc}", flush=True)
+        raise
     except BaseException:
         traceback.print_exc(file=sys.stdout)  # before the job has a record to write it into
         raise
