@@ -163,7 +163,8 @@ def test_sigterm_stops_a_local_sweep_as_ctrl_c_does(env, tmp_path):
         time.sleep(0.5)
         records = json.loads(m.read_text())["points"].values() if (m := tmp_path / "runs/stop/manifest.json").exists() \
             else []
-        running = next((r for r in records if r.get("state") == "RUNNING" and r.get("job_id")), None)
+        running = next((r for r in records if r.get("job_id") and (state := Path(r["run_dir"], "state.json")).exists()
+                        and "RUNNING" in state.read_text()), None)
     assert running, "the first point never started"
     launcher.send_signal(signal.SIGTERM)
     out, err = launcher.communicate(timeout=120)
