@@ -5,6 +5,7 @@ are not fixtures live in helpers.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,19 @@ def isolated(monkeypatch, tmp_path, mount):
     monkeypatch.setenv("HF_HUB_CACHE", str(mount / "hub"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def queue():
+    """SLURM's queue as a function, where a controller answers; else one that gives nothing (with
+    no controller, nothing can be submitted to it, and squeue would wait for one)."""
+    def ask() -> str:
+        return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=60).stdout
+
+    if shutil.which("squeue") is None:
+        return lambda: ""
+    try:
+        subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, timeout=10, check=True)
+    except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+        return lambda: ""
+    return ask

@@ -8,8 +8,6 @@ directory left behind.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,7 +30,8 @@ def train(**over) -> dict:
 
 # name -> (kind, payload, extra CLI args, substrings the message must contain)
 # kind: "spec" (run a spec), "sweep" (run a sweep), "data" (a seq2seq data file), "clfdata"
-# (a classifier data file), "raw" (a spec file's raw text), "cli" (arguments only)
+# (a classifier data file), "raw" (a spec file's raw text or bytes), "cli" (arguments only), "preds"
+# (a predictions file for evaluate)
 CASES = {
     "unknown top-level key": ("spec", spec(learning_rate=1e-3), [], ["learning_rate", "did you mean 'train.learning_rate'"]),
     "misspelled nested key": ("spec", train(learnig_rate=1e-3), [], ["job.yaml", "train.learnig_rate", "did you mean 'learning_rate'"]),
@@ -121,6 +120,31 @@ CASES = {
     "logs of an unknown sweep": ("cli", ["logs", "nosuch"], [], ["nosuch", "no such file"]),
     "missing spec file": ("cli", ["run", "jobs/nope.yaml"], [], ["jobs/nope.yaml", "no such file"]),
     "missing sweep file": ("cli", ["sweep", "sweeps/nope.yaml"], [], ["sweeps/nope.yaml", "no such file"]),
+    # the command line, checked before anything runs; evaluate's inputs; files that are not UTF-8
+    "misspelled flag": ("spec", spec(), ["--dryrun"], ["<command line>", "'--dryrun'", "did you mean '--dry_run'?"]),
+    "override written as a flag": ("spec", spec(), ["--train.max_steps=10"],
+                                   ["'--train.max_steps=10'", "without dashes: 'train.max_steps=10'"]),
+    "misspelled flag of a sweep": ("sweep", {"grid": {"train.seed": [1, 2]}}, ["--backend", "slurm", "--dryrun"],
+                                   ["'--dryrun'", "did you mean '--dry_run'?"]),
+    "flag without its value": ("spec", spec(), ["--backend"], ["--backend", "a value after it", "got nothing"]),
+    "word for a number flag": ("cli", ["logs", "demo", "--tail", "many"], [], ["--tail", "a whole number", "'many'"]),
+    "positional too many": ("cli", ["status", "demo", "extra"], [], ["at most 1 positional", "'extra'"]),
+    "override with a bad value": ("spec", spec(), ["train.max_steps=abc"], ["<command line>:train.max_steps", "'abc'"]),
+    "grid key of a block": ("sweep", {"grid": {"train.lr": [1e-3, 1e-2]}}, [],
+                            ["grid.train.lr", "did you mean 'train.learning_rate'?"]),
+    "data file not UTF-8": ("data", '{"train": [{"prompt": "caf\xe9", "completion": "x"}]}'.encode("latin-1"), [],
+                            ["bad.json", "line 1", "UTF-8 text", "byte 0xe9"]),
+    "spec file not UTF-8": ("raw", "train:\n  max_steps: 5  # caf\xe9\n".encode("latin-1"), [],
+                            ["job.yaml", "line 2", "UTF-8 text", "0xe9"]),
+    "evaluate an unknown metric": ("preds", [{"prompt": "a", "completion": "b", "samples": ["b"]}],
+                                   ["--metrics", "exact_match,bogus"], ["--metrics", "'bogus'", "rouge_l"]),
+    "evaluate a misspelled metric": ("preds", [{"prompt": "a", "completion": "b", "samples": ["b"]}],
+                                     ["--metrics", "[exact_mach]"], ["'exact_mach'", "did you mean 'exact_match'?"]),
+    "evaluate classifier without targets": ("preds", [{"input": "a", "score": 0.7}], [],
+                                            ["preds.json", "[0].target", "--references"]),
+    "evaluate a missing file": ("cli", ["evaluate", "nope.json"], [], ["--predictions", "'nope.json'", "no such file"]),
+    "evaluate unmatched references": ("preds", [{"prompt": "a", "samples": ["b"]}], ["--references", "demo.json"],
+                                      ["no reference for any", "1 of 1 unmatched"]),
 }
 
 
@@ -130,8 +154,11 @@ def build(name: str, tmp: Path, mount: Path) -> list[str]:
     kind, payload, extra, _ = CASES[name]
     if kind == "cli":
         return list(payload)
+    if kind == "preds":
+        (mount / "data" / "preds.json").write_text(json.dumps(payload))
+        return ["evaluate", "preds.json", *extra]
     if kind in ("data", "clfdata"):
-        (mount / "data" / "bad.json").write_text(payload if isinstance(payload, str) else json.dumps(payload))
+        write(mount / "data" / "bad.json", payload if isinstance(payload, (str, bytes)) else json.dumps(payload))
         body = spec(data_name="bad.json") if kind == "data" else {"base": str(ROOT / "jobs/classifier.yaml"),
                                                                   "data_name": "bad.json"}
         path = tmp / "job.yaml"
@@ -143,24 +170,12 @@ def build(name: str, tmp: Path, mount: Path) -> list[str]:
         path.write_text(yaml.safe_dump({"base": "base.yaml", **payload}))
         return ["sweep", str(path), *extra]
     path = tmp / "job.yaml"
-    path.write_text(payload if kind == "raw" else yaml.safe_dump(payload))
+    write(path, payload if kind == "raw" else yaml.safe_dump(payload))
     return ["run", str(path), *extra]
 
 
-@pytest.fixture(scope="module")
-def queue():
-    """SLURM's queue as a function, where a controller answers; else one that gives nothing (with
-    no controller, nothing can be submitted to it, and squeue would wait for one)."""
-    def ask() -> str:
-        return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=60).stdout
-
-    if shutil.which("squeue") is None:
-        return lambda: ""
-    try:
-        subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, timeout=10, check=True)
-    except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
-        return lambda: ""
-    return ask
+def write(path: Path, text: str | bytes) -> None:
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
 
 
 def test_the_corpus_is_large_enough():
