@@ -46,7 +46,8 @@ def misspelled(command: str) -> tuple[str, str | None]:
     if not flags:
         return "--bogus", None
     flag = max(flags, key=len)
-    return f"--{flag[0]}{flag[2]}{flag[1]}{flag[3:]}", flag
+    i = next(i for i in range(1, len(flag) - 1) if flag[i] != flag[i + 1])
+    return f"--{flag[:i]}{flag[i + 1]}{flag[i]}{flag[i + 2:]}", flag
 
 
 def project_files() -> str:
