@@ -87,5 +87,5 @@ def test_list_flags_read_every_form_alike(value, env, tmp_path):
 
 def test_help_after_arguments_shows_help_and_runs_nothing(env, tmp_path):
     result = run_cli("sweep", "sweeps/lr.yaml", "--backend", "slurm", "--help", env=env)
-    assert result.returncode == 0 and "dry_run" in result.stdout, result.stderr
+    assert result.returncode == 0 and "--dry_run" in result.stdout + result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
