@@ -231,7 +231,8 @@ def sweep_progress(total: int) -> Iterator:
             running.records[record.hash] = record
         elif kind == "finished":
             running.records.pop(record.hash, None)
-            progress.console.print(finished_line(record, progress.console.width), highlight=False)
+            progress.console.print(finished_line(record, progress.console.width), highlight=False,
+                                   soft_wrap=True)
             progress.advance(task)
         elif kind == "submitted":
             progress.advance(task)
