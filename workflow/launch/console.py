@@ -18,6 +18,7 @@ from workflow.errors import WorkflowError
 from workflow.launch.lifecycle import SHOWN_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.memory import fits
+from workflow.launch.table_fit import Column, elide_name, fitted_table, name_eliders, shorten_text
 from workflow.states import State
 from workflow.tree import format_value
 
@@ -230,15 +231,23 @@ def sweep_progress(total: int) -> Iterator:
             running.records[record.hash] = record
         elif kind == "finished":
             running.records.pop(record.hash, None)
-            style = STATE_STYLE.get(record.state, "white")
-            progress.console.print(f"[{style}]{record.state}[/] {escape(record.name)}  {escape(record.run_dir)}",
-                                   highlight=False)
+            progress.console.print(finished_line(record, progress.console.width), highlight=False,
+                                   soft_wrap=True)
             progress.advance(task)
         elif kind == "submitted":
             progress.advance(task)
 
     with progress:
         yield on_event
+
+
+def finished_line(record: PointRecord, width: int) -> Text:
+    """`COMPLETED <point>  <run dir>` in ``width``: the name elided to fit beside the state; the
+    run folder (a path to copy, never cut) on the next line when the line would be wider."""
+    head = Text(f"{record.state} ", style=_style(record.state)).append(
+        elide_name(record.name, width - cell_len(f"{record.state} ")), style="default")
+    sep = "  " if cell_len(f"{head.plain}  {record.run_dir}") <= width else "\n  "
+    return head.append(sep + record.run_dir, style="default")
 
 
 class RunningColumn:
@@ -267,37 +276,30 @@ class RunningColumn:
                 if total and step > first[0]:
                     rate = (step - first[0]) / (time.time() - first[1])
                     text += f" ETA {_elapsed((total - step) / rate)}"
-            parts.append(f"{text} {record.name}")
+            parts.append(f"{text} {elide_name(record.name, 32)}")
         return Text("  ".join(parts), overflow="ellipsis", no_wrap=True)
 
 
-def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str) -> Table:
+def results_table(rows: list[dict], params: list[str], metrics: list[str], title: str,
+                  width: int | None = None) -> Table:
     """Best first. A param column is left out when every point's name already says its value
-    (a grid's `learning_rate=1e-3`), so the table fits a narrow terminal."""
+    (a grid's `learning_rate=1e-3`); at a narrow ``width`` (default: the terminal's) the last
+    params go, then the last metrics (the ranking one stays), and point names are elided."""
     params = [p for p in params if not all(
         f"{p.rsplit('.', 1)[-1]}={format_value(_number(row['params'].get(p, '')))}" in row["point"] for row in rows)]
-    table = Table(title=title)
-    table.add_column("point", overflow="fold")
-    table.add_column("state")
-    for param in params:
-        table.add_column(param.rsplit(".", 1)[-1], overflow="fold")
-    for metric in metrics:
-        table.add_column(metric, justify="right")
-    for row in rows:
-        cells = [escape(row["point"]), f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"]
-        cells += [format_value(_number(row["params"].get(p, ""))) for p in params]
-        cells += [_metric(row["metrics"].get(m)) for m in metrics]
-        table.add_row(*cells)
-    return table
+    columns = [Column("point", names := [row["point"] for row in rows], shorten=name_eliders(names), min_width=20),
+               Column("state", [str(row["state"]) for row in rows], [_style(row["state"]) for row in rows])]
+    columns += [Column(p.rsplit(".", 1)[-1], [format_value(_number(row["params"].get(p, ""))) for row in rows],
+                       drop=100 + i) for i, p in enumerate(params)]
+    columns += [Column(m, [_metric(row["metrics"].get(m)) for row in rows], justify="right", drop=i)
+                for i, m in enumerate(metrics)]
+    return fitted_table(columns, width or console.width, title)
 
 
-def metrics_table(values: dict, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in values.items():
-        table.add_row(name, _metric(value))
-    return table
+def metrics_table(values: dict, title: str, width: int | None = None) -> Table:
+    columns = [Column("metric", list(values), shorten=elide_name),
+               Column("value", [_metric(v) for v in values.values()], justify="right")]
+    return fitted_table(columns, width or console.width, title)
 
 
 def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -> None:
@@ -316,17 +318,26 @@ def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -
                   f"python launch.py status {manifest.sweep} --all", highlight=False)
 
 
-def status_table(manifest: Manifest, rows: list[dict], title: str | None = None) -> Table:
-    table = Table(title=title or f"sweep {manifest.sweep} ({manifest.sweep_id})")
-    errors = any(row.get("error") for row in rows)
-    for column in ("#", "point", "state", "job id", "elapsed", "step", "latest metric") + (("error",) if errors else ()):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        style = STATE_STYLE.get(row["state"], "white")
-        cells = [str(row["index"]), escape(row["name"]), f"[{style}]{row['state']}[/]", row["job_id"] or "-",
-                 _elapsed(row["elapsed_s"]), str(row.get("step") or "-"), row.get("metric") or "-"]
-        table.add_row(*cells, *((row.get("error") or "")[:200],) if errors else ())
-    return table
+def status_table(manifest: Manifest, rows: list[dict], title: str | None = None,
+                 width: int | None = None) -> Table:
+    """One line a point at ``width`` (default: the terminal's): names elided in the middle, the
+    error cut at a word in the width left; when narrow, step, elapsed time, job id and then the
+    latest metric go first."""
+    columns = [Column("#", [str(row["index"]) for row in rows], justify="right"),
+               Column("point", names := [row["name"] for row in rows], shorten=name_eliders(names), min_width=18),
+               Column("state", [str(row["state"]) for row in rows], [_style(row["state"]) for row in rows]),
+               Column("job id", [row["job_id"] or "-" for row in rows], drop=2),
+               Column("elapsed", [_elapsed(row["elapsed_s"]) for row in rows], drop=3),
+               Column("step", [str(row.get("step") or "-") for row in rows], drop=4),
+               Column("latest metric", [row.get("metric") or "-" for row in rows], drop=1)]
+    if any(row.get("error") for row in rows):
+        columns.append(Column("error", [(row.get("error") or "")[:200] for row in rows], shorten=shorten_text,
+                              min_width=20))
+    return fitted_table(columns, width or console.width, title or f"sweep {manifest.sweep} ({manifest.sweep_id})")
+
+
+def _style(state) -> str:
+    return STATE_STYLE.get(state, "white")
 
 
 def _number(value):
