@@ -176,7 +176,7 @@ def single_point(manifest: Manifest, point: str | None) -> PointRecord:
 
 NO_LOG = "(no log yet)"
 FOLLOW_POLL_S = 0.5  # logs --follow: how often the logs are read for new lines
-FOLLOW_STATE_POLLS = 10  # ... and every how many reads the points' states are asked (a backend query)
+FOLLOW_STATE_POLLS = 6  # ... and every how many reads the points' states are asked (a backend query)
 
 
 def logs(sweep: str, point: str | None, tail: int, follow: bool = False,
