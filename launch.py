@@ -178,15 +178,20 @@ class Commands:
             raise WorkflowError(f"sync of {sweep} incomplete")
         ui.console.print(f"synced {count} point(s) of {sweep} to MLflow", highlight=False)
 
-    def logs(self, sweep: str, point: str | None = None, tail: int = 40):
+    def logs(self, sweep: str, point: str | None = None, tail: int = 40, follow: bool = False):
         """Print the last lines of each point's log.
 
         Args:
             sweep: the sweep name.
             point: one point, by index, hash prefix or name (default: every point).
             tail: how many lines of each log (0 for all).
+            follow: then print the lines the logs gain as they grow, until the points end
+                (Ctrl-C stops sooner).
         """
-        _ui().print_logs(lifecycle.logs(sweep, point, int(tail)))
+        try:
+            _ui().print_logs(lifecycle.logs(sweep, point, int(tail), follow=bool(follow)))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a reader stops following: not an error
 
     def cancel(self, sweep: str, point: str | None = None):
         """Cancel the active points of a sweep (or one point).

@@ -20,6 +20,7 @@ class Metric:
     final: bool = True           # a final metric, shown in results and compare tables
     live: bool = False           # shown by status as a point's latest metric while it trains
     generation: bool = False     # selectable in the spec's generate.metrics (seq2seq)
+    at_eval: bool = False        # computed at every evaluation while training: train.best_metric may choose by it
 
     def matches(self, name: str, variants: bool = True) -> bool:
         if name == self.name or (self.name.endswith("_") and name.startswith(self.name)):
@@ -37,7 +38,7 @@ METRICS = (
     Metric("bleu", rank=5, generation=True),
     Metric("rouge_l", rank=6, generation=True),
     Metric("best_eval_loss", lower_is_better=True, rank=7),
-    Metric("eval_loss", lower_is_better=True, rank=8, final=False, live=True),
+    Metric("eval_loss", lower_is_better=True, rank=8, final=False, live=True, at_eval=True),
     Metric("precision_at_"),
     Metric("recall_at_"),
     Metric("exact_set_accuracy"),
@@ -47,6 +48,7 @@ METRICS = (
 )
 GENERATION = tuple(m.name for m in METRICS if m.generation)
 LIVE = tuple(m.name for m in METRICS if m.live)
+AT_EVAL = tuple(m.name for m in METRICS if m.at_eval)
 
 
 def lookup(name: str) -> Metric | None:

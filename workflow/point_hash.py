@@ -31,7 +31,9 @@ HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True
 # key of a top-level block ("block.key").
 HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.top_k": None, "generate.top_p": None,
                    "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
-                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None}
+                   "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None,
+                   "train.lr_scheduler": "linear", "train.num_epochs": None, "train.label_smoothing": 0.0,
+                   "train.load_best_at_end": False, "train.best_metric": "eval_loss"}
 
 _OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by block
 for _dotted, _at in HASH_OMITTED_AT.items():

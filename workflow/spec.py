@@ -23,11 +23,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from workflow import point_hash as hash_rules
-from workflow.metrics import GENERATION
+from workflow.metrics import AT_EVAL, GENERATION, lookup, lower_is_better
 from workflow.paths import models_dir
 from workflow.tasks import TASKS, Task
 from workflow.tree import flatten, nest
@@ -39,20 +40,39 @@ SPEC_ERROR = "spec"  # the error type of the validators below; its context names
 # (workflow.spec_errors reads it)
 
 
-def fail(key: str, expected: str, given: Any) -> PydanticCustomError:
-    """A validator error that names its key path, what was expected and what was given."""
+def fail(key: str, expected: str, given: Any, hint: str | None = None) -> PydanticCustomError:
+    """A validator error that names its key path, what was expected and what was given (and a
+    hint after it). In a field validator ``key`` is "": pydantic's location names the field."""
+    shown = repr(given) + (f" ({hint})" if hint else "")
     return PydanticCustomError(SPEC_ERROR, "{key}: expected {expected}, got {given}",
-                               {"key": key, "expected": expected, "given": repr(given)})
+                               {"key": key, "expected": expected, "given": shown})
+
+
+def close_match(word: Any, options) -> str | None:
+    """A "did you mean" hint for a value among ``options``, or None when none is close."""
+    import difflib  # only an error needs it
+
+    found = difflib.get_close_matches(str(word), sorted(options), n=1, cutoff=0.6)
+    return f"did you mean '{found[0]}'?" if found else None
 
 
 class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")  # transformers' lr_scheduler_type names
+
+
 class TrainSpec(Block):
     learning_rate: PositiveFloat = Field(3e-4, description="Peak learning rate (AdamW).")
     warmup_steps: NonNegativeInt = Field(0, description="Linear warm-up steps.")
-    max_steps: PositiveInt = Field(1000, description="Optimizer steps to train for.")
+    lr_scheduler: Literal[LR_SCHEDULERS] = Field(
+        "linear", description="Learning rate after the warm-up: linear (decays to 0), cosine (decays to 0) or "
+        "constant_with_warmup.")
+    max_steps: Optional[PositiveInt] = Field(
+        1000, description="Optimizer steps to train for (unset when num_epochs is given).")
+    num_epochs: Optional[PositiveFloat] = Field(
+        None, description="Passes over the train split, instead of max_steps (give one of the two; 1.5 is allowed).")
     train_batch_size: PositiveInt = Field(32, description="Micro batch size per device.")
     eval_batch_size: PositiveInt = Field(64, description="Eval and generation batch size per device.")
     gradient_accumulation_steps: PositiveInt = Field(1, description="Micro batches per optimizer step.")
@@ -70,6 +90,66 @@ class TrainSpec(Block):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (less memory).")
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="seq2seq: label smoothing of the token loss, in [0, 1) (eval_loss includes it).")
+    load_best_at_end: bool = Field(
+        False, description="Load the checkpoint with the best best_metric when training ends: the final model and "
+        "its eval are that checkpoint's (save_steps must be a multiple of eval_steps).")
+    best_metric: str = Field("eval_loss", description="What load_best_at_end chooses by: a metric computed at "
+                             "every evaluation (eval_loss).")
+
+    @field_validator("lr_scheduler", mode="before")
+    @classmethod
+    def _known_scheduler(cls, value: Any) -> Any:
+        if value not in LR_SCHEDULERS:
+            raise fail("", "one of " + ", ".join(LR_SCHEDULERS), value, close_match(value, LR_SCHEDULERS))
+        return value
+
+    @field_validator("best_metric")
+    @classmethod
+    def _metric_at_eval(cls, name: str) -> str:
+        if name not in AT_EVAL:
+            known = lookup(name)
+            hint = (f"{name} is computed once, after training" if known else close_match(name, AT_EVAL))
+            raise fail("", "a metric computed at every evaluation while training: " + ", ".join(AT_EVAL), name, hint)
+        return name
+
+    @model_validator(mode="after")
+    def _duration(self) -> "TrainSpec":
+        """One of max_steps and num_epochs: max_steps keeps its default unless num_epochs is given."""
+        if self.num_epochs is None:
+            if self.max_steps is None:
+                raise fail("max_steps", "max_steps or num_epochs (one of them)", None)
+        elif "max_steps" in self.model_fields_set and self.max_steps is not None:
+            raise fail("num_epochs", "one of train.max_steps and train.num_epochs (set the other to null)",
+                       f"both (max_steps={self.max_steps}, num_epochs={self.num_epochs})")
+        else:
+            self.max_steps = None
+        return self
+
+    @model_validator(mode="after")
+    def _best_checkpoint(self) -> "TrainSpec":
+        """transformers compares checkpoints by the evaluation at their step: each save needs one."""
+        if self.load_best_at_end and self.save_steps % self.eval_steps:
+            multiple = max(1, round(self.save_steps / self.eval_steps)) * self.eval_steps
+            raise fail("save_steps", f"a multiple of eval_steps ({self.eval_steps}) with load_best_at_end (a "
+                       "checkpoint is compared by the evaluation at its step)", self.save_steps,
+                       f"e.g. save_steps={multiple}, or an eval_steps that divides {self.save_steps}")
+        return self
+
+    def schedule_kwargs(self) -> dict:
+        """Training length, learning-rate schedule, label smoothing and best checkpoint, as
+        transformers' TrainingArguments name them; at the defaults, its behaviour of before."""
+        if self.num_epochs is not None:
+            duration = {"max_steps": -1, "num_train_epochs": self.num_epochs}
+        else:
+            duration = {"max_steps": self.max_steps}
+        best = {}
+        if self.load_best_at_end:
+            best = {"load_best_model_at_end": True, "metric_for_best_model": self.best_metric,
+                    "greater_is_better": not lower_is_better(self.best_metric)}
+        return {**duration, "warmup_steps": self.warmup_steps, "lr_scheduler_type": self.lr_scheduler,
+                "label_smoothing_factor": self.label_smoothing, **best}
 
 
 class GenerateSpec(Block):
@@ -379,6 +459,13 @@ class JobSpec(Block):
         if ds.enabled and ds.stage == "auto" and gpus == 0:
             raise fail("deepspeed.stage", "a stage of 0, 2 or 3 on CPU-only resources (auto plans GPU memory)",
                        "auto")
+        return self
+
+    @model_validator(mode="after")
+    def _task_train_keys(self) -> "JobSpec":
+        if self.task == "classifier" and self.train.label_smoothing:
+            raise fail("train.label_smoothing", "0 with task classifier (its yes/no loss trains against the "
+                       "data's targets in [0, 1]: soften those instead)", self.train.label_smoothing)
         return self
 
     @model_validator(mode="after")

@@ -145,6 +145,19 @@ CASES = {
     "evaluate a missing file": ("cli", ["evaluate", "nope.json"], [], ["--predictions", "'nope.json'", "no such file"]),
     "evaluate unmatched references": ("preds", [{"prompt": "a", "samples": ["b"]}], ["--references", "demo.json"],
                                       ["no reference for any", "1 of 1 unmatched"]),
+    # training knobs
+    "num_epochs and max_steps both": ("spec", train(max_steps=300, num_epochs=2), [],
+                                      ["job.yaml", "train.num_epochs", "train.max_steps", "both"]),
+    "unknown lr scheduler": ("spec", train(lr_scheduler="cosin"), [],
+                             ["job.yaml", "train.lr_scheduler", "'cosin'", "did you mean 'cosine'?"]),
+    "label smoothing of 1.5": ("spec", train(label_smoothing=1.5), [], ["job.yaml", "train.label_smoothing", "1.5"]),
+    "unknown best metric": ("spec", train(load_best_at_end=True, save_steps=400, best_metric="eval_los"), [],
+                            ["job.yaml", "train.best_metric", "'eval_los'", "did you mean 'eval_loss'?"]),
+    "best checkpoint without an eval at each save": ("spec", train(load_best_at_end=True, save_steps=500, eval_steps=200),
+                                                     [], ["train.save_steps", "multiple of eval_steps (200)", "500"]),
+    "label smoothing for the classifier": ("spec", {"base": str(ROOT / "jobs/classifier.yaml"),
+                                                    "train": {"label_smoothing": 0.1}}, [],
+                                           ["job.yaml", "train.label_smoothing", "classifier", "0.1"]),
 }
 
 

@@ -91,9 +91,14 @@ def print_links(manifest: Manifest) -> None:
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
-def print_logs(found: list) -> None:
+def print_logs(found) -> None:
+    """Lines of points' logs, each point's under a rule naming it (``logs --follow``: again
+    when the lines of another point came between)."""
+    shown = None
     for record, lines in found:
-        console.rule(f"{record.index} {escape(record.name)} \\[{record.state}]")
+        if record.hash != shown:
+            console.rule(f"{record.index} {escape(record.name)} \\[{record.state}]")
+            shown = record.hash
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 

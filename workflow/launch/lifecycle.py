@@ -7,7 +7,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from workflow.errors import ManifestError, Problem, WorkflowError, suggest
 from workflow.launch import backends, manifest as manifests
@@ -174,14 +174,73 @@ def single_point(manifest: Manifest, point: str | None) -> PointRecord:
     return found[0]
 
 
-def logs(sweep: str, point: str | None, tail: int) -> list[tuple[PointRecord, list[str]]]:
-    manifest = manifests.load(sweep)
-    out = []
-    for record in find_points(manifest, point):
-        path = record.rundir.log
-        lines = path.read_text(errors="replace").splitlines() if path.is_file() else ["(no log yet)"]
-        out.append((record, lines[-tail:] if tail > 0 else lines))
-    return out
+NO_LOG = "(no log yet)"
+FOLLOW_POLL_S = 0.5  # logs --follow: how often the logs are read for new lines
+FOLLOW_STATE_POLLS = 6  # ... and every how many reads the points' states are asked (a backend query)
+
+
+def logs(sweep: str, point: str | None, tail: int, follow: bool = False,
+         sleep: Callable[[float], None] = time.sleep) -> Iterable[tuple[PointRecord, list[str]]]:
+    """The last ``tail`` lines (0: all) of each point's log, as (point, lines). ``follow``: an
+    iterator of those, then of the lines each log gains as they come (like ``tail -f``), until
+    none of the points is active (a planned point is waited for while one of them ran at the
+    last look); the caller may stop it sooner (Ctrl-C). ``sleep``: the wait between reads."""
+    manifest = refresh(manifests.load(sweep)) if follow else manifests.load(sweep)
+    records = find_points(manifest, point)
+    readers = {r.hash: LogReader(r.rundir.log) for r in records}
+    tails = []
+    for record in records:
+        lines = readers[record.hash].read(final=not follow)
+        tails.append((record, (lines[-tail:] if tail > 0 else lines) or [NO_LOG]))
+    return _follow(sweep, tails, readers, sleep) if follow else tails
+
+
+def _follow(sweep: str, tails: list, readers: dict[str, LogReader], sleep: Callable[[float], None]):
+    yield from tails
+    records = [record for record, _ in tails]
+    ran, ended = _progress(records, True)
+    polls = 0
+    while not ended:
+        sleep(FOLLOW_POLL_S)
+        polls += 1
+        if polls % FOLLOW_STATE_POLLS == 0:
+            manifest = refresh(manifests.load(sweep))
+            records = [manifest.points.get(r.hash, r) for r in records]
+            ran, ended = _progress(records, ran)
+        for record in records:
+            lines = readers[record.hash].read(final=ended)
+            if lines:
+                yield record, lines
+
+
+def _progress(records: list[PointRecord], ran: bool) -> tuple[bool, bool]:
+    """Whether one of the points is active now, and whether following them ends: none is
+    active, and none was at the last look (``ran``) or none is planned (a local sweep's queue)."""
+    active = any(State(r.state).is_active for r in records)
+    planned = any(r.state == State.PLANNED for r in records)
+    return active, not active and not (ran and planned)
+
+
+class LogReader:
+    """A log read on from where the last read stopped: complete lines only (a line being written
+    waits for the next read, unless ``final``); a log that shrank is read again from its start."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.partial = path, 0, b""
+
+    def read(self, final: bool = False) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                if handle.seek(0, 2) < self.offset:
+                    self.offset, self.partial = 0, b""
+                handle.seek(self.offset)
+                data = self.partial + handle.read()
+                self.offset = handle.tell()
+        except OSError:
+            return []
+        end = len(data) if final else data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        return data[:end].decode(errors="replace").splitlines()
 
 
 def cancel(sweep: str, point: str | None) -> list[str]:

@@ -139,8 +139,7 @@ def training_args(spec: JobSpec, rd: RunDir) -> Seq2SeqTrainingArguments:
     return Seq2SeqTrainingArguments(
         output_dir=str(rd.checkpoints),
         learning_rate=train.learning_rate,
-        warmup_steps=train.warmup_steps,
-        max_steps=train.max_steps,
+        **train.schedule_kwargs(),  # max_steps or epochs, warm-up, scheduler, label smoothing, best checkpoint
         per_device_train_batch_size=train.train_batch_size,
         per_device_eval_batch_size=train.eval_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
@@ -188,6 +187,11 @@ def train_or_evaluate(trainer, spec: JobSpec, rd: RunDir, tracker) -> None:
     if resume:
         log.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best:
+        log.info("loaded the best checkpoint, %s (%s %.4g)", best, trainer.args.metric_for_best_model,
+                 trainer.state.best_metric)
+        tracker.set_tags({"best_checkpoint": best})
     if torch.cuda.is_available() and trainer.args.device.type == "cuda":
         peak = torch.cuda.max_memory_reserved(trainer.args.device) / 2 ** 30
         tracker.log_metrics({"gpu_peak_memory_gb": peak}, trainer.state.global_step)
