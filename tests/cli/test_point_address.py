@@ -3,6 +3,8 @@ that a command-line override adds to a recorded sweep, shown with its own index 
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from helpers import ROOT, run_cli
@@ -42,4 +44,5 @@ def test_a_point_is_named_by_its_full_name_and_an_added_point_is_distinct(env, t
     assert predict.returncode != 0 and "Point seed=2 of sweep bs has not started" in predict.stderr, predict.stderr
     dry = run_cli("sweep", path, "train.max_steps=7", "--dry_run", "--allow_dirty", env=env)
     assert dry.returncode == 0, dry.stderr
-    assert "seed=1,train.max_steps=7" in dry.stdout and "seed=2,train.max_steps=7" in dry.stdout, dry.stdout
+    assert re.search(r"\b2\W+seed=1,train\.max_steps=7", dry.stdout), dry.stdout
+    assert re.search(r"\b3\W+seed=2,train\.max_steps=7", dry.stdout), dry.stdout
