@@ -260,8 +260,7 @@ class Commands:
         """
         from workflow.launch import predict
 
-        if point is not None and "=" in str(point):  # `predict demo generate.num_beams=4`: no point named
-            point, overrides = None, (point, *overrides)
+        point, overrides = lifecycle.point_or_override(sweep, point, overrides)  # a full name, or a setting
         if data is None:
             raise WorkflowError("predict needs --data <file>: the records to predict on")
         job = predict.prepare_predict_job(sweep, point, data, out, model, overrides, allow_dirty)

@@ -87,8 +87,26 @@ def launch_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, allo
     ``started``: the command's programs started early (the snapshot's git commands), where the
     cluster's limits are asked too, once for the plan and the request."""
     started = started or Started()
-    checked = make_plan(sweep, force=force, fail_fast=fail_fast, cluster=started)
+    checked = make_plan(placed(sweep), force=force, fail_fast=fail_fast, cluster=started)
     return replace(checked, code=snapshot.take(manifests.sweep_dir(sweep.name), allow_dirty, started))
+
+
+def placed(sweep: Sweep) -> Sweep:
+    """The sweep with each point's index and name as its manifest has them, or will: unique within
+    the sweep (``manifest.place``), so a point added by an override or an edited sweep file is
+    told apart from the points recorded before it."""
+    spots = manifests.place(((p.index, p.name, p.hash) for p in sweep.points), _existing(sweep.name), sweep.added)
+    points = [_moved(p, *spots[p.hash]) for p in sweep.points]
+    return replace(sweep, points=points) if any(a is not b for a, b in zip(points, sweep.points)) else sweep
+
+
+def _moved(point: Point, index: int, name: str) -> Point:
+    if (index, name) == (point.index, point.name):
+        return point
+    spec = point.spec
+    if spec.run_name == point.name:  # named after its point, not by the spec
+        spec = spec.model_copy(update={"run_name": name})
+    return replace(point, index=index, name=name, spec=spec)
 
 
 def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, allow_dirty: bool = False,

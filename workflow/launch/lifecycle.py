@@ -152,26 +152,61 @@ def latest_metric(rd: RunDir) -> tuple[int | None, str | None]:
 
 
 def find_points(manifest: Manifest, point: str | None) -> list[PointRecord]:
-    """Select by index, hash prefix or name; all points when None."""
-    records = manifest.ordered()
-    if point is None:
-        return records
-    text = str(point)
-    found = [r for r in records if text in (str(r.index), r.name) or r.hash.startswith(text)]
-    if not found:
-        raise ManifestError(f"No point '{text}' in sweep {manifest.sweep}",
-                            [Problem(str(manifest.path), "points", "a point index, hash prefix or name", repr(text),
-                                     suggest(text, [r.name for r in records]))])
-    return found
+    """All points when ``point`` is None; else the one it names (``resolve_point``)."""
+    return manifest.ordered() if point is None else [resolve_point(manifest, point)]
+
+
+def resolve_point(manifest: Manifest, point: str | int) -> PointRecord:
+    """The point that ``point`` names: by its index (digits), else by its full name
+    (``train_batch_size=32``), else by a prefix of its hash; the first of these that matches
+    anything decides. More than one match (a manifest written before names and indices were
+    unique, or a short hash prefix) is an error that lists them."""
+    text, records = str(point), manifest.ordered()
+    for how, found in (("index", [r for r in records if text.isdigit() and r.index == int(text)]),
+                       ("name", [r for r in records if r.name == text]),
+                       ("hash prefix", [r for r in records if r.hash.startswith(text)])):
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ManifestError(f"Point '{text}' is ambiguous in sweep {manifest.sweep}", [Problem(
+                str(manifest.path), "point", "one point: its hash prefix (at least 8 characters)",
+                f"{len(found)} points with this {how}", "points: " + _listed(found))])
+    raise ManifestError(f"No point '{text}' in sweep {manifest.sweep}",
+                        [Problem(str(manifest.path), "points", "a point index, hash prefix or name", repr(text),
+                                 suggest(text, [r.name for r in records]))])
+
+
+def _listed(records: list[PointRecord]) -> str:
+    return ", ".join(f"{r.index} {r.hash[:8]} {r.name}" for r in records)
 
 
 def single_point(manifest: Manifest, point: str | None) -> PointRecord:
     found = find_points(manifest, point)
     if len(found) != 1:
         raise ManifestError(f"Name one point of sweep {manifest.sweep}", [Problem(
-            str(manifest.path), "point", "one point (index, hash prefix or name)", f"{len(found)} match",
-            "points: " + ", ".join(f"{r.index} {r.name}" for r in found))])
+            str(manifest.path), "point", "one point (index, hash prefix or name)", f"{len(found)} points",
+            "points: " + _listed(found))])
     return found[0]
+
+
+def point_or_override(sweep: str | None, point: str | None, overrides: tuple) -> tuple[str | None, tuple]:
+    """``predict <sweep> <point> [key=value ...]``: the positional after the sweep is a point,
+    unless it holds ``=`` and is no point's full name: then it is the first override (``predict
+    demo generate.num_beams=4`` names no point). A text that is both a point's name and a spec
+    setting is an error that says how to give either."""
+    text = None if point is None else str(point)
+    if text is None or "=" not in text:
+        return point, overrides
+    named = sweep in manifests.known_sweeps() and [r for r in manifests.load(sweep).ordered() if r.name == text]
+    if not named:
+        return None, (text, *overrides)
+    from workflow.spec import field_paths
+
+    if text.split("=", 1)[0] in field_paths():
+        raise ManifestError(f"'{text}' is both a point of sweep {sweep} and a setting", [Problem(
+            "<command line>", "point", "a point, or a key=value setting after the point", repr(text),
+            f"the point: give its index or hash ({_listed(named)}); the setting: name the point first")])
+    return text, overrides
 
 
 NO_LOG = "(no log yet)"

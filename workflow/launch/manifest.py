@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 from workflow.errors import ManifestError, Problem
 from workflow.jsonio import read_json, write_json
@@ -115,6 +115,43 @@ class Manifest:
     def ordered(self, records: Iterable[PointRecord] | None = None) -> list[PointRecord]:
         """The points (or ``records``, a few of them: cheaper than sorting all) in sweep order."""
         return sorted(self.points.values() if records is None else records, key=attrgetter("index", "hash"))
+
+
+def place(points: Iterable[tuple[int, str, str]], manifest: Manifest | None,
+          added: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
+    """Where a sweep's points go in its manifest: each ``(index, name, hash)`` the expansion
+    made, as ``{hash: (index, name)}``, unique within the sweep's manifest.
+
+    A point already recorded keeps its recorded index and name. A new point keeps the ones its
+    expansion gave it where no other point holds them. Else it takes the next free index (one
+    past the highest in use), and a name that differs from every other: its name with the
+    command line's overrides that made it added (``train_batch_size=8,train.seed=5``; for a
+    point that sets nothing itself, ``train.seed=5``), or, where none were given or that name is
+    taken too, with its hash prefix (``mymax@1a2b3c4d``)."""
+    records = manifest.points if manifest else {}
+    indices = {r.index for r in records.values()}
+    names = {r.name for r in records.values()}
+    placed: dict[str, tuple[int, str]] = {}
+    for index, name, digest in points:
+        if digest in records:
+            placed[digest] = (records[digest].index, records[digest].name)
+            continue
+        if index in indices:
+            index = max(indices) + 1
+        if name in names:
+            name = _free_name(name, digest, added, names)
+        indices.add(index)
+        names.add(name)
+        placed[digest] = (index, name)
+    return placed
+
+
+def _free_name(name: str, digest: str, added: Sequence[str], names: set[str]) -> str:
+    """``place``'s name for a new point whose name another point holds."""
+    with_added = ",".join([name, *added] if name != "default" else added)
+    if added and with_added not in names:
+        return with_added
+    return f"{with_added if added else name}@{digest[:8]}"
 
 
 def job_ids(records: Iterable[PointRecord]) -> list[str]:

@@ -73,6 +73,7 @@ class Sweep:
     file: str
     points: list[Point]
     varying: list[str]
+    added: tuple[str, ...] = ()  # the command line's key=value overrides; names a point they make anew
 
 
 def load_sweep_file(path: Path) -> SweepFile:
@@ -163,7 +164,7 @@ def _sampler(kind: str, args: list):
 
 def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | None = None) -> Sweep:
     """Sweep file -> validated points. Raises SpecError listing every problem."""
-    path = Path(path)
+    path, cli_overrides = Path(path), tuple(cli_overrides)
     sweep = load_sweep_file(path)
     file = str(path)
     base_path = config.resolve_path(sweep.base, path.resolve().parent)
@@ -193,10 +194,10 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
             file, "max_points", f"at most {sweep.max_points} points (raise max_points to allow more)",
             f"{count} points")])
     combos = list(itertools.product(*axes)) if axes else [()]
-    return _resolve(path, sweep, base_raw, combos, cli)
+    return _resolve(path, sweep, base_raw, combos, cli, tuple(map(str, cli_overrides)))
 
 
-def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: dict) -> Sweep:
+def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: dict, added: tuple) -> Sweep:
     file = str(path)
     points: list[Point] = []
     problems: list[Problem] = []
@@ -228,7 +229,7 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     if problems:
         unique = list(dict.fromkeys(problems))
         raise SpecError(f"Invalid sweep {path}", unique)
-    return Sweep(sweep.name or path.stem, file, points, varying)
+    return Sweep(sweep.name or path.stem, file, points, varying, added)
 
 
 def point_labels(varying: list[str]) -> dict[str, str]:
