@@ -64,7 +64,7 @@ def _loaded(module):
 
 
 class Commands:
-    """Cluster job launcher and experiment orchestrator for T5 fine-tuning."""
+    """Launch, track and compare T5 fine-tuning sweeps."""
 
     def __init__(self, started: Started | None = None):
         self._started = started or Started()  # what the command line started early
@@ -347,9 +347,12 @@ class Commands:
         if markdown:
             print(reference_markdown())
             return
+        import textwrap
+
         for path, info in field_paths().items():
             default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-            print(f"{path}: {default}  # {info.description or ''}")
+            print(textwrap.fill(f"{path}: {default}  # {info.description or ''}", 80, subsequent_indent="    # ",
+                                break_long_words=False, break_on_hyphens=False))
 
 
 def explicit_bool_flags(argv: list[str]) -> list[str]:
@@ -405,14 +408,38 @@ def stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def help_text(argv: list[str]) -> str | None:
+    """fire's help for ``launch.py [--help]`` and ``launch.py CMD ... --help``, at 80 columns
+    (fire prints each paragraph on one line)."""
+    import shutil
+
+    from fire import helptext, trace
+    from workflow.launch import cli_args
+
+    commands = Commands()
+    if argv and argv[0] not in cli_args.HELP:
+        if argv[1:2] != [cli_args.SEPARATOR] or argv[2:] != ["--help"]:
+            return None
+        found = trace.FireTrace(commands, name="launch.py")
+        found.AddAccessedProperty(getattr(commands, argv[0]), argv[0], [argv[0]], None, None)
+        text = helptext.HelpText(getattr(commands, argv[0]), trace=found)
+    else:
+        text = helptext.HelpText(commands, trace=trace.FireTrace(commands, name="launch.py"))
+    return cli_args.wrapped(text, min(80, shutil.get_terminal_size().columns))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         command = checked(argv)
+        shown = help_text(command) if not command or command[0] in ("--help", "-h") or "--help" in command else None
     except WorkflowError as exc:
         _ui().print_error(exc)
         return 1
+    if shown:
+        print(shown)
+        return 0
     with start_early(command) as started:
         return _run(command, started)
 
@@ -430,6 +457,9 @@ def _run(argv: list[str], started: Started) -> int:
         return 130
     except fire.core.FireExit as exc:
         return int(exc.code or 0)
+    except BrokenPipeError:  # `launch.py schema | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

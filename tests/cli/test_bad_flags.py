@@ -89,3 +89,12 @@ def test_help_after_arguments_shows_help_and_runs_nothing(env, tmp_path):
     result = run_cli("sweep", "sweeps/lr.yaml", "--backend", "slurm", "--help", env=env)
     assert result.returncode == 0 and "--dry_run" in result.stdout + result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["sweep", "--help"], ["predict", "demo", "--help"], ["schema"]]
+                         + [[c, "--help"] for c in ("evaluate", "export", "compare", "plan")])
+def test_help_and_schema_fit_80_columns(args, env):
+    result = run_cli(*args, env={**env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) > 5 and max(len(line) for line in lines) <= 80, [l for l in lines if len(l) > 80]

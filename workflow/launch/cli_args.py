@@ -6,7 +6,8 @@ fire calls a command first and complains about the arguments it could not use af
 checked here, before anything is read, written or submitted, and a word that is not the
 command's gets a did-you-mean.
 
-Also here: ``help_request`` (``sweep x.yaml --help`` shows the help instead of sweeping) and
+Also here: ``help_request`` (``sweep x.yaml --help`` shows the help instead of sweeping),
+``wrapped`` (the help at 80 columns) and
 ``items`` (the one reading of a list-valued flag: ``a,b``, ``a b`` and ``[a, b]`` alike).
 """
 
@@ -28,6 +29,19 @@ def help_request(argv: list[str]) -> list[str] | None:
     if len(words) > 1 and any(w in HELP for w in words[1:]):
         return [argv[0], SEPARATOR, "--help"]
     return None
+
+
+def wrapped(text: str, width: int = 80) -> str:
+    """``text`` (fire's help: one line per paragraph) with each line wrapped at words to
+    ``width``, its continuation lines indented as it is."""
+    import textwrap
+
+    out = []
+    for line in text.splitlines():
+        indent = line[:len(line) - len(line.lstrip())]
+        out.extend(textwrap.wrap(line, width, initial_indent="", subsequent_indent=indent, break_long_words=False,
+                                 break_on_hyphens=False) or [""])
+    return "\n".join(out)
 
 
 def check(command: str, signature: inspect.Signature, argv: list[str]) -> None:
