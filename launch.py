@@ -283,7 +283,7 @@ class Commands:
             references: a data file with the answers, matched by input text (default: the answers
                 the predictions carry).
             metrics: generation metrics: exact_match,rouge_l or "exact_match rouge_l" or
-                [exact_match, rouge_l] (default: exact_match,bleu,rouge_l).
+                [exact_match, rouge_l] (by default exact_match, bleu and rouge_l).
             k: K for precision/recall/F1 at K when the references are label lists.
             run: an MLflow run id to log the metrics into.
             tracking_uri: the run's store (default: $MLFLOW_TRACKING_URI, else the project's).

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -60,6 +61,22 @@ def dist_env() -> DistEnv:
 
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def _defer_swallowed_stop(default_hook):
+    """A stop raised inside a weakref callback or ``__del__`` is printed and dropped by Python,
+    and training would go on: send the signal again, from a thread a moment later, so that it
+    lands in the main thread outside the callback."""
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+        else:
+            default_hook(unraisable)
+
+    return hook
 
 
 def run_job(run_dir: str, raw: dict | None = None, requeue: bool = False) -> dict:
@@ -123,6 +140,7 @@ def setup(rd: RunDir, raw: dict | None = None) -> Job:
         handler.addFilter(_RedactSecrets())
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
+        sys.unraisablehook = _defer_swallowed_stop(sys.unraisablehook)
     if job.spec.deepspeed.enabled:
         _deepspeed_env(job.spec)
     if job.dist.is_main and not rd.spec_yaml.is_file():
