@@ -121,6 +121,10 @@ CASES = {
     "logs of an unknown sweep": ("cli", ["logs", "nosuch"], [], ["nosuch", "no such file"]),
     "missing spec file": ("cli", ["run", "jobs/nope.yaml"], [], ["jobs/nope.yaml", "no such file"]),
     "missing sweep file": ("cli", ["sweep", "sweeps/nope.yaml"], [], ["sweeps/nope.yaml", "no such file"]),
+    # tokenizer coverage
+    "text the tokenizer cannot read": ("data", {"train": [GOOD, {"prompt": "translate: 中文 ÜBER", "completion": "x"}],
+                                                "eval": [GOOD]}, ["tokenizer_coverage.error=true"],
+                                       ["job.yaml:tokenizer_coverage.max_unk", "bad.json:train", "'中文'", "'ÜBER'"]),
 }
 
 
