@@ -327,9 +327,15 @@ class Commands:
     def tiny_model(self, name: str = "tiny-t5", data: str = "demo.json"):
         """Build the offline demo: mount/data/<data> and a tiny T5 in mount/models/<name>.
 
+        When <data> is a data file of your own that holds records (under mount/data, or an
+        absolute path), the tiny T5's tokenizer is trained on its text (every prompt and
+        completion, or classifier input), so none of it maps to <unk>, and no demo data is
+        written in its place: python launch.py tiny_model --name my-t5 --data mine.json.
+        An existing model folder is kept as it is.
+
         Args:
             name: the model folder under mount/models.
-            data: the data file under mount/data.
+            data: the data file under mount/data (written with demo data when absent).
         """
         from workflow.launch import setup_demo
 

@@ -39,6 +39,7 @@ LABELS = ("warm", "cool", "pet", "wild")
 # The tiny model: T5's special ids, its sentinels and its sizes.
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 EXTRA_IDS = 100
+CHAR_MARGIN = 64  # pieces beyond the distinct characters of a corpus (its words and specials)
 # Words that must be single tokens: a classifier reads the logits of "yes" and "no".
 REQUIRED_WORDS = ("yes", "no")
 MODEL_SIZES = dict(d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2,
@@ -117,10 +118,15 @@ def make_taxonomy_data(seed: int = 0, n_train: int = 400) -> dict:
     return {"labels": taxonomy(), "train": train, "eval": test}
 
 
+TEXT_FIELDS = ("prompt", "completion", "input")  # the text of a seq2seq or classifier record
+
+
 def corpus_texts(data: dict) -> list[str]:
-    """Texts to train the tokenizer on: every prompt and completion, plus extra words."""
-    texts = [rec[key] for split in ("train", "eval") for rec in data[split]
-             for key in ("prompt", "completion")]
+    """Texts to train the tokenizer on: the text of every record (a prompt and completion, or a
+    classifier's input) of ``{"train": [...], "eval": [...]}``, plus the demo's words and every
+    printable ASCII character."""
+    texts = [rec[key] for split in ("train", "eval") for rec in data.get(split) or ()
+             if isinstance(rec, dict) for key in TEXT_FIELDS if isinstance(rec.get(key), str)]
     # Every vocabulary word on its own line, so each one has a chance to be a piece.
     texts += [word for table in LEXICON for pair in table.items() for word in pair]
     texts += [f"{word} {word}" for word in EXTRA_WORDS] * 20
@@ -189,11 +195,14 @@ def make_model(vocab_size: int, seed: int = 0):
 def build_tiny_model(out_dir: Path, texts: list[str], vocab_size: int = 256,
                      seed: int = 0) -> Path:
     """Train a tokenizer on ``texts``, build a tiny T5 on it, and save both to ``out_dir``.
+    ``vocab_size`` grows past the corpus's distinct characters, so none maps to ``<unk>``.
 
     Texts should contain the words "yes" and "no" so they become single tokens.
     Returns ``out_dir``, loadable with ``AutoTokenizer`` / ``AutoModelForSeq2SeqLM``.
     """
     out_dir = Path(out_dir)
+    # Every character must be a piece (no <unk>): a text with many distinct ones needs more.
+    vocab_size = max(vocab_size, len(set("".join(texts))) + CHAR_MARGIN)
     tokenizer = make_tokenizer(train_pieces(texts, vocab_size))
     check_tokenizer(tokenizer, texts)
     model = make_model(len(tokenizer), seed)

@@ -343,6 +343,15 @@ class CtlSpec(Block):
     repo_dir: Optional[str] = Field(None, description="Where this repo lives inside the container (default: here).")
 
 
+class CoverageSpec(Block):
+    """How much of the data the tokenizer may map to <unk> (checked at validation, never hashed)."""
+
+    max_unk: float = Field(0.01, ge=0, le=1, description="Share of sampled words or characters that may "
+                           "map to <unk> before validation warns.")
+    error: bool = Field(False, description="Refuse the job, instead of warning, above max_unk.")
+    sample: NonNegativeInt = Field(2000, description="Records checked per split (0: no check).")
+
+
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
@@ -370,6 +379,7 @@ class JobSpec(Block):
     local: LocalSpec = Field(default_factory=LocalSpec)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     ctl: CtlSpec = Field(default_factory=CtlSpec)
+    tokenizer_coverage: CoverageSpec = Field(default_factory=CoverageSpec)
 
     @property
     def task_info(self) -> Task:

@@ -158,6 +158,10 @@ CASES = {
     "label smoothing for the classifier": ("spec", {"base": str(ROOT / "jobs/classifier.yaml"),
                                                     "train": {"label_smoothing": 0.1}}, [],
                                            ["job.yaml", "train.label_smoothing", "classifier", "0.1"]),
+    # tokenizer coverage
+    "text the tokenizer cannot read": ("data", {"train": [GOOD, {"prompt": "translate: 中文 ÜBER", "completion": "x"}],
+                                                "eval": [GOOD]}, ["tokenizer_coverage.error=true"],
+                                       ["job.yaml:tokenizer_coverage.max_unk", "bad.json:train", "'中文'", "'ÜBER'"]),
 }
 
 

@@ -3,6 +3,8 @@ command for a file, and a hub model that cannot be fetched."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from helpers import hub_cache, run_cli
@@ -47,3 +49,13 @@ def test_a_hub_model_nobody_can_fetch_is_flagged(env, tmp_path):
     hub_cache(tmp_path / "hf/hub", ["google/flan-t5-xxl"])
     cached = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
     assert cached.returncode == 0 and "warning" not in cached.stderr, cached.stderr
+
+
+def test_validate_warns_of_text_the_tokenizer_maps_to_unk(env, tmp_path):
+    data = tmp_path / "mixed.json"
+    record = {"prompt": "translate: red big dog 中文", "completion": "rouge grand chien"}
+    data.write_text(json.dumps({"train": [record], "eval": [record]}))
+    result = run_cli("validate", "jobs/demo.yaml", f"data_name={data}", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "12.5% of sampled words" in result.stderr and "(1 of 8;" in result.stderr and "mixed.json:train" in result.stderr, result.stderr
+    assert "'中文'" in result.stderr, result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workflow import data, secrets
 from workflow.errors import DataError, Problem, SpecError, suggest
-from workflow.launch import hub, memory
+from workflow.launch import coverage, hub, memory
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.early import Started
 from workflow.launch.snapshot import Snapshot
@@ -172,13 +172,14 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
 
         problems += [p for p in registry.get(next(iter(backends)), cluster).problems(sweep.file, sweep.points)
                      if p not in problems]
+    covered = coverage.check_sweep(sweep, problems)
     if problems:
         raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)
     first = sweep.points[0].spec
     uri = resolve_tracking_uri(first.tracking.uri)
     distinct = {(p.spec.model_init_name, p.spec.model_init_path): p.spec for p in sweep.points}
     sources = {spec.model_source: spec for spec in distinct.values()}
-    warnings = tuple(w for w in map(hub_warning, sources.values()) if w)
+    warnings = tuple(w for w in map(hub_warning, sources.values()) if w) + covered
     return Plan(sweep, backends.pop(), uri, first.tracking.experiment,
                 {key[1]: c for key, c in counts.items()}, estimates, fail_fast, choices, warnings=warnings)
 
