@@ -258,7 +258,7 @@ def _tracker(job: Job):
     run_id = context.get("mlflow_run_id") or job.rd.read_state().get("mlflow_run_id")
     parent = context.get("parent_run_id")
     if job.dist.is_main and not run_id and not parent and context.get("parent_file"):
-        parent = _parent_run(Path(context["parent_file"]))
+        parent = _parent_run(Path(context["parent_file"]), meanwhile=lambda: _preload(job))
     tracker = Tracker(usable_tracking_uri(context["tracking_uri"]), run_id, job.rd, enabled=job.dist.is_main,
                       experiment=context["experiment"], parent_run_id=parent,
                       run_name=context["point_name"], tags={**context.get("tags", {}), "host": socket.gethostname()})
@@ -269,10 +269,10 @@ def _tracker(job: Job):
 PARENT_WAIT_S = 120  # the launcher's helper registers the sweep's parent run within seconds of submission
 
 
-def _parent_run(path: Path, timeout: float = PARENT_WAIT_S) -> str | None:
+def _parent_run(path: Path, timeout: float = PARENT_WAIT_S, meanwhile=lambda: None) -> str | None:
     """The sweep's parent run id, from the file its registering helper writes (a job that starts
-    before it waits). None when the registration failed or is late: the run is created without
-    a parent, and status or sync attaches it."""
+    before it waits, doing ``meanwhile`` first). None when the registration failed or is late:
+    the run is created without a parent, and status or sync attaches it."""
     deadline = time.monotonic() + timeout
     waiting = False
     while True:
@@ -286,7 +286,23 @@ def _parent_run(path: Path, timeout: float = PARENT_WAIT_S) -> str | None:
         if not waiting:
             log.info("waiting for the sweep's MLflow parent run (%s)", path)
             waiting = True
+            meanwhile()
+            continue
         time.sleep(0.5)
+
+
+def _preload(job: Job) -> None:
+    """What the job imports next anyway (MLflow's client; the recipe: torch, transformers),
+    imported while the helper registers the parent run on another core, rather than after it
+    (seconds on the first point of a sweep). A failing import is left to raise where it is
+    recorded, in the recipe's own import."""
+    try:
+        import importlib
+
+        importlib.import_module("mlflow.tracking")
+        job.spec.task_info.load_recipe()
+    except Exception:  # noqa: BLE001  raised again, and recorded, when the recipe is loaded
+        pass
 
 
 class _RedactSecrets(logging.Filter):
