@@ -1,5 +1,6 @@
 """The ctl backend through the command line: the rendered command's form, a clear error without
-ctl, and a missing container."""
+ctl, and what it refuses before writing anything (no container, several nodes, run folders
+outside the shared host dir)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,16 @@ SPEC = {"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
                 "shared_host_dir": "/mnt/shared"}}
 
 
+def write(tmp_path, **changes) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, **changes, "ctl": {**SPEC["ctl"], "shared_host_dir": str(tmp_path),
+                                                                **changes.get("ctl", {})}}))
+    return path
+
+
 @pytest.fixture
 def spec(tmp_path) -> Path:
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(SPEC))
-    return path
+    return write(tmp_path)
 
 
 def test_dry_run_renders_the_original_form(spec, env, tmp_path):
@@ -36,7 +42,7 @@ def test_dry_run_renders_the_original_form(spec, env, tmp_path):
     assert argv[5:] [:2] == ["--container", "registry/t5:latest"]
     for flag in ("--login", "--high-priority"):
         assert flag in argv
-    assert argv[argv.index("--shared-host-dir") + 1] == "/mnt/shared"
+    assert argv[argv.index("--shared-host-dir") + 1] == str(tmp_path)
     assert argv[argv.index("--gpus-type") + 1] == "A100-80GB" and argv[argv.index("--gpu") + 1] == "4"
     inner = argv[argv.index("--command") + 1]
     # the inner command runs the original command line from the sweep's code snapshot
@@ -54,7 +60,24 @@ def test_missing_ctl_fails_clearly_and_submits_nothing(spec, env, tmp_path):
 
 
 def test_missing_container_is_a_spec_error(tmp_path, env):
-    path = tmp_path / "nocontainer.yaml"
-    path.write_text(yaml.safe_dump({**SPEC, "ctl": {}}))
-    result = run_cli("run", str(path), "--dry_run", env=env)
+    result = run_cli("run", str(write(tmp_path, ctl={"container": None})), "--dry_run", env=env)
     assert result.returncode != 0 and "ctl.container" in result.stderr
+
+
+def test_several_nodes_are_refused_not_rendered_as_one(tmp_path, env):
+    """ctl job run starts one container: 4 nodes x 8 GPUs would run on 8 GPUs."""
+    path = write(tmp_path, resources={**SPEC["resources"], "nodes": 4, "gpus_per_node": 8})
+    for extra in (["--dry_run"], []):
+        result = run_cli("run", str(path), *extra, env=env)
+        assert result.returncode != 0, result.stdout
+        assert "resources.nodes" in result.stderr and "got 4" in result.stderr and "--backend slurm" in result.stderr
+        assert "ctl job run" not in result.stdout and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
+
+
+def test_run_folders_outside_the_shared_host_dir_are_refused(tmp_path, env):
+    result = run_cli("run", str(write(tmp_path, ctl={"shared_host_dir": "/mnt/elsewhere"})), "--dry_run", env=env)
+    assert result.returncode != 0
+    assert "ctl.shared_host_dir" in result.stderr and "/mnt/elsewhere" in result.stderr, result.stderr
+    assert str(tmp_path / "runs" / "job") in result.stderr.replace("\n", "")
+    assert not (tmp_path / "runs").exists()

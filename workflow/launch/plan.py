@@ -167,11 +167,13 @@ def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluste
     estimates = {h: e for h, e in estimates.items() if e is not None}
     if not force:
         problems += [p for p in check_memory(estimates, sweep) if p not in problems]
-    if cluster and len(backends) == 1:
+    if len(backends) == 1:
         from workflow.launch import backends as registry
 
-        problems += [p for p in registry.get(next(iter(backends)), cluster).problems(sweep.file, sweep.points)
-                     if p not in problems]
+        backend = registry.get(next(iter(backends)), cluster)
+        problems += [p for p in backend.rules(sweep) if p not in problems]
+        if cluster:
+            problems += [p for p in backend.problems(sweep.file, sweep.points) if p not in problems]
     covered = coverage.check_sweep(sweep, problems)
     if problems:
         raise SpecError(f"Cannot run {sweep.file}" if cluster else f"Cannot plan {sweep.file}", problems)

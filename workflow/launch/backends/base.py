@@ -16,7 +16,7 @@ from workflow.states import State
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
     from workflow.launch.manifest import PointRecord
     from workflow.launch.plan import Plan
-    from workflow.launch.sweep import Point
+    from workflow.launch.sweep import Point, Sweep
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class Backend(ABC):
 
     def preflight(self) -> None:
         """Raise BackendError if this backend cannot submit from here (checked before any write)."""
+
+    def rules(self, sweep: Sweep) -> list[Problem]:
+        """What this backend can never run, known from the sweep alone (no cluster is asked):
+        ``validate``, ``plan`` and the dry run report these too; ``render`` refuses the same."""
+        return []
 
     def problems(self, file: str, points: list[Point]) -> list[Problem]:
         """What this backend cannot run (cluster limits, missing settings), reported with the

@@ -6,29 +6,33 @@
 
 The inner command runs the task's original command line from the sweep's code snapshot (or
 ``ctl.repo_dir``, where the repo lives inside the container, when set); the run directory and
-the snapshot must be on the shared host dir. ``ctl`` has no status command we rely on: status comes from what the job
-writes into its run directory.
+the snapshot must be under ``ctl.shared_host_dir``, and a job is one container on one node
+(``ctl job run`` has no nodes flag): both are refused before anything is written. ``ctl`` has
+no status command we rely on: status comes from what the job writes into its run directory.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from workflow.errors import BackendError, Problem
 from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
+from workflow.launch.manifest import sweep_dir
 from workflow.paths import PROJECT_ROOT
 from workflow.states import State
 
 if TYPE_CHECKING:  # annotations only: status and cancel never load the spec machinery
     from workflow.launch.manifest import PointRecord
     from workflow.launch.plan import Plan
-    from workflow.launch.sweep import Point
+    from workflow.launch.sweep import Point, Sweep
 
 SUBMIT_TIMEOUT_S = 120
 
@@ -69,14 +73,12 @@ def inner_command(plan: Plan, point: Point) -> str:
 class CtlBackend(Backend):
     name = "ctl"
 
-    def problems(self, file: str, points: list[Point]) -> list[Problem]:
-        if all(p.spec.ctl.container for p in points):
-            return []
-        return [Problem(file, "ctl.container", "a container image name", "nothing",
-                        "set ctl.container in the spec, or ctl.container=<image> on the command line")]
+    def rules(self, sweep: Sweep) -> list[Problem]:
+        return (_container(sweep.file, sweep.points) + _one_node(sweep.file, sweep.points)
+                + _on_shared_dir(sweep))
 
     def render(self, plan: Plan, points: list[Point]) -> CtlRequest:
-        refuse("The ctl backend needs a container image", self.problems(plan.sweep.file, points))
+        refuse(f"The ctl backend cannot run {plan.sweep.file}", self.rules(plan.sweep))
         return CtlRequest(tuple(self._job(plan, p) for p in points))
 
     @staticmethod
@@ -113,3 +115,44 @@ class CtlBackend(Backend):
         raise BackendError("Cancelling through ctl is not supported", [Problem(
             "<command line>", "cancel", "a backend with a cancel command", "ctl",
             "cancel with ctl itself: " + ", ".join(r.job_id or r.name for r in records))])
+
+
+def _container(file: str, points: list[Point]) -> list[Problem]:
+    if all(p.spec.ctl.container for p in points):
+        return []
+    return [Problem(file, "ctl.container", "a container image name", "nothing",
+                    "set ctl.container in the spec, or ctl.container=<image> on the command line")]
+
+
+def _one_node(file: str, points: list[Point]) -> list[Problem]:
+    """``ctl job run`` starts one container: its --gpu counts that container's GPUs."""
+    nodes = max((p.spec.resources.nodes for p in points), default=1)
+    if nodes <= 1:
+        return []
+    gpus = max(p.spec.resources.gpus_per_node for p in points)
+    return [Problem(file, "resources.nodes", "1 with the ctl backend (ctl job run starts one container "
+                    "on one node; it has no nodes flag)", str(nodes),
+                    f"use --backend slurm for {nodes} nodes, or resources.nodes=1 to run on one node "
+                    f"(--gpu {gpus})")]
+
+
+def _on_shared_dir(sweep: Sweep) -> list[Problem]:
+    """The run folders (and the code snapshot, under the sweep's folder too) must be under each
+    point's ``ctl.shared_host_dir``: the job reads and writes them from inside its container."""
+    root, problems = sweep_dir(sweep.name), []
+    for shared in dict.fromkeys(p.spec.ctl.shared_host_dir for p in sweep.points):
+        if _under(root, shared):
+            continue
+        snapshot = any(not p.spec.ctl.repo_dir for p in sweep.points if p.spec.ctl.shared_host_dir == shared)
+        what = "run folders and code snapshot" if snapshot else "run folders"
+        problems.append(Problem(
+            sweep.file, "ctl.shared_host_dir", f"a folder that holds the sweep's {what} ({root}): "
+            "a ctl job sees only the shared host dir", f"{shared!r}, which {root} is not under",
+            f"set ctl.shared_host_dir to a folder above {root}, or WF_RUNS_DIR to a folder under {shared}"))
+    return problems
+
+
+def _under(path: os.PathLike, folder: str) -> bool:
+    """True if ``path`` is ``folder`` or inside it, as written or with links resolved."""
+    path, top = Path(os.path.abspath(path)), Path(os.path.abspath(os.path.expanduser(folder)))
+    return path.is_relative_to(top) or path.resolve().is_relative_to(top.resolve())
