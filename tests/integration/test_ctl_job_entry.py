@@ -49,7 +49,7 @@ def submit_to_fake_ctl(env: dict, tmp_path: Path, train: dict) -> tuple[str, Pat
                     ".write(json.dumps(sys.argv[1:]))\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     spec = tmp_path / "ctljob.yaml"
-    spec.write_text(yaml.safe_dump({**SPEC, "train": train}))
+    spec.write_text(yaml.safe_dump({**SPEC, "train": train, "ctl": {**SPEC["ctl"], "shared_host_dir": str(tmp_path)}}))
     env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
     result = run_cli("run", str(spec), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

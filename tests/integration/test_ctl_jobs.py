@@ -19,7 +19,8 @@ def spec(tmp_path) -> Path:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
                                     "train": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "logging_steps": 5},
-                                    "ctl": {"container": "registry/t5:latest", "login": True}}))
+                                    "ctl": {"container": "registry/t5:latest", "login": True,
+                                            "shared_host_dir": str(tmp_path)}}))
     return path
 
 

@@ -188,7 +188,7 @@ def test_planted_secrets_appear_nowhere(env, tmp_path):
     outputs = []
     path = spec_file(tmp_path, "secret", train={"max_steps": 10, "eval_steps": 5, "save_steps": 5,
                                                 "logging_steps": 5},
-                     slurm={"setup": ["echo setup"]}, ctl={"container": "img"})
+                     slurm={"setup": ["echo setup"]}, ctl={"container": "img", "shared_host_dir": str(tmp_path)})
     for args in (["run", str(path)], ["run", str(path), "--backend", "slurm", "--dry_run"],
                  ["run", str(path), "--backend", "ctl", "--dry_run"], ["status", "secret"], ["logs", "secret"],
                  ["compare", "secret"], ["sync", "secret"]):
