@@ -86,7 +86,8 @@ def test_unset_mem_gb_leaves_host_memory_unchecked_where_nothing_requests_it():
                     resources={"gpus_per_node": 2, "gpu_type": "A100-80GB"})
     est = memory.estimate(local)
     assert est.host_mem_gb is None and est.gpu_fits is True and est.fits is None, "unknown, not 'fits'"
-    assert "host: per node (unchecked: resources.mem_gb is unset" in _render(ui.memory_table(est, "p", "local"))
+    notes = " ".join(_render(ui.memory_table(est, "p", "local")).split())
+    assert "(unchecked: resources.mem_gb is unset, and the local backend requests none)" in notes
     slurm = memory.estimate(local.model_copy(update={"backend": "slurm"}))  # SLURM requests the default
     assert slurm.host_mem_gb == 8 and slurm.host_fits is False
 

@@ -216,19 +216,20 @@ def memory_table(est, name: str, backend: str) -> Group:
                       f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit_cell(option, est))
     limit = (f"resources.mem_gb {est.host_mem_gb:g}" if est.host_mem_gb is not None else
              f"unchecked: resources.mem_gb is unset, and the {backend} backend requests none")
-    notes = (f"[dim]GiB per GPU; host: per node ({limit}), {PROCESS_HOST_GB:g} of it a process. {gpus} GPUs in "
+    notes = (f"[dim]GiB per GPU; host: per node, {PROCESS_HOST_GB:g} a process included ({limit}). {gpus} GPUs in "
              "all. states: model states from DeepSpeed's cold estimator formulas; activ.: activations; "
              "+opt/+par: optimizer/params offloaded to CPU[/]")
     return Group(Text.from_markup(title), table, Text.from_markup(notes))
 
 
 def fit_cell(option, est) -> str:
-    """yes, or no with what is too small; - when neither size is known."""
+    """no with what is too small; yes when it fits the GPUs (the notes say whether the host memory
+    was checked); - when the GPU size is unknown."""
     short = [what for what, size, check in (("GPU", est.gpu_mem_gb, fits), ("host", est.host_mem_gb, host_fits))
              if size is not None and not check(option, size)]
     if short:
         return f"[red]no[/] ({short[0] if len(short) == 1 else 'both'})"
-    return "-" if est.gpu_mem_gb is None and est.host_mem_gb is None else "yes"
+    return "-" if est.gpu_mem_gb is None else "yes"
 
 
 @contextmanager
