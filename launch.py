@@ -135,7 +135,8 @@ class Commands:
         _ui().print_warnings(plan.warnings)
 
     def plan(self, path: str, *overrides: str):
-        """Per-GPU memory of each point for every ZeRO stage and offload choice, and whether it fits.
+        """Per-GPU and host memory of each point for every ZeRO stage and offload choice, and whether
+        it fits; a point that does not fit is an error, as it would be for run and sweep.
 
         Model states use DeepSpeed's cold estimator formulas on the parameter count read from the
         model's config.json (or a flan-t5 preset); activations are estimated per micro batch.
@@ -144,11 +145,12 @@ class Commands:
             path: a job spec or a sweep file.
             overrides: key.path=value settings, e.g. resources.gpus_per_node=8.
         """
-        from workflow.launch.plan import make_plan
+        from workflow.launch.plan import make_plan, refuse_unfit
 
         plan = make_plan(_driver().load(path, overrides), force=True)
         _ui().print_memory(plan, empty_note=True)
         _ui().print_warnings(plan.warnings)
+        refuse_unfit(plan)
 
     def status(self, sweep: str, all: bool = False):
         """Show each point's state, job id, elapsed time and latest metric.

@@ -245,10 +245,10 @@ class ResourcesSpec(Block):
     nodes: PositiveInt = Field(1, description="Nodes per point.")
     gpus_per_node: NonNegativeInt = Field(0, description="GPUs per node; 0 runs on CPU.")
     cpus_per_task: PositiveInt = Field(2, description="CPU cores per task.")
-    mem_gb: PositiveFloat = Field(8, description="Host memory per node, in GB.")
+    mem_gb: PositiveFloat = Field(8, description="Host memory per node, in GiB.")
     timeout_min: PositiveInt = Field(60, description="Wall-clock limit per point, in minutes.")
     gpu_type: Optional[str] = Field(None, description="GPU model, e.g. A100-80GB (memory planning, ctl --gpus-type).")
-    gpu_mem_gb: Optional[PositiveFloat] = Field(None, description="GPU memory in GB (default: from gpu_type).")
+    gpu_mem_gb: Optional[PositiveFloat] = Field(None, description="GPU memory in GiB (default: from gpu_type).")
     tasks_per_node: Optional[PositiveInt] = Field(
         None, description="Processes per node. Default: one per GPU, or 1 on CPU.")
 
@@ -277,7 +277,7 @@ class DeepSpeedSpec(Block):
     enabled: bool = Field(False, description="Train through DeepSpeed.")
     stage: Union[int, str] = Field(
         2, description="ZeRO stage: 0, 2 or 3; auto: the fastest choice the memory plan says fits the GPUs "
-        "(no ZeRO, else ZeRO-2, else ZeRO-3, then offload), shown in the dry run.")
+        "and host memory (no ZeRO, else ZeRO-2, else ZeRO-3, then offload), shown in the dry run.")
     offload_optimizer: Literal["none", "cpu"] = Field("none", description="Optimizer state offload.")
     offload_param: Literal["none", "cpu"] = Field("none", description="Parameter offload (ZeRO-3 only).")
     gather_16bit_weights_on_save: bool = Field(True, description="ZeRO-3: save a consolidated 16-bit model.")

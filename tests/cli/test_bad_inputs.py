@@ -162,6 +162,19 @@ CASES = {
     "text the tokenizer cannot read": ("data", {"train": [GOOD, {"prompt": "translate: 中文 ÜBER", "completion": "x"}],
                                                 "eval": [GOOD]}, ["tokenizer_coverage.error=true"],
                                        ["job.yaml:tokenizer_coverage.max_unk", "bad.json:train", "'中文'", "'ÜBER'"]),
+    # plan: host memory and activations
+    "host memory above mem_gb": ("spec", {"base": str(ROOT / "jobs/flan-t5-xxl-zero3.yaml"), "backend": "local",
+                                          "resources": {"mem_gb": 100},
+                                          "deepspeed": {"stage": 2, "offload_optimizer": "cpu"}}, [],
+                                 ["job.yaml:resources.mem_gb", "256.9 GiB of host memory per node", "got 100 GiB",
+                                  "raise resources.mem_gb to 257", "ZeRO-3, 1 node(s) fits"]),
+    "activations above the GPU": ("spec", {"base": str(ROOT / "jobs/flan-t5-xxl-zero3.yaml"), "backend": "local",
+                                           "train": {"train_batch_size": 512, "max_source_length": 2048,
+                                                     "gradient_checkpointing": False, "global_batch_size": None,
+                                                     "gradient_accumulation_steps": 1}}, [],
+                                  ["job.yaml:deepspeed", "GiB per GPU", "do not shrink with more nodes",
+                                   "train.gradient_checkpointing=true", "train.train_batch_size=8 with "
+                                   "train.gradient_accumulation_steps=64"]),
 }
 
 

@@ -45,7 +45,7 @@ def test_a_hub_model_nobody_can_fetch_is_flagged(env, tmp_path):
     home.pop("HF_HUB_CACHE")
     refused = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
     assert refused.returncode != 0 and "model_init_path" in refused.stderr and "not cached" in refused.stderr
-    assert "huggingface-cli download google/flan-t5-xxl" in refused.stderr, refused.stderr
+    assert "hf download google/flan-t5-xxl" in refused.stderr, refused.stderr
     hub_cache(tmp_path / "hf/hub", ["google/flan-t5-xxl"])
     cached = run_cli("validate", "jobs/flan-t5-xxl-zero3.yaml", env=home)
     assert cached.returncode == 0 and "warning" not in cached.stderr, cached.stderr

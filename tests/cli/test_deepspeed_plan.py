@@ -33,11 +33,25 @@ def test_example_specs_validate_and_plan(path, env):
 def test_a_config_that_cannot_fit_is_refused_with_a_suggestion(env, tmp_path):
     result = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=2", "resources.gpu_type=A100-40GB",
                      env=env)
-    assert result.returncode != 0 and "GB per GPU" in result.stderr and "fits" in result.stderr, result.stderr
+    assert result.returncode != 0 and "GiB per GPU" in result.stderr and "fits" in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
     dry = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=2", "resources.gpu_type=A100-40GB",
                   "--dry_run", env=env)
     assert dry.returncode == 0 and "does not fit" in dry.stdout
+
+
+def test_plan_and_run_refuse_a_job_whose_host_memory_does_not_fit(env, tmp_path):
+    """4 nodes x 8 GPUs with ZeRO-2's optimizer offload: DeepSpeed's estimate of a node's host
+    memory is far above the job's mem_gb of 400 GiB."""
+    args = ("jobs/flan-t5-xxl-zero3.yaml", "resources.nodes=4", "resources.gpus_per_node=8", "deepspeed.stage=2",
+            "deepspeed.offload_optimizer=cpu", "train.gradient_accumulation_steps=1")
+    plan = run_cli("plan", *args, env=env)
+    assert plan.returncode != 0 and "Traceback" not in plan.stderr, plan.stderr
+    assert "no (host)" in plan.stdout and "does not fit 400 GiB of host memory a node" in plan.stdout
+    assert "jobs/flan-t5-xxl-zero3.yaml:resources.mem_gb" in plan.stderr and "got 400 GiB" in plan.stderr
+    run = run_cli("run", *args, env=env)
+    assert run.returncode != 0 and "raise resources.mem_gb to" in run.stderr, run.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow").exists()
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -31,7 +31,7 @@ def test_plan_command_shows_qlora(env):
 def test_auto_is_shown_in_the_dry_run(env, tmp_path):
     result = run_cli("run", "jobs/flan-t5-xxl-zero3.yaml", "deepspeed.stage=auto", "--dry_run", env=env)
     assert result.returncode == 0, result.stderr
-    assert "deepspeed.stage auto -> ZeRO-2: 68.0 GB/GPU" in result.stdout
+    assert "deepspeed.stage auto -> ZeRO-2: 68.0 GiB/GPU" in result.stdout
     chosen = next(l for l in result.stdout.splitlines() if "(chosen)" in l)
     assert "ZeRO-2" in chosen and not (tmp_path / "runs").exists()
 

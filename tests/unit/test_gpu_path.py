@@ -190,25 +190,29 @@ def test_auto_picks_the_fastest_setup_that_fits():
     assert choice == {"enabled": False, "stage": 0, "offload_optimizer": "none", "offload_param": "none"}
     assert reason.startswith("deepspeed.stage auto -> no ZeRO") and "within 90% of the usable" in reason
     choice, reason = _auto("jobs/flan-t5-xxl-zero3.yaml")  # 11B full fine-tuning on 4 x 80 GB
-    assert (choice["stage"], choice["offload_optimizer"]) == (2, "none") and "ZeRO-2: 68.0 GB/GPU" in reason
+    assert (choice["stage"], choice["offload_optimizer"]) == (2, "none") and "ZeRO-2: 68.0 GiB/GPU" in reason
     choice, reason = _auto("jobs/flan-t5-xxl-zero3-2x8.yaml", gpu_type="V100-32GB")  # 16 x 32 GB
     assert (choice["stage"], choice["offload_optimizer"]) == (3, "none") and "ZeRO-3:" in reason
     choice, _ = _auto("jobs/flan-t5-xxl-zero3.yaml", gpu_type="A100-40GB")  # 4 x 40 GB: offload
     assert choice["stage"] == 3 and choice["offload_optimizer"] == "cpu" and choice["offload_param"] == "none"
 
 
-def test_auto_takes_each_rung_in_order():
-    """Every rung before the chosen one does not fit, and the chosen one does."""
+@pytest.mark.parametrize("mem_gb", [400, 200, 30])
+def test_auto_takes_each_rung_in_order(mem_gb):
+    """Every rung before the chosen one does not fit the GPU or the host memory, and the chosen one
+    fits both."""
     from workflow.launch.config import load_spec
 
     for gpu in ("H100", "A100-40GB", "L40S", "A10G", "V100-16GB"):
-        spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}"])
+        spec = load_spec("jobs/flan-t5-xxl-zero3.yaml", ["deepspeed.stage=auto", f"resources.gpu_type={gpu}",
+                                                         f"resources.mem_gb={mem_gb}"])
         choice, _ = memory.auto_stage(spec)
         rungs = [{"enabled": s != 0, "stage": s, "offload_optimizer": "cpu" if o else "none",
                   "offload_param": "cpu" if p else "none"} for s, o, p in memory.AUTO_LADDER]
         usable = memory.gpu_memory_gb(gpu) * memory.HEADROOM * memory.AUTO_MARGIN
-        fit = [memory.estimate(spec.model_copy(update={"deepspeed": spec.deepspeed.model_copy(update=r)})
-                               ).chosen.total_gb <= usable for r in rungs]
+        chosen = [memory.estimate(spec.model_copy(update={"deepspeed": spec.deepspeed.model_copy(update=r)})
+                                  ).chosen for r in rungs]
+        fit = [o.total_gb <= usable and o.host_gb <= mem_gb for o in chosen]
         index = rungs.index(choice)
         assert not any(fit[:index]) and (fit[index] or index == len(rungs) - 1), (gpu, fit, index)
 

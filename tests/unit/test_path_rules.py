@@ -91,7 +91,7 @@ def test_offline_an_uncached_hub_id_is_refused_naming_the_key(offline):
     problem = check_model(JobSpec(model_init_path="google/flan-t5-xxl", data_name="demo.json"), "x.yaml")
     assert (problem.file, problem.key) == ("x.yaml", "model_init_path")
     assert "not cached" in problem.given and "HF_HUB_OFFLINE=1" in problem.expected
-    assert "huggingface-cli download google/flan-t5-xxl" in problem.hint
+    assert "hf download google/flan-t5-xxl" in problem.hint and "huggingface-cli" not in problem.hint
 
 
 def test_offline_a_cached_hub_id_and_a_local_folder_pass(offline):

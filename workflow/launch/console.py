@@ -17,7 +17,8 @@ from rich.text import Text
 from workflow.errors import WorkflowError
 from workflow.launch.lifecycle import SHOWN_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
-from workflow.launch.memory import fits
+from workflow.launch.memory import PROCESS_HOST_GB, fits, host_fits
+from workflow.launch.memory_advice import gpu_hint
 from workflow.launch.table_fit import Column, elide_name, fitted_table, name_eliders, shorten_text
 from workflow.states import State
 from workflow.tree import format_value
@@ -176,7 +177,8 @@ def print_plan(found) -> None:
 
 
 def print_memory(plan, empty_note: bool = False) -> None:
-    """One table per distinct memory estimate in the plan, after what deepspeed.stage auto chose."""
+    """One table per distinct memory estimate in the plan, after what deepspeed.stage auto chose,
+    and what to change where the chosen setup does not fit."""
     if empty_note and not plan.memory:
         console.print("no GPU points with a known T5 config: nothing to plan", highlight=False)
     for reason in dict.fromkeys(plan.auto_choices.values()):
@@ -187,17 +189,20 @@ def print_memory(plan, empty_note: bool = False) -> None:
         if est is None or repr(est) in seen:
             continue
         seen.add(repr(est))
-        console.print(memory_table(est, point.name))
-        if est.fits is False:
-            hint = f"; {est.suggestion.label} fits" if est.suggestion else "; nothing tried fits: add nodes"
-            console.print(f"[red]does not fit[/] {est.gpu_mem_gb:.0f} GB GPUs{hint}", highlight=False)
+        console.print(memory_table(est, point.name, point.spec.backend))
+        if est.gpu_fits is False:
+            console.print(f"[red]does not fit[/] {est.gpu_mem_gb:.0f} GiB GPUs; {escape(gpu_hint(point.spec, est))}",
+                          highlight=False)
+        if est.host_fits is False:
+            console.print(f"[red]does not fit[/] {est.host_mem_gb:g} GiB of host memory a node (resources.mem_gb): "
+                          f"{est.chosen.label} needs {est.chosen.host_gb:.1f} GiB", highlight=False)
 
 
-def memory_table(est, name: str) -> Group:
+def memory_table(est, name: str, backend: str) -> Group:
     """Fits 80 columns: short headers, the setup in a few words, the shared facts above and below."""
     gpus = est.gpus_per_node * est.chosen.nodes
     title = (f"[bold]{escape(name)}[/]: {est.model}, {est.params.total / 1e9:.1f}B params, {est.chosen.nodes}x"
-             f"{est.gpus_per_node} GPUs" + (f" of {est.gpu_mem_gb:.0f} GB" if est.gpu_mem_gb else ""))
+             f"{est.gpus_per_node} GPUs" + (f" of {est.gpu_mem_gb:.0f} GiB" if est.gpu_mem_gb else ""))
     table = Table()
     for column in ("setup", "states", "activ.", "total", "host", "fits"):
         table.add_column(column, justify="left" if column == "setup" else "right")
@@ -207,12 +212,24 @@ def memory_table(est, name: str) -> Group:
     for option in rows:
         label = option.short + (f" x{option.nodes} nodes" if option.nodes != est.chosen.nodes else "")
         label += " (chosen)" if option == est.chosen else ""
-        fit = "-" if est.gpu_mem_gb is None else ("yes" if fits(option, est.gpu_mem_gb) else "[red]no[/]")
         table.add_row(label, f"{option.gpu_gb:.1f}", f"{est.activations_gb:.1f}",
-                      f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit)
-    notes = (f"[dim]GB per GPU (host: per node), {gpus} GPUs in all. states: model states from DeepSpeed's "
-             "cold estimator formulas; activ.: activations; +opt/+par: optimizer/params offloaded to CPU[/]")
+                      f"{option.total_gb:.1f}", f"{option.host_gb:.1f}", fit_cell(option, est))
+    limit = (f"resources.mem_gb {est.host_mem_gb:g}" if est.host_mem_gb is not None else
+             f"unchecked: resources.mem_gb is unset, and the {backend} backend requests none")
+    notes = (f"[dim]GiB per GPU; host: per node, {PROCESS_HOST_GB:g} a process included ({limit}). {gpus} GPUs in "
+             "all. states: model states from DeepSpeed's cold estimator formulas; activ.: activations; "
+             "+opt/+par: optimizer/params offloaded to CPU[/]")
     return Group(Text.from_markup(title), table, Text.from_markup(notes))
+
+
+def fit_cell(option, est) -> str:
+    """no with what is too small; yes when it fits the GPUs (the notes say whether the host memory
+    was checked); - when the GPU size is unknown."""
+    short = [what for what, size, check in (("GPU", est.gpu_mem_gb, fits), ("host", est.host_mem_gb, host_fits))
+             if size is not None and not check(option, size)]
+    if short:
+        return f"[red]no[/] ({short[0] if len(short) == 1 else 'both'})"
+    return "-" if est.gpu_mem_gb is None else "yes"
 
 
 @contextmanager

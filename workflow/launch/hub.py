@@ -46,3 +46,9 @@ def reachable(hub_id: str) -> bool:
             return reply.status == 200
     except (OSError, ValueError):
         return False
+
+
+def download_command(hub_id: str, local: bool = False) -> str:
+    """The command that fetches a model with huggingface_hub's CLI, ``hf`` (0.34 on; 1.0 removed
+    ``huggingface-cli``): into the hub cache, or (``local``) into ./<hub id>."""
+    return f"hf download {hub_id}" + (f" --local-dir ./{hub_id}" if local else "")

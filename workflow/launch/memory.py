@@ -21,9 +21,13 @@ from workflow.jsonio import read_json
 if TYPE_CHECKING:  # annotations only: status imports this module and never loads pydantic
     from workflow.spec import JobSpec, LoraSpec
 
-GIB = 2 ** 30
+GIB = 2 ** 30         # every figure here is in GiB
 BUFFER_FACTOR = 1.5  # DeepSpeed's additional_buffer_factor default
 HEADROOM = 0.95      # plan against 95% of the card (CUDA context, fragmentation)
+# Host memory of each process besides the model states: Python, torch, CUDA's host side, the
+# tokenizer and the eval records. The training rows are memory-mapped and shared by the ranks
+# (workflow/node/tokenized.py). An allowance, not a measurement.
+PROCESS_HOST_GB = 2.0
 
 # Public flan-t5 configs (d_model, d_ff, d_kv, num_heads, num_layers, vocab; gated-gelu, untied head).
 PRESETS = {
@@ -114,7 +118,7 @@ def frozen_base_bytes(params: ModelSize, quantize: str = "none") -> float:
 def model_states_gb(params: ModelSize, stage: int, gpus_per_node: int, nodes: int,
                     offload_optimizer: bool, offload_param: bool, trainable: int | None = None,
                     quantize: str = "none") -> tuple[float, float]:
-    """(GPU GB per GPU, host GB per node) for model states: DeepSpeed's cold formulas.
+    """(GiB per GPU, host GiB per node) for model states: DeepSpeed's cold formulas.
     With LoRA (``trainable`` set), the formulas apply to the adapters and the frozen base adds
     its 16-bit (or quantised) weights, sharded under ZeRO-3."""
     if trainable is not None:
@@ -139,6 +143,16 @@ def model_states_gb(params: ModelSize, stage: int, gpus_per_node: int, nodes: in
     else:  # plain data parallel: 16-bit params and grads, fp32 master copy and Adam states on every GPU
         gpu, cpu = 18 * p, p * 4 * gpus_per_node * BUFFER_FACTOR
     return int(gpu) / GIB, int(cpu) / GIB
+
+
+def train_activations_gb(cfg: dict, train, micro_batch: int | None = None, src_len: int | None = None,
+                         checkpointing: bool | None = None) -> float:
+    """Activations per GPU for the spec's ``train`` block, or for the micro batch, source length or
+    checkpointing given instead (what the hints try)."""
+    checkpointing = train.gradient_checkpointing if checkpointing is None else checkpointing
+    return (checkpointed_activations_gb if checkpointing else activations_gb)(
+        cfg, micro_batch or train.train_batch_size, src_len or train.max_source_length, train.max_target_length,
+        train.precision)
 
 
 def activations_gb(cfg: dict, micro_batch: int, src_len: int, tgt_len: int, precision: str,
@@ -182,7 +196,7 @@ class Option:
     offload_param: bool
     nodes: int
     gpu_gb: float      # model states per GPU
-    host_gb: float     # model states per node, host memory
+    host_gb: float     # host memory per node: model states (offloaded, or loading) + PROCESS_HOST_GB a process
     total_gb: float    # model states + activations per GPU
 
     @property
@@ -207,20 +221,49 @@ class Estimate:
     activations_gb: float
     chosen: Option
     options: tuple[Option, ...]
-    suggestion: Option | None
+    suggestion: Option | None  # the first setup of the ladder that fits, when the chosen one does not
+    host_mem_gb: float | None = None  # the host memory a node has (host_limit_gb); None: unchecked
+
+    @property
+    def gpu_fits(self) -> bool | None:
+        return None if self.gpu_mem_gb is None else fits(self.chosen, self.gpu_mem_gb)
+
+    @property
+    def host_fits(self) -> bool | None:
+        return None if self.host_mem_gb is None else host_fits(self.chosen, self.host_mem_gb)
 
     @property
     def fits(self) -> bool | None:
-        return None if self.gpu_mem_gb is None else fits(self.chosen, self.gpu_mem_gb)
+        """False when the GPUs or the host memory are too small; None when one of them is unknown."""
+        checks = (self.gpu_fits, self.host_fits)
+        return False if False in checks else (None if None in checks else True)
 
 
 def fits(option: Option, gpu_mem_gb: float) -> bool:
+    """Whether the option fits the GPUs (the host memory is ``host_fits``)."""
     return option.total_gb <= gpu_mem_gb * HEADROOM
 
 
+def host_fits(option: Option, host_mem_gb: float) -> bool:
+    return option.host_gb <= host_mem_gb
+
+
+def fits_all(option: Option, gpu_mem_gb: float | None, host_mem_gb: float | None) -> bool:
+    """Fits the GPUs and the host memory, each where it is known."""
+    return ((gpu_mem_gb is None or fits(option, gpu_mem_gb))
+            and (host_mem_gb is None or host_fits(option, host_mem_gb)))
+
+
+def host_limit_gb(spec: JobSpec) -> float | None:
+    """``resources.mem_gb`` where it bounds the job: SLURM requests it (its default too), and a
+    spec that sets it says what a node has. Elsewhere None: host memory is unchecked."""
+    res = spec.resources
+    return res.mem_gb if spec.backend == "slurm" or "mem_gb" in res.model_fields_set else None
+
+
 def estimate(spec: JobSpec) -> Estimate | None:
-    """Per-GPU memory for the spec's choice and every ZeRO/offload alternative; None without a
-    known T5 config or without GPUs."""
+    """Per-GPU and per-node host memory for the spec's choice and every ZeRO/offload alternative;
+    None without a known T5 config or without GPUs."""
     res, train, ds, lora = spec.resources, spec.train, spec.deepspeed, spec.lora
     if res.on_cpu:
         return None
@@ -228,27 +271,26 @@ def estimate(spec: JobSpec) -> Estimate | None:
     if cfg is None:
         return None
     size = t5_params(cfg)
-    acts = (checkpointed_activations_gb if train.gradient_checkpointing else activations_gb)(
-        cfg, train.train_batch_size, train.max_source_length, train.max_target_length, train.precision)
-    gpus = res.gpus_per_node
+    acts = train_activations_gb(cfg, train)
+    gpus, processes = res.gpus_per_node, res.tasks * PROCESS_HOST_GB
     trainable = lora_params(cfg, lora) if lora else None
     quantize = lora.quantize if lora else "none"
 
     def option(stage: int, off_opt: bool, off_par: bool, nodes: int) -> Option:
         gpu, host = model_states_gb(size, stage, gpus, nodes, off_opt, off_par, trainable, quantize)
-        return Option(stage, off_opt, off_par, nodes, gpu, host, gpu + acts)
+        return Option(stage, off_opt, off_par, nodes, gpu, host + processes, gpu + acts)
 
     stage = ds.stage if ds.enabled else 0
     chosen = option(stage, ds.offload_optimizer != "none", ds.offload_param != "none", res.nodes)
     grid = [(0, False, False), (2, False, False), (3, False, False), (2, True, False), (3, True, False),
             (3, True, True)]
     options = tuple(option(s, o, p, res.nodes) for s, o, p in grid)
-    mem = gpu_size_gb(spec)
+    mem, host_mem = gpu_size_gb(spec), host_limit_gb(spec)
     suggestion = None
-    if mem is not None and not fits(chosen, mem):
+    if not fits_all(chosen, mem, host_mem):
         ladder = [option(s, o, p, n) for n in (res.nodes, res.nodes * 2, res.nodes * 4) for s, o, p in grid]
-        suggestion = next((o for o in ladder if fits(o, mem)), None)
-    return Estimate(spec.model_source, size, gpus, mem, acts, chosen, options, suggestion)
+        suggestion = next((o for o in ladder if fits_all(o, mem, host_mem)), None)
+    return Estimate(spec.model_source, size, gpus, mem, acts, chosen, options, suggestion, host_mem)
 
 
 def gpu_size_gb(spec: JobSpec) -> float | None:
@@ -257,7 +299,7 @@ def gpu_size_gb(spec: JobSpec) -> float | None:
 
 # deepspeed.stage auto, fastest first (measured on one GPU: docs/benchmarks.md, "GPU
 # throughput"): plain data parallel, then ZeRO-2, ZeRO-3, and the offloads, which trade GPU
-# memory for PCIe traffic.
+# memory for PCIe traffic (and host memory).
 AUTO_LADDER = ((0, False, False), (2, False, False), (3, False, False), (3, True, False), (3, True, True))
 # auto keeps this share of the usable memory free: the measured ZeRO-2 peak of an xl model was
 # above its estimate (docs/benchmarks.md, "GPU throughput"; ZeRO-3 and LoRA were close to theirs).
@@ -265,19 +307,35 @@ AUTO_MARGIN = 0.9
 
 
 def auto_stage(spec: JobSpec) -> tuple[dict, str] | None:
-    """For ``deepspeed.stage: auto``: the first rung of AUTO_LADDER whose estimate fits the GPU,
-    as deepspeed block values, with the reason in words. The last rung when none fits (the
-    memory check then refuses it with a suggestion). None when the model or GPU size is unknown."""
+    """For ``deepspeed.stage: auto``: the first rung of AUTO_LADDER whose estimate fits the GPU
+    and the host memory (where it is known), as deepspeed block values, with the reason in words.
+    The last rung when none fits (the memory check then refuses it with a suggestion). None when
+    the model or GPU size is unknown."""
     mem = gpu_size_gb(spec)
     if mem is None or t5_config(spec.model_source) is None:
         return None
     budget = mem * HEADROOM * AUTO_MARGIN
+    host_bound = []  # rungs that fit the GPUs but not the host memory
     for stage, off_opt, off_par in AUTO_LADDER:
         choice = {"enabled": stage != 0, "stage": stage, "offload_optimizer": "cpu" if off_opt else "none",
                   "offload_param": "cpu" if off_par else "none"}
         est = estimate(spec.model_copy(update={"deepspeed": spec.deepspeed.model_copy(update=choice)}))
-        if est.chosen.total_gb <= budget:
+        if est.chosen.total_gb <= budget and est.host_fits is not False:
             break
-    verdict = "within" if est.chosen.total_gb <= budget else "above"
-    return choice, (f"deepspeed.stage auto -> {est.chosen.label.rsplit(',', 1)[0]}: {est.chosen.total_gb:.1f} "
-                    f"GB/GPU, {verdict} {AUTO_MARGIN:.0%} of the usable {mem * HEADROOM:.1f} of {mem:.0f} GB")
+        if est.chosen.total_gb <= budget:
+            host_bound.append(est.chosen.short)
+    return choice, auto_reason(est, budget, host_bound)
+
+
+def auto_reason(est: Estimate, budget: float, host_bound: list[str]) -> str:
+    """What auto chose, in words: its GPU memory against the budget, and its host memory."""
+    chosen, mem = est.chosen, est.gpu_mem_gb
+    verdict = "within" if chosen.total_gb <= budget else "above"
+    text = (f"deepspeed.stage auto -> {chosen.label.rsplit(',', 1)[0]}: {chosen.total_gb:.1f} GiB/GPU, "
+            f"{verdict} {AUTO_MARGIN:.0%} of the usable {mem * HEADROOM:.1f} of {mem:.0f} GiB")
+    if est.host_mem_gb is not None:
+        text += (f"; host {chosen.host_gb:.1f} of {est.host_mem_gb:g} GiB a node" if est.host_fits else
+                 f"; host {chosen.host_gb:.1f} GiB a node, above resources.mem_gb {est.host_mem_gb:g}")
+        if host_bound:
+            text += f" ({', '.join(host_bound)}: above resources.mem_gb)"
+    return text

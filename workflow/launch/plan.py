@@ -14,6 +14,7 @@ from pathlib import Path
 from workflow import data, secrets
 from workflow.errors import DataError, Problem, SpecError, suggest
 from workflow.launch import coverage, hub, memory
+from workflow.launch import memory_advice as advice
 from workflow.launch.manifest import sweep_dir
 from workflow.launch.early import Started
 from workflow.launch.snapshot import Snapshot
@@ -77,8 +78,9 @@ def check_model(spec: JobSpec, file: str) -> Problem | None:
     if hub.offline() and not hub.cached(source):
         return Problem(file, "model_init_path", f"a local folder, or a hub id in the hub cache ({hub.cache_dir()}): "
                        "HF_HUB_OFFLINE=1 downloads nothing, here or on the nodes", f"{source!r} (not cached)",
-                       f"prefetch it where the nodes read it: HF_HOME=<shared dir> huggingface-cli download {source}; "
-                       f"or name a local folder, e.g. ./{source} in {os.getcwd()}")
+                       f"prefetch it where the nodes read it: HF_HOME=<shared dir> {hub.download_command(source)}; "
+                       f"or download it to a local folder, {hub.download_command(source, local=True)}, "
+                       f"and set model_init_path: ./{source} (relative to {os.getcwd()})")
     return None
 
 
@@ -92,7 +94,8 @@ def hub_warning(spec: JobSpec) -> str | None:
         return None
     return (f"model {source} is not in the model cache here ({hub.cache_dir()}) and the hub is unreachable: "
             f"the nodes need it prefetched into the HF_HOME they use, e.g. HF_HOME=<shared dir> "
-            f"huggingface-cli download {source}, or set model_init_path to a local folder")
+            f"{hub.download_command(source)}, or set model_init_path to a local folder "
+            f"({hub.download_command(source, local=True)})")
 
 
 def t5_modules(cfg: dict) -> set[str]:
@@ -114,21 +117,23 @@ def check_lora(spec: JobSpec, file: str) -> Problem | None:
 
 
 def check_memory(plan_memory: dict, sweep: Sweep) -> list[Problem]:
+    """Each point above its GPU memory or its node's host memory (``resources.mem_gb``), once."""
     problems = []
     for point in sweep.points:
         est = plan_memory.get(point.hash)
-        if est is None or est.fits is not False:
+        if est is None:
             continue
-        hint = "use --force to submit anyway"
-        if est.suggestion:
-            hint = f"{est.suggestion.label} fits ({est.suggestion.total_gb:.1f} GB/GPU); {hint}"
-        problem = Problem(sweep.file, "deepspeed", f"at most {est.gpu_mem_gb * memory.HEADROOM:.1f} GB per GPU "
-                          f"({point.spec.resources.gpu_type or 'gpu_mem_gb'})",
-                          f"{est.chosen.total_gb:.1f} GB for {est.chosen.label} "
-                          f"(model states {est.chosen.gpu_gb:.1f} + activations {est.activations_gb:.1f})", hint)
-        if problem not in problems:
-            problems.append(problem)
+        found = [advice.gpu_problem(sweep.file, point.spec, est)] if est.gpu_fits is False else []
+        found += [advice.host_problem(sweep.file, point.spec, est)] if est.host_fits is False else []
+        problems += [p for p in found if p not in problems]
     return problems
+
+
+def refuse_unfit(plan: Plan) -> None:
+    """The plan command shows every estimate, then refuses a point that does not fit, as a launch would."""
+    problems = check_memory(plan.memory, plan.sweep)
+    if problems:
+        raise SpecError(f"{plan.sweep.file} does not fit its GPUs or host memory", problems)
 
 
 def make_plan(sweep: Sweep, force: bool = False, fail_fast: bool = False, cluster: Started | None = None) -> Plan:
