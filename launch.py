@@ -241,6 +241,38 @@ class Commands:
                 ui.print_warning(f"{path} not logged to MLflow: {exc}")
             ui.console.print(f"wrote {path} (and on the sweep's MLflow parent run)", highlight=False)
 
+    def ui(self, port: int = 5000, sweep: str | None = None):
+        """Serve the MLflow UI of the project's store on 127.0.0.1 (Ctrl-C stops it), and print
+        the links of a sweep's runs for its port. A tracking server is its own UI: the links are
+        printed and nothing is started.
+
+        Args:
+            port: the port on 127.0.0.1.
+            sweep: a sweep whose runs, compare and run pages to print.
+        """
+        from workflow.launch import mlflow_client
+        from workflow.paths import resolve_tracking_uri
+
+        if not 0 < int(port) < 65536:
+            raise WorkflowError(f"--port must be a port number (1 to 65535), not {port}")
+        manifest = manifests.load(sweep) if sweep else None
+        if manifest is not None:
+            manifest.adopt_parent()
+        uri = (manifest.tracking_uri if manifest else None) or resolve_tracking_uri(None)
+        ui, (base, served) = _ui(), mlflow_client.ui_base(uri, int(port))
+        ui.console.print(f"MLflow UI: {base}", highlight=False, markup=False)
+        if manifest is not None:
+            ui.print_links(manifest, int(port), serving=True)
+        if served is None:
+            return
+        try:
+            command = mlflow_client.ui_command(uri, int(port))
+        except RuntimeError as exc:
+            raise WorkflowError(str(exc)) from None
+        ui.print_note("Ctrl-C stops it")
+        if mlflow_client.serve_ui(command):
+            raise WorkflowError(f"mlflow ui ended with an error (is port {port} free?)")
+
     def predict(self, sweep: str | None = None, point: str | None = None, *overrides: str, data: str | None = None,
                 out: str | None = None, model: str | None = None, backend: str = "local", shards: int = 1,
                 allow_dirty: bool = False):

@@ -37,6 +37,7 @@ RETRY_AFTER_S = 30.0
 PARAM_VALUE_LIMIT = 6000
 
 
+MODEL_PATH_TAG = "model.path"  # a run's final model folder (the recipe sets it)
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests a run under the run it names
 
 
@@ -173,10 +174,15 @@ class Tracker:
             raise RuntimeError(f"could not send {len(self.pending)} rows of {self.spool}")
 
     def finish(self, status: str) -> None:
+        """End the run (finished, failed or stopped), with the point's log as it is now: the
+        launcher's redirect may still add its last lines. Neither is retried in an outage (the
+        spool keeps params, metrics and tags; ``reconcile`` closes the run)."""
         if not self.enabled:
             return
         self.next_try = 0.0
         self._flush()
+        if not self.pending:  # MLflow answered: an outage costs the log, not a wait for its upload
+            self.log_artifact(self.rd.log)
         self._guard("finish", lambda: self.client and self.run_id and
                     self.client.set_terminated(self.run_id, status))
 

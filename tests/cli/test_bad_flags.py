@@ -32,6 +32,7 @@ ARGS = {
     "export": ["demo"],
     "tiny_model": ["--name", "planted"],
     "schema": [],
+    "ui": ["--sweep", "demo"],
 }
 
 

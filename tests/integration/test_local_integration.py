@@ -23,7 +23,7 @@ def test_two_point_sweep_trains_and_tracks(env, tmp_path):
         "grid": {"train.learning_rate": [1e-3, 1e-2]}}))
     result = run_cli("sweep", str(sweep), env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "results, best first" in result.stdout and "mlflow ui --backend-store-uri" in result.stdout
+    assert "results, best first" in result.stdout and "python launch.py ui --port 5000" in result.stdout
 
     manifest = json.loads((tmp_path / "runs/two/manifest.json").read_text())
     records = list(manifest["points"].values())

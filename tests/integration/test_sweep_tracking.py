@@ -73,7 +73,10 @@ def test_params_are_the_task_and_backend_ones_and_the_spec_artifact_has_all(swep
     assert run.data.tags["sweep.varying"] == "train.learning_rate"
     spec = yaml.safe_load(Path(record["run_dir"], "spec.yaml").read_text())
     assert {"classifier", "slurm", "ctl"} <= set(spec), "every resolved key stays in the spec artifact"
-    assert "spec.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"spec.yaml", "log.txt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.tags["model.path"] == str(Path(record["run_dir"], "model"))
+    view = client.get_experiment(manifest["experiment_id"]).tags[f"mlflow.sharedViewState.sweep-{manifest['sweep_id']}"]
+    assert "params.`train.learning_rate`" in json.loads(json.loads(view)["state"])["selectedColumns"]
 
 
 def test_point_logs_are_one_line_per_step_without_library_noise(swept):
@@ -110,7 +113,7 @@ def test_plan_status_and_compare_fit_the_terminal(swept, width):
                     ("sweep", "sweeps/decoding.yaml", "--dry_run")):
         out = run_cli(*command, env=env).stdout
         lines = [line for line in out.split("backend request")[0].splitlines()  # the request is what runs, verbatim
-                 if "http://" not in line and "mlflow ui" not in line]  # links and commands to copy are never cut
+                 if "http://" not in line and "launch.py ui" not in line]  # links and commands to copy are never cut
         assert max(len(line) for line in lines) <= width, (command, out)
 
 
@@ -129,7 +132,7 @@ def test_the_printed_links_open_the_sweeps_training_runs_in_the_real_ui(swept, t
     env, tmp, manifest, _, _, result = swept
     runs_link = re.search(r"runs:\s+(http://\S+)", result.stdout).group(1)
     compare_link = re.search(r"compare:\s+(http://\S+)", result.stdout).group(1)
-    assert "mlflow ui --backend-store-uri" in result.stdout
+    assert "python launch.py ui --port 5000" in result.stdout
     server = MlflowServer(tmp / "mlflow").start()
     try:
         def page(link: str) -> str:
@@ -140,8 +143,8 @@ def test_the_printed_links_open_the_sweeps_training_runs_in_the_real_ui(swept, t
             return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
         runs = page(runs_link)
-        assert "Model training" in runs and "3 matching runs" in runs, runs[-3000:]
-        assert re.search(r"view: exact_match=\S+ by learning_rate=", runs), runs[-3000:]
+        assert "Model training" in runs and "2 matching runs" in runs, runs[-3000:]  # the points, not their parent
+        assert "train.learning_rate" in runs and "exact_match" in runs, runs[-3000:]  # the view's columns
         compare = page(compare_link)
         assert "Comparing 2 Runs" in compare, compare[-3000:]
     finally:

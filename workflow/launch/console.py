@@ -77,18 +77,25 @@ def print_outcome(outcome) -> None:
     print_links(manifest)
 
 
-def print_links(manifest: Manifest) -> None:
-    """The MLflow UI command and the sweep's runs and compare pages."""
+SHOWN_RUN_LINKS = 5  # a larger sweep's point runs are rows of its runs link
+
+
+def print_links(manifest: Manifest, port: int | None = None, serving: bool = False) -> None:
+    """The MLflow UI command and the sweep's runs and compare pages (and its points' run pages,
+    when a few); ``port``: where ``launch.py ui`` serves a local store (``serving``: it does)."""
     from workflow.launch.mlflow_client import ui_links
 
-    links = ui_links(manifest)
+    links = ui_links(manifest, port)
     if links is None:
         if manifest.tracking_uri:
             console.print(f"MLflow: the sweep's parent run is being registered; `python launch.py status "
                           f"{manifest.sweep}` prints its links.", highlight=False, markup=False, soft_wrap=True)
         return
-    lines = ([f"MLflow UI: {links.command}"] if links.command else []) + [f"  runs:    {links.runs}"]
+    command = links.command and not serving
+    lines = ([f"MLflow UI: {links.command}"] if command else []) + [f"  runs:    {links.runs}"]
     lines += [f"  compare: {links.compare}"] if links.compare else []
+    if len(links.points) <= SHOWN_RUN_LINKS:
+        lines += [f"  {manifest.points[h].index} {manifest.points[h].name}: {url}" for h, url in links.points.items()]
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 

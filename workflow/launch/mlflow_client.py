@@ -9,18 +9,21 @@ stdin, a JSON reply on stdout), which does the tracking.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
+import time
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 from typing import TYPE_CHECKING, Callable
 
 from workflow.jsonio import read_json
 from workflow.launch.manifest import PARENT_FILE, Manifest, PointRecord
 from workflow.launch.proc import communicate
-from workflow.metrics import best_first, primary_metric
+from workflow.metrics import best_first, lower_is_better, primary_metric
 from workflow.paths import PROJECT_ROOT, usable_tracking_uri
 from workflow.states import TERMINAL, State
 
@@ -79,6 +82,7 @@ def register(plan: Plan, manifest: Manifest) -> Registration:
         "parent_run_id": manifest.parent_run_id, "reply_file": str(path),
         "tags": {**run_tags(manifest, varying=plan.sweep.varying), "backend": plan.backend,
                  "git_commit": plan.code.commit if plan.code else ""},
+        "view": runs_view(manifest.sweep, manifest.sweep_id, plan.sweep.varying, sweep_metric(plan)),
     }
     # Its output is dropped (a library's message could name a credential); what went wrong is in
     # parent.json, redacted.
@@ -99,7 +103,7 @@ def failed_registration(manifest: Manifest) -> dict | None:
     if not reply.get("error"):
         return None
     return {"experiment": manifest.experiment, "sweep": manifest.sweep,
-            "tags": reply.get("tags") or run_tags(manifest)}
+            "tags": reply.get("tags") or run_tags(manifest), "view": reply.get("view")}
 
 
 NOTIFY_AFTER = 200  # ended points in one reconcile: say what takes the time
@@ -154,34 +158,121 @@ def reconcile(manifest: Manifest, resend: bool = False, notify: Callable[[str], 
 
 UI_PORT = 5000
 COMPARE_LIMIT = 100  # runs selected in the compare link (a URL of 10,000 run ids helps no one)
+# MLflow 3.17's saved views of an experiment's runs page: an experiment tag each, named by the
+# key that the runs page takes as ``viewStateShareKey``.
+VIEW_TAG = "mlflow.sharedViewState."
+LOSS = "best_eval_loss"  # every task's final metrics hold it
+VIEW_PARAMS = 30  # varying params shown as columns (an experiment tag holds 5,000 characters)
 
 
 @dataclass(frozen=True)
 class UiLinks:
     command: str | None  # what serves the UI (None: the tracking server is the UI)
-    runs: str            # the experiment's training runs, filtered to this sweep
+    runs: str            # the sweep's training runs: the saved view of the sweep (columns, order)
     compare: str | None  # the compare page with the sweep's runs selected
+    points: dict[str, str]  # a point's hash -> its run's page (the training-run view)
 
 
-def ui_links(manifest: Manifest) -> UiLinks | None:
+def ui_base(uri: str, port: int | None = None) -> tuple[str, str | None]:
+    """The UI's address for a store, and the command that serves it: a tracking server is its
+    own UI; a local store is served by ``python launch.py ui`` on 127.0.0.1:``port``."""
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/"), None
+    port = port or UI_PORT
+    return f"http://127.0.0.1:{port}", f"python launch.py ui --port {port}"
+
+
+def ui_links(manifest: Manifest, port: int | None = None) -> UiLinks | None:
     """Where to see the sweep in the MLflow UI. MLflow 3.17 opens an experiment on its GenAI
-    overview unless the URL asks for the model-training view (``workflowType``), whatever the
-    experiment's tags say; the runs filter must be on the runs route (a bare experiment URL
-    drops it)."""
+    overview unless the URL asks for the model-training view (``workflowType``). Its runs page
+    reads from the URL only the search facets (``searchFilter``, ``orderByKey``, ``orderByAsc``,
+    ``startTime``, ``lifecycleFilter``, ...), not the columns; a saved view (the experiment tag
+    that ``register`` writes, see ``runs_view``) holds the columns too, and the runs link opens
+    it. A child's link opens its run's page; the compare page takes only the runs from its URL
+    (its parallel coordinates start on the first three differing params and the first metric,
+    component state that no URL or tag sets in 3.17)."""
     uri, exp = manifest.tracking_uri, manifest.experiment_id
     if not uri or not exp:
         return None
-    if uri.startswith(("http://", "https://")):
-        base, command = uri.rstrip("/"), None
-    else:
-        base, command = f"http://127.0.0.1:{UI_PORT}", f"mlflow ui --backend-store-uri {uri} --port {UI_PORT}"
-    search = quote(f"tags.sweep_id = '{manifest.sweep_id}'")
-    runs = f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning&searchFilter={search}"
-    ids = [r.mlflow_run_id for r in manifest.ordered(r for r in manifest.points.values() if r.mlflow_run_id)]
-    ids = ids[:COMPARE_LIMIT]
+    base, command = ui_base(uri, port)
+    training = "workflowType=machine_learning"
+    runs = f"{base}/#/experiments/{exp}/runs?{training}&viewStateShareKey={view_key(manifest.sweep_id)}"
+    recorded = manifest.ordered(r for r in manifest.points.values() if r.mlflow_run_id)
+    points = {r.hash: f"{base}/#/experiments/{exp}/runs/{r.mlflow_run_id}?{training}" for r in recorded}
+    ids = [r.mlflow_run_id for r in recorded][:COMPARE_LIMIT]
     compare = (f"{base}/#/compare-runs?runs={json.dumps(ids, separators=(',', ':'))}"
                f"&experiments={json.dumps([exp])}") if ids else None
-    return UiLinks(command, runs, compare)
+    return UiLinks(command, runs, compare, points)
+
+
+def view_key(sweep_id: str) -> str:
+    return f"sweep-{sweep_id}"
+
+
+def children_filter(sweep_id: str) -> str:
+    """The sweep's point runs, not its parent: with a filter and an order by a metric, the runs
+    page fetches no parents, so the children are rows of their own rather than folded under
+    their parent (3.17 keeps which rows are expanded out of a saved view)."""
+    return f"tags.sweep_id = '{sweep_id}' AND tags.point_hash != ''"
+
+
+def runs_view(sweep: str, sweep_id: str, varying: list[str], metric: str | None) -> tuple[str, str]:
+    """The saved view of the sweep's runs (the experiment tag's key and value, as 3.17's "Save
+    view" writes it): its point runs, best first by ``metric``, with the metric, the best eval
+    loss and the varying params as columns, and every run shown in the charts."""
+    metric = metric or LOSS
+    metrics = [metric] + ([LOSS] if metric != LOSS else [])
+    state = {"searchFilter": children_filter(sweep_id), "orderByKey": _column("metrics", metric),
+             "orderByAsc": lower_is_better(metric), "runsHiddenMode": "SHOW_ALL",
+             "selectedColumns": [_column("metrics", m) for m in metrics]
+             + [_column("params", k) for k in varying[:VIEW_PARAMS]]}
+    now = int(time.time() * 1000)
+    envelope = {"name": f"sweep {sweep}", "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    return VIEW_TAG + view_key(sweep_id), json.dumps(envelope)
+
+
+def _column(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"  # the runs table's column ids
+
+
+def sweep_metric(plan: Plan) -> str | None:
+    """The metric the sweep is ranked by, as the plan knows it before any result: a seq2seq
+    sweep's first generation metric by rank; other tasks' by their results (``sweep_summary``)."""
+    spec = plan.sweep.points[0].spec if plan.sweep.points else None
+    if spec is None or spec.task != "seq2seq":
+        return None
+    return primary_metric(spec.generate.metrics)
+
+
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+STOP_WAIT_S = 15
+
+
+def ui_command(uri: str, port: int | None = None) -> list[str]:
+    """``mlflow ui`` of the store at ``uri`` on 127.0.0.1:``port`` (one worker: a researcher's
+    browser, not a fleet of jobs, talks to it); raises RuntimeError without an mlflow command."""
+    found = shutil.which("mlflow")
+    if found is None:
+        raise RuntimeError("no `mlflow` command on PATH (pip install mlflow)")
+    return [found, "ui", "--backend-store-uri", usable_tracking_uri(uri), "--host", "127.0.0.1",
+            "--port", str(port or UI_PORT), "--workers", "1"]
+
+
+def serve_ui(command: list[str]) -> int:
+    """Run the UI until it exits, or until Ctrl-C (or SIGTERM, which the launcher turns into
+    one) stops it: then it is stopped as Ctrl-C stops it, and killed if it lingers. Returns its
+    exit code (0 when stopped)."""
+    proc = subprocess.Popen(command, env={**os.environ, **UI_ENV}, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGINT)  # the server and its workers
+        try:
+            proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return 0
 
 
 def _cancelled_before_start(record: PointRecord) -> bool:

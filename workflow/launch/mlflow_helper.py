@@ -39,7 +39,7 @@ def register_parent(request: dict) -> dict:
     try:
         reply = open_parent_run(request)
     except Exception as exc:  # noqa: BLE001  anything: the jobs and the manifest must learn of it
-        reply = {"error": last_words(exc, 300), "tags": request["tags"]}
+        reply = {"error": last_words(exc, 300), "tags": request["tags"], "view": request.get("view")}
     finally:
         signal.alarm(0)
     write_json(Path(request["reply_file"]), reply)
@@ -54,6 +54,8 @@ def open_parent_run(request: dict) -> dict:
 
     mlflow = client(request["uri"])
     exp = experiment_id(mlflow, request["experiment"], request["uri"])
+    if request.get("view"):
+        _save_view(mlflow, exp, request["view"])
     parent = request.get("parent_run_id")
     if not parent:
         parent = mlflow.create_run(exp, run_name=request["sweep"], tags=request["tags"]).info.run_id
@@ -61,6 +63,15 @@ def open_parent_run(request: dict) -> dict:
         mlflow.update_run(parent, status="RUNNING")
         mlflow.log_batch(parent, tags=[RunTag(k, str(v)) for k, v in request["tags"].items()])
     return {"parent_run_id": parent, "experiment_id": exp}
+
+
+def _save_view(mlflow, exp: str, view: list[str]) -> None:
+    """The sweep's saved view of the runs page (an experiment tag): a view that cannot be saved
+    costs the runs link its columns, never the parent run."""
+    try:
+        mlflow.set_experiment_tag(exp, *view)
+    except Exception as exc:  # noqa: BLE001
+        logging.getLogger(__name__).warning("saved view not written: %s", last_words(exc, 200))
 
 
 def reconcile_runs(request: dict) -> dict:

@@ -18,6 +18,7 @@ from workflow.jsonio import read_json
 from workflow.node import hf, quiet
 from workflow.rundir import RunDir
 from workflow.spec import JobSpec
+from workflow.tracking import MODEL_PATH_TAG
 
 
 class Recipe(ABC):
@@ -51,6 +52,7 @@ class Recipe(ABC):
         saved = hf.save_final(trainer, self.tokenizer, spec, self.rd)
         if not self.dist.is_main:
             return {}
+        self.tracker.set_tags({MODEL_PATH_TAG: str(saved)})  # where the model is: a path, not a copy
         results = self.evaluate(hf.inference_model(trainer, saved))
         self.plot()
         return hf.record_results(results, callback, trainer, self.rd, self.tracker)
