@@ -175,6 +175,13 @@ CASES = {
                                   ["job.yaml:deepspeed", "GiB per GPU", "do not shrink with more nodes",
                                    "train.gradient_checkpointing=true", "train.train_batch_size=8 with "
                                    "train.gradient_accumulation_steps=64"]),
+    # ctl: one node, run folders under the shared host dir
+    "ctl with several nodes": ("spec", spec(backend="ctl", ctl={"container": "img", "shared_host_dir": "/"},
+                                            resources={"nodes": 2, "gpus_per_node": 8}), [],
+                               ["job.yaml:resources.nodes", "got 2", "--backend slurm"]),
+    "ctl runs outside the shared dir": ("spec", spec(backend="ctl", ctl={"container": "img",
+                                                                         "shared_host_dir": "/mnt/nowhere"}), [],
+                                        ["job.yaml:ctl.shared_host_dir", "'/mnt/nowhere'", "WF_RUNS_DIR"]),
 }
 
 
