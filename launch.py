@@ -190,10 +190,17 @@ class Commands:
             follow: then print the lines the logs gain as they grow, until the points end
                 (Ctrl-C stops sooner).
         """
+        if not follow:
+            _ui().print_logs(lifecycle.logs(sweep, point, int(tail)))
+            return
+        import threading
+
+        stop = threading.Event()  # Ctrl-C is how a reader stops following: not an error
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
-            _ui().print_logs(lifecycle.logs(sweep, point, int(tail), follow=bool(follow)))
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is how a reader stops following: not an error
+            _ui().print_logs(lifecycle.logs(sweep, point, int(tail), follow=True, sleep=stop.wait))
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def cancel(self, sweep: str, point: str | None = None):
         """Cancel the active points of a sweep (or one point).

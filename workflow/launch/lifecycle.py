@@ -215,11 +215,12 @@ FOLLOW_STATE_POLLS = 6  # ... and every how many reads the points' states are as
 
 
 def logs(sweep: str, point: str | None, tail: int, follow: bool = False,
-         sleep: Callable[[float], None] = time.sleep) -> Iterable[tuple[PointRecord, list[str]]]:
+         sleep: Callable[[float], bool | None] = time.sleep) -> Iterable[tuple[PointRecord, list[str]]]:
     """The last ``tail`` lines (0: all) of each point's log, as (point, lines). ``follow``: an
     iterator of those, then of the lines each log gains as they come (like ``tail -f``), until
     none of the points is active (a planned point is waited for while one of them ran at the
-    last look); the caller may stop it sooner (Ctrl-C). ``sleep``: the wait between reads."""
+    last look); the caller may stop it sooner (Ctrl-C). ``sleep``: the wait between reads; it
+    ends the following when it returns true (``threading.Event.wait``, set by a signal)."""
     manifest = refresh(manifests.load(sweep)) if follow else manifests.load(sweep)
     records = find_points(manifest, point)
     readers = {r.hash: LogReader(r.rundir.log) for r in records}
@@ -230,13 +231,14 @@ def logs(sweep: str, point: str | None, tail: int, follow: bool = False,
     return _follow(sweep, tails, readers, sleep) if follow else tails
 
 
-def _follow(sweep: str, tails: list, readers: dict[str, LogReader], sleep: Callable[[float], None]):
+def _follow(sweep: str, tails: list, readers: dict[str, LogReader], sleep: Callable[[float], bool | None]):
     yield from tails
     records = [record for record, _ in tails]
     ran, ended = _progress(records, True)
     polls = 0
     while not ended:
-        sleep(FOLLOW_POLL_S)
+        if sleep(FOLLOW_POLL_S):
+            return
         polls += 1
         if polls % FOLLOW_STATE_POLLS == 0:
             manifest = refresh(manifests.load(sweep))
