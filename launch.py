@@ -234,7 +234,7 @@ class Commands:
         rows, params, metrics = compare(manifest, metric, int(top) if top else None)
         ui = _ui()
         ui.console.print(ui.results_table(rows, params, metrics, f"sweep {sweep}: best first by {metrics[0]}"))
-        ui.print_links(manifest)
+        ui.print_links(manifest, points=[row["hash"] for row in rows])
         if csv:
             write_csv(Path(csv), rows, params, metrics)
             ui.console.print(f"wrote {csv}", highlight=False)

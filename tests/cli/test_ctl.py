@@ -16,7 +16,7 @@ from helpers import ROOT, run_cli
 
 SPEC = {"base": str(ROOT / "jobs/demo.yaml"), "backend": "ctl",
         "train": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "logging_steps": 5},
-        "resources": {"gpus_per_node": 4, "gpu_type": "A100-80GB"},
+        "resources": {"gpus_per_node": 4, "gpu_type": "A100-80GB", "mem_gb": 64},
         "ctl": {"container": "registry/t5:latest", "login": True, "high_priority": True,
                 "shared_host_dir": "/mnt/shared"}}
 

@@ -85,7 +85,7 @@ def test_unknown_partition_and_too_many_gpus_are_refused(tmp_path, isolated, fak
     plan = make_plan(expand(sweep_of(tmp_path, 1, slurm={"partition": "debg"})))
     with pytest.raises(BackendError, match="did you mean 'debug'"):
         slurm.SlurmBackend().render(plan, plan.sweep.points)
-    plan = make_plan(expand(sweep_of(tmp_path, 1, resources={"gpus_per_node": 5})))
+    plan = make_plan(expand(sweep_of(tmp_path, 1, resources={"gpus_per_node": 5, "mem_gb": 64})))
     with pytest.raises(BackendError, match="at most 4 GPUs per node in partition 'debug'"):
         slurm.SlurmBackend().render(plan, plan.sweep.points)
 

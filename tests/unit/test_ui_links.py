@@ -5,8 +5,12 @@ its run page, and the address follows the port or the tracking server."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
+from helpers import ROOT
 from workflow.launch import mlflow_client
 from workflow.launch.manifest import Manifest, PointRecord
 
@@ -28,7 +32,14 @@ def test_links_follow_the_port_and_open_the_saved_view_and_run_pages():
                           f"&viewStateShareKey=sweep-{found.sweep_id}")
     assert links.points["h1"] == "http://127.0.0.1:5123/#/experiments/7/runs/r1?workflowType=machine_learning"
     assert '["r0","r1"]' in links.compare
-    assert "mlflow" not in sys.modules
+
+
+def test_links_are_built_without_importing_mlflow():
+    code = ("import sys; from workflow.launch.mlflow_client import ui_links; from test_ui_links import manifest; "
+            "ui_links(manifest('sqlite:////x/mlflow.db'), 5123); assert 'mlflow' not in sys.modules, 'imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "tests", Path(__file__).parent)))})
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_tracking_server_is_its_own_ui():

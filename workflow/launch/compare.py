@@ -35,8 +35,8 @@ def compare(manifest: Manifest, metric: str | None, top: int | None) -> tuple[li
     params = sorted(p for p in common if not p.startswith(("version.", "data.", "run_name", "tracking.", "model."))
                     and len({r["params"][p] for r in logged}) > 1)
     runs.sort(key=lambda r: rank(r["metrics"].get(key), key))
-    rows = [{"point": r["name"], "state": _state(manifest, r), "params": r["params"], "metrics": r["metrics"]}
-            for r in runs[:top]]
+    rows = [{"point": r["name"], "hash": r["point_hash"], "state": _state(manifest, r), "params": r["params"],
+             "metrics": r["metrics"]} for r in runs[:top]]
     return rows, params, table_metrics(names, key)
 
 

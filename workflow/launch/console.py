@@ -80,9 +80,11 @@ def print_outcome(outcome) -> None:
 SHOWN_RUN_LINKS = 5  # a larger sweep's point runs are rows of its runs link
 
 
-def print_links(manifest: Manifest, port: int | None = None, serving: bool = False) -> None:
+def print_links(manifest: Manifest, port: int | None = None, serving: bool = False,
+                points: list[str] | None = None) -> None:
     """The MLflow UI command and the sweep's runs and compare pages (and its points' run pages,
-    when a few); ``port``: where ``launch.py ui`` serves a local store (``serving``: it does)."""
+    when a few); ``port``: where ``launch.py ui`` serves a local store (``serving``: it does);
+    ``points``: the hashes of the points whose run pages to list, in order (default: all)."""
     from workflow.launch.mlflow_client import ui_links
 
     links = ui_links(manifest, port)
@@ -94,8 +96,9 @@ def print_links(manifest: Manifest, port: int | None = None, serving: bool = Fal
     command = links.command and not serving
     lines = ([f"MLflow UI: {links.command}"] if command else []) + [f"  runs:    {links.runs}"]
     lines += [f"  compare: {links.compare}"] if links.compare else []
-    if len(links.points) <= SHOWN_RUN_LINKS:
-        lines += [f"  {manifest.points[h].index} {manifest.points[h].name}: {url}" for h, url in links.points.items()]
+    shown = [h for h in (links.points if points is None else points) if h in links.points]
+    if len(shown) <= SHOWN_RUN_LINKS:
+        lines += [f"  {manifest.points[h].index} {manifest.points[h].name}: {links.points[h]}" for h in shown]
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
