@@ -4,7 +4,10 @@ word with an ellipsis."""
 
 from __future__ import annotations
 
+import yaml
 from rich.console import Console
+
+from tests.helpers import ROOT
 
 from workflow.launch import console as ui
 from workflow.launch.manifest import Manifest, PointRecord
@@ -110,3 +113,21 @@ def test_a_finished_points_line_keeps_the_run_folder_whole(tmp_path):
     lines = screen.export_text().splitlines()
     assert lines[0].startswith("OUT_OF_MEMORY ") and lines[0].endswith("train_batch_size=64]")
     assert len(lines[0]) <= 80 and lines[1] == f"  {record.run_dir}", "the path is whole, to copy"
+
+
+def test_the_dry_runs_points_table_at_80_columns(tmp_path):
+    """Long grid names: the varying columns go first, then the names take several lines, each
+    broken after a comma: every setting is shown whole."""
+    from workflow.launch.sweep import expand
+
+    grid = {"train.learning_rate": [3e-4, 1e-3], "train.train_batch_size": [16, 64],
+            "generate.max_new_tokens": [32, 128], "train.warmup_steps": [0, 100]}
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({"base": str(ROOT / "jobs/demo.yaml"), "name": "long", "grid": grid}))
+    sweep = expand(path)
+    lines = rendered(ui.points_table(sweep))
+    assert "learning_rate" not in lines[2], "\n".join(lines)  # the header: no varying columns
+    cells = "".join(line.split("│")[2].strip() for line in lines[4:-1])
+    assert cells == "".join(p.name for p in sweep.points), "\n".join(lines)
+    short = ui.points_table(expand(ROOT / "sweeps/lr.yaml"))
+    assert "learning_rate" in rendered(short)[2]  # short names leave room for the varying column

@@ -19,7 +19,7 @@ from workflow.launch.lifecycle import SHOWN_ROWS
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.memory import PROCESS_HOST_GB, fits, host_fits
 from workflow.launch.memory_advice import gpu_hint
-from workflow.launch.table_fit import Column, elide_name, fitted_table, name_eliders, shorten_text
+from workflow.launch.table_fit import Column, elide_name, fitted_table, name_eliders, shorten_text, table_width, wrap_settings
 from workflow.states import State
 from workflow.tree import format_value
 
@@ -137,34 +137,24 @@ def print_cancelled(names: list[str], sweep: str) -> None:
                   f"python launch.py status {sweep} --all lists them)", highlight=False, markup=False)
 
 
-def points_table(sweep: Sweep, title: str | None = None) -> Table:
-    """The points; a column per varying key while they fit the terminal (the names say what
-    each point sets, so the columns are the first thing to go)."""
+def points_table(sweep: Sweep, title: str | None = None, width: int | None = None) -> Table:
+    """The points at ``width`` (default: the terminal's); a column per varying key while the
+    whole names fit beside them (the names say what each point sets, so the columns are the first
+    thing to go), then names on several lines, broken after a comma only: a dry run shows every
+    setting of every point."""
     points, hidden = _shown(sweep.points)
     rows = [[str(p.index), p.name, p.hash[:8], *(format_value(p.overrides[k]) for k in sweep.varying)] for p in points]
     if hidden:
         rows.insert(SHOWN_ROWS - 5, ["...", f"({hidden} more points)", "", *([""] * len(sweep.varying))])
-    # Cells are plain Text (no markup to parse), and every column but the point's has its width
-    # given: rich then measures one column, not all (a 1,000-point dry run prints faster).
-    widths = [max(cell_len(row[c]) for row in rows + [["#", "point", "hash", *sweep.varying]])
-              for c in range(len(rows[0]))]
-    width = max([cell_len(p.name) for p in points] + [5]) + 8 + 4 + 10
-    keys = []
-    for offset, key in enumerate(sweep.varying, 3):
-        width += widths[offset] + 3
-        if width > console.width:
-            keys = []
-            break
-        keys.append(key)
-    table = Table(title=title or f"sweep {sweep.name}: {len(sweep.points)} point(s)")
-    table.add_column("#", justify="right", width=widths[0], no_wrap=True)
-    table.add_column("point", overflow="fold")
-    table.add_column("hash", width=widths[2], no_wrap=True)
-    for offset, key in enumerate(keys, 3):
-        table.add_column(key, width=widths[offset], no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row[:3 + len(keys)]))
-    return table
+    names = [row[1] for row in rows]
+    columns = [Column("#", [row[0] for row in rows], justify="right"),
+               Column("point", names, shorten=wrap_settings, min_width=18),
+               Column("hash", [row[2] for row in rows])]
+    keys = [Column(key, [row[3 + i] for row in rows]) for i, key in enumerate(sweep.varying)]
+    width = width or console.width
+    if table_width([c.natural for c in columns + keys]) <= width:
+        columns += keys
+    return fitted_table(columns, width, title or f"sweep {sweep.name}: {len(sweep.points)} point(s)")
 
 
 def print_plan(found) -> None:

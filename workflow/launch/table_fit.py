@@ -32,6 +32,20 @@ def elide_name(name: str, width: int) -> str:
     return f"{head}{ELLIPSIS}{tail[start:]}"
 
 
+def wrap_settings(name: str, width: int) -> str:
+    """``name`` on as many lines of ``width`` cells as it needs, broken after a comma only, so
+    every setting stays whole (a setting longer than the line is elided in the middle)."""
+    lines: list[str] = []
+    for part in name.split(","):
+        if lines and cell_len(lines[-1]) + 1 + cell_len(part) <= width:
+            lines[-1] += "," + part
+            continue
+        if lines:
+            lines[-1] += ","
+        lines.append(part)
+    return "\n".join(line if cell_len(line) <= width else elide_name(line, width) for line in lines)
+
+
 def name_eliders(names: list[str]) -> Callable[[str, int], str]:
     """What elides the names of one table: when they all end in the same setting (`…,
     train_batch_size=16]`), each keeps the part that differs (`…learning_rate=3e-4,…`); else
