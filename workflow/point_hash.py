@@ -25,7 +25,7 @@ from workflow.tree import MISSING
 # Keys that describe where or how a point runs, not what it computes: a top-level key (True), or
 # keys inside a top-level block (a mapping of them).
 HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
-                 "tokenizer_coverage": True,
+                 "tokenizer_coverage": True, "retry": True,
                  "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True}}
 # Keys added after points were first hashed, with the value that means "as before". At that value
 # a key is left out of the hash, so upgrading the tool does not re-run finished points. Each is a

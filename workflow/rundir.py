@@ -29,7 +29,7 @@ from workflow.jsonio import append_jsonl, read_json, write_json
 # off by a kill or a full disk is never resumed from, nor exported.
 COMPLETE_MARKER = ".complete"
 EVENTS = "events.jsonl"
-EVENT_FIELDS = ("state", "started_at", "ended_at", "error", "mlflow_run_id", "preemptions", "host")
+EVENT_FIELDS = ("state", "started_at", "ended_at", "error", "mlflow_run_id", "preemptions", "host", "cause", "where")
 
 
 @dataclass(frozen=True)

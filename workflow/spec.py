@@ -15,6 +15,7 @@ Problems (``workflow.spec_errors``), and how a sweep's points share blocks
 - ``tracking``: MLflow experiment and store
 - ``deepspeed``: ZeRO settings (off by default)
 - ``local`` / ``slurm`` / ``ctl``: backend-only settings, passed through to that backend
+- ``retry``: which failures resubmit themselves (off by default; never hashed)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloa
 from pydantic_core import PydanticCustomError
 
 from workflow import point_hash as hash_rules
+from workflow.failures import Cause, injected_fault
 from workflow.metrics import AT_EVAL, GENERATION, lookup, lower_is_better
 from workflow.paths import models_dir
 from workflow.tasks import TASKS, Task
@@ -352,6 +354,34 @@ class CoverageSpec(Block):
     sample: NonNegativeInt = Field(2000, description="Records checked per split (0: no check).")
 
 
+RETRYABLE = tuple(c.value for c in Cause if c not in (Cause.UNKNOWN,))
+
+
+class RetrySpec(Block):
+    """Failures that resubmit themselves (the launcher resubmits them: see the README's Retries)."""
+
+    max: NonNegativeInt = Field(2, description="Automatic resubmissions of a point, over all causes.")
+    on: list[str] = Field(..., min_length=1, description="Causes that resubmit: node_fail, nccl, preempted, timeout, "
+                          "oom_gpu (re-plans: the next ZeRO rung, or half the micro batch), oom_host, code, data, "
+                          "cancelled.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``on:`` key as the boolean true."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("on")
+    @classmethod
+    def _causes(cls, value: list[str]) -> list[str]:
+        for cause in value:
+            if cause not in RETRYABLE:
+                raise fail("", f"causes among {', '.join(RETRYABLE)}", cause, close_match(cause, RETRYABLE))
+        return list(dict.fromkeys(value))
+
+
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
@@ -380,6 +410,7 @@ class JobSpec(Block):
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     ctl: CtlSpec = Field(default_factory=CtlSpec)
     tokenizer_coverage: CoverageSpec = Field(default_factory=CoverageSpec)
+    retry: Optional[RetrySpec] = Field(None, description="Automatic resubmission of failed points (unset: none).")
 
     @property
     def task_info(self) -> Task:
@@ -466,6 +497,9 @@ class JobSpec(Block):
             if ds.enabled and ds.stage in (3, "auto"):
                 raise fail("lora.quantize", f"'none' with ZeRO stage {ds.stage} (quantised weights cannot be "
                            "partitioned; use deepspeed.stage 2 or deepspeed.enabled false)", self.lora.quantize)
+        if self.retry and Cause.OOM_GPU in self.retry.on and gpus == 0 and injected_fault() is None:
+            raise fail("retry.on", "causes that a CPU-only point can fail by (oom_gpu needs GPUs; set "
+                       "resources.gpus_per_node or drop oom_gpu)", self.retry.on)
         if ds.enabled and ds.stage == "auto" and gpus == 0:
             raise fail("deepspeed.stage", "a stage of 0, 2 or 3 on CPU-only resources (auto plans GPU memory)",
                        "auto")

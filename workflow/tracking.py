@@ -158,6 +158,16 @@ class Tracker:
     def set_tags(self, tags: dict) -> None:
         self._record([{"kind": "tag", "key": k, "value": str(v)} for k, v in tags.items()])
 
+    def delete_tags(self, keys: list[str]) -> None:
+        """Remove tags an earlier attempt set (its failure), where the run has them."""
+        def untag():
+            present = self.client.get_run(self.run_id).data.tags
+            for key in (k for k in keys if k in present):
+                self.client.delete_tag(self.run_id, key)
+
+        if self.enabled and self.client and self.run_id:
+            self._guard("untag", untag)
+
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         if self.enabled and path.exists():
             self._guard("artifact", lambda: self.client and self.run_id and

@@ -115,7 +115,7 @@ CASES = {
     "too many points": ("sweep", {"max_points": 2, "grid": {"train.seed": [1, 2, 3]}}, [],
                         ["s.yaml:max_points", "at most 2 points", "3 points"]),
     "bad sweep name": ("sweep", {"name": "my sweep!", "grid": {"train.seed": [1]}}, [], ["s.yaml:name", "'my sweep!'"]),
-    "unknown retry": ("sweep", {"grid": {"train.seed": [1]}}, ["--retry", "all"], ["--retry", "one of: failed", "'all'"]),
+    "unknown retry": ("sweep", {"grid": {"train.seed": [1]}}, ["--retry", "all"], ["--retry", "one of failed", "'all'"]),
     "status of an unknown sweep": ("cli", ["status", "nosuch"], [], ["nosuch", "expected an existing sweep manifest"]),
     "logs of an unknown sweep": ("cli", ["logs", "nosuch"], [], ["nosuch", "no such file"]),
     "missing spec file": ("cli", ["run", "jobs/nope.yaml"], [], ["jobs/nope.yaml", "no such file"]),

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from helpers import ROOT
-from workflow.errors import SpecError
+from workflow.errors import WorkflowError
 from workflow.launch.driver import select
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import make_plan
@@ -40,9 +40,21 @@ def test_retry_failed_resubmits_only_failed_cancelled_and_timed_out(plan):
     assert [p.index for p in chosen.submit] == [1, 2, 3]
 
 
+def test_retry_by_cause_resubmits_only_the_points_that_failed_for_it(plan):
+    found = manifest_with(plan, ["COMPLETED", "TIMEOUT", "FAILED", "FAILED", None])
+    for record, cause in zip(list(found.points.values())[1:], ["timeout", "code", "oom_gpu"]):
+        record.cause = cause
+    chosen = select(plan, found, ("timeout", "oom_gpu"))  # fire's reading of --retry timeout,oom_gpu
+    assert [p.index for p in chosen.submit] == [1, 3]
+    assert chosen.skipped[plan.sweep.points[2].hash] == "FAILED (code: not retried by --retry)"
+
+
 def test_unknown_retry_value(plan):
-    with pytest.raises(SpecError, match="one of: failed"):
+    with pytest.raises(WorkflowError, match="Unknown value for --retry"):
         select(plan, None, "everything")
+    with pytest.raises(WorkflowError) as caught:
+        select(plan, None, "nodefail")
+    assert "did you mean 'node_fail'" in str(caught.value.problems[0])
 
 
 def test_a_changed_spec_is_a_new_point(plan, tmp_path):

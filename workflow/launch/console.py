@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from datetime import timedelta
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
@@ -330,9 +331,12 @@ def print_status(manifest: Manifest, rows: list[dict], show_all: bool = False) -
     running points (at most SHOWN_ROWS of them)."""
     if show_all or len(manifest.points) <= SHOWN_ROWS:
         console.print(status_table(manifest, rows))
+        if show_all:
+            print_causes(manifest)
         return
     summary = ", ".join(f"[{STATE_STYLE.get(k, 'white')}]{k}[/] {v}" for k, v in manifest.state_counts().items())
     console.print(f"sweep {escape(manifest.sweep)} ({manifest.sweep_id}): {len(manifest.points)} points: {summary}")
+    print_causes(manifest)
     if rows:
         console.print(status_table(manifest, rows[:SHOWN_ROWS], title="failed and running points"))
     more = len(rows) - SHOWN_ROWS
@@ -352,10 +356,24 @@ def status_table(manifest: Manifest, rows: list[dict], title: str | None = None,
                Column("elapsed", [_elapsed(row["elapsed_s"]) for row in rows], drop=3),
                Column("step", [str(row.get("step") or "-") for row in rows], drop=4),
                Column("latest metric", [row.get("metric") or "-" for row in rows], drop=1)]
+    if any(row.get("cause") for row in rows):
+        columns.append(Column("cause", [row.get("cause") or "" for row in rows]))
     if any(row.get("error") for row in rows):
-        columns.append(Column("error", [(row.get("error") or "")[:200] for row in rows], shorten=shorten_text,
-                              min_width=20))
+        columns.append(Column("error", [_error_cell(row) for row in rows], shorten=shorten_text, min_width=20))
     return fitted_table(columns, width or console.width, title or f"sweep {manifest.sweep} ({manifest.sweep_id})")
+
+
+def _error_cell(row: dict) -> str:
+    """The error, after where it was raised (``hf.py:212``: the file's name, the line)."""
+    where = row.get("where") and Path(row["where"]).name
+    return f"{where} {row.get('error') or ''}"[:200] if where else (row.get("error") or "")[:200]
+
+
+def print_causes(manifest: Manifest) -> None:
+    """The failed points by cause, most first: what to fix, and how many it costs."""
+    counts = manifest.cause_counts()
+    if counts:
+        console.print("failed by cause: " + ", ".join(f"{cause} {n}" for cause, n in counts.items()), highlight=False)
 
 
 def _style(state) -> str:

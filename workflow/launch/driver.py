@@ -12,9 +12,11 @@ from typing import Callable, Optional
 
 
 from workflow.errors import Problem, SpecError
+from workflow.failures import Cause
 from workflow.spec import JobSpec
 from workflow.launch import backends, config, lifecycle, manifest as manifests, mlflow_client, snapshot
 from workflow.launch.backends.base import JobState, Request
+from workflow.launch.cli_args import items
 from workflow.launch.early import Started
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import Plan, make_plan
@@ -26,7 +28,7 @@ from workflow.paths import mlflow_dir, mount_dir, runs_dir
 from workflow.secrets import redact
 from workflow.states import State
 
-RETRY_CHOICES = ("failed",)
+RETRY_CHOICES = ("failed", *(c.value for c in Cause))
 SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
@@ -120,18 +122,21 @@ def dry_run(sweep: Sweep, retry: Optional[str] = None, fail_fast: bool = False, 
     return DryRun(plan, request, chosen.skipped)
 
 
-def select(plan: Plan, existing: Manifest | None, retry: Optional[str]) -> Selection:
-    """Which points to submit: new and failed ones, never done or active ones."""
-    if retry is not None and retry not in RETRY_CHOICES:
-        raise SpecError("Invalid --retry", [Problem("<command line>", "--retry", "one of: failed", repr(retry))])
+def select(plan: Plan, existing: Manifest | None, retry) -> Selection:
+    """Which points to submit: new and failed ones, never done or active ones. ``retry``:
+    ``failed`` (only the points that ended without completing) or causes (``timeout,node_fail``:
+    only the points that failed for one of them)."""
+    wanted = set(items(retry, "--retry", RETRY_CHOICES)) if retry is not None else None
     chosen = Selection()
     for point in plan.sweep.points:
         record = existing.points.get(point.hash) if existing else None
         state = State(record.state) if record else None
         if state == State.COMPLETED or (state and state.is_active):
             chosen.skipped[point.hash] = state
-        elif retry == "failed" and not (state and state.is_terminal):
-            chosen.skipped[point.hash] = state or "new (not retried by --retry failed)"
+        elif wanted is not None and not (state and state.is_terminal):
+            chosen.skipped[point.hash] = state or "new (not retried by --retry)"
+        elif wanted is not None and "failed" not in wanted and record.cause not in wanted:
+            chosen.skipped[point.hash] = f"{state} ({record.cause or 'no cause'}: not retried by --retry)"
         else:
             chosen.submit.append(point)
     return chosen
@@ -217,6 +222,7 @@ def recorder(manifest: Manifest, on_event: EventHook) -> Callable[[dict[str, Job
                 events.append(("started" if job.state == State.RUNNING else "submitted", record))
             else:
                 record.ended_at = now
+                record.settle_cause(record.rundir.read_state())
                 events.append(("finished", record))
         manifest.save()
         for kind, record in events:

@@ -58,6 +58,7 @@ def refresh(manifest: Manifest, started: Started | None = None) -> Manifest:
                 if not job.state.is_active:
                     record.ended_at = record.ended_at or time.time()
                     record.error = record.error or record.node.get("error")
+                    record.settle_cause()
     if changed:
         manifest.save()
     return manifest
@@ -128,7 +129,8 @@ def status_rows(manifest: Manifest, records: list[PointRecord] | None = None) ->
         if elapsed is None and start:
             elapsed = max(0.0, (end or time.time()) - start)
         rows.append({"index": record.index, "name": record.name, "state": record.state, "job_id": record.job_id,
-                     "elapsed_s": elapsed, "step": step, "metric": metric, "error": record.error or node.get("error")})
+                     "elapsed_s": elapsed, "step": step, "metric": metric, "error": record.error or node.get("error"),
+                     "cause": record.cause, "where": record.where})
     return rows
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 from workflow.errors import ManifestError, Problem
+from workflow.failures import of_point
 from workflow.jsonio import read_json, write_json
 from workflow.paths import runs_dir
 from workflow.rundir import RunDir
@@ -44,6 +45,8 @@ class PointRecord:
     started_at: Optional[float] = None
     ended_at: Optional[float] = None
     error: Optional[str] = None
+    cause: Optional[str] = None     # why it failed (workflow.failures.Cause), None while it has not
+    where: Optional[str] = None     # the file:line its exception was raised at, when it raised one
     commit: Optional[str] = None    # git commit of the code it was submitted with
     code: Optional[str] = None      # the code snapshot its job runs
     extra: dict = field(default_factory=dict)
@@ -51,6 +54,12 @@ class PointRecord:
     @property
     def rundir(self) -> RunDir:
         return RunDir(Path(self.run_dir))
+
+    def settle_cause(self, node: dict | None = None) -> None:
+        """Name why the point failed, from its state and ``node`` (the job's record; default: the
+        status index's, else its run folder's)."""
+        cause, self.where = of_point(self.state, self.node if node is None else node)
+        self.cause = cause.value if cause else None
 
     @property
     def node(self) -> dict:
@@ -111,6 +120,10 @@ class Manifest:
     def state_counts(self) -> dict[str, int]:
         """{state: number of points}, by state name."""
         return {str(k): v for k, v in sorted(Counter(r.state for r in self.points.values()).items())}
+
+    def cause_counts(self) -> dict[str, int]:
+        """{cause: number of failed points}, most first."""
+        return dict(Counter(r.cause for r in self.points.values() if r.cause).most_common())
 
     def ordered(self, records: Iterable[PointRecord] | None = None) -> list[PointRecord]:
         """The points (or ``records``, a few of them: cheaper than sorting all) in sweep order."""

@@ -47,6 +47,13 @@ def run_tags(manifest: Manifest, record: PointRecord | None = None, varying: lis
             "backend": record.backend or "", "git_commit": record.commit or "unknown"}
 
 
+def failure_tags(record: PointRecord) -> dict:
+    """Why the point failed, as its run's tags (the node sets them too, when it saw the failure)."""
+    if not record.cause:
+        return {}
+    return {"failure.cause": record.cause, **({"failure.where": record.where} if record.where else {})}
+
+
 class Registration:
     """The helper process that creates (or reopens) the sweep's parent run. It outlives the
     launcher (its own session) and writes its reply, or its error, to ``parent.json``."""
@@ -285,7 +292,7 @@ def _sync_entry(manifest: Manifest, record: PointRecord) -> dict:
     state = record.node
     return {"hash": record.hash, "name": record.name, "run_dir": record.run_dir,
             "run_id": record.mlflow_run_id or state.get("mlflow_run_id"), "status": State(record.state).mlflow_status,
-            "error": record.error, "tags": run_tags(manifest, record),
+            "error": record.error, "tags": {**run_tags(manifest, record), **failure_tags(record)},
             "started_at": state.get("started_at") or record.started_at,
             "ended_at": state.get("ended_at") or record.ended_at}
 
@@ -294,7 +301,8 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
     """What the parent run shows: the best point's hash, its final metrics, and tags (the best
     point's name and hash, and the count of points by state)."""
     finals = {r.hash: r.rundir.read_results() for r in manifest.ordered() if r.state == State.COMPLETED}
-    tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in manifest.state_counts().items()}}
+    tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in manifest.state_counts().items()},
+            **{f"points.failed.{k}": str(v) for k, v in manifest.cause_counts().items()}}
     finals = {h: f for h, f in finals.items() if f}
     if not finals:
         return None, {}, tags

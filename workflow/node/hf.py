@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingArguments, TrainerCallback)
 
+from workflow import failures
 from workflow.jsonio import write_json
 from workflow.node.zero import deepspeed_config
 from workflow.node.preempt import FLAG, Preempted
@@ -290,6 +291,24 @@ class PreemptionCallback(TrainerCallback):
             log.warning("preemption requested at step %d: saving a checkpoint and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True
+        return control
+
+
+def fault_injection() -> list[TrainerCallback]:
+    """The test seam's callback (``failures.injected_fault``), when the variable is set."""
+    fault = failures.injected_fault()
+    return [FaultCallback(*fault)] if fault else []
+
+
+class FaultCallback(TrainerCallback):
+    """Raises the injected failure at the end of its step, on every rank."""
+
+    def __init__(self, cause: str, step: int):
+        self.cause, self.step = cause, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            failures.raise_injected(self.cause, self.step)
         return control
 
 

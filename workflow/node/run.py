@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from workflow import failures
 from workflow.jsonio import read_json, write_json
 from workflow.node import quiet
 from workflow.node.preempt import FLAG, Preempted
@@ -30,6 +31,7 @@ from workflow.states import State
 
 log = logging.getLogger("workflow")
 ERROR_TAIL_LINES = 8
+FAILURE_TAGS = ("error", "error_tail", "failure.cause", "failure.where")
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,10 @@ def start_tracking(job: Job):
         log.info("%s", job.context["deepspeed_auto"])
         tracker.set_tags({"deepspeed_auto": job.context["deepspeed_auto"]})
     if job.dist.is_main:
+        if job.rd.read_state().get("cause"):  # an earlier attempt failed: its run resumes without its failure
+            tracker.delete_tags(list(FAILURE_TAGS))
         job.rd.write_state(state=State.RUNNING, started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
-                           mlflow_run_id=tracker.run_id, error=None)
+                           mlflow_run_id=tracker.run_id, error=None, cause=None, where=None)
     log.info("point %s (%s) starting on %s, world size %d", job.context["point_name"], job.context["point_hash"],
              socket.gethostname(), job.dist.world_size)
     return tracker
@@ -197,9 +201,11 @@ def on_failure(job: Job, tracker, exc: BaseException) -> None:
     if not job.dist.is_main:
         return
     tail = redact(_tail(job.rd.log, ERROR_TAIL_LINES))
+    cause, where = failures.of_exception(exc)
     job.rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
-                       error=summary, error_tail=tail)
-    tracker.set_tags({"error": summary, "error_tail": tail[-4000:]})
+                       error=summary, error_tail=tail, cause=cause.value, where=where)
+    tracker.set_tags({"error": summary, "error_tail": tail[-4000:], "failure.cause": cause.value,
+                      **({"failure.where": where} if where else {})})
     tracker.finish((State.CANCELLED if killed else State.FAILED).mlflow_status)
 
 

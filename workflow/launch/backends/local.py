@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workflow.errors import Problem
+from workflow.failures import exit_words
 from workflow.launch.backends.base import Backend, JobState, Report, Request, refuse
 from workflow.paths import PROJECT_ROOT
 from workflow.rundir import RunDir
@@ -175,7 +176,7 @@ def _final_state(proc: subprocess.Popen, job: LocalJob) -> JobState:
     if node.get("state") == State.PREEMPTED:
         return JobState(State.PREEMPTED, job_id, error=PREEMPTED_NOTE)
     state = node.get("state") if node.get("state") in (State.FAILED, State.CANCELLED) else State.FAILED
-    return JobState(State(state), job_id, error=node.get("error") or f"exit code {code}")
+    return JobState(State(state), job_id, error=node.get("error") or exit_words(code))
 
 
 def _pid(job_id: str | None) -> int | None:
