@@ -79,8 +79,8 @@ class Commands:
             dry_run: print the points and the exact backend request; submit nothing.
             backend: override the spec's backend (local).
             retry: "failed" resubmits only the points that ended without completing (failed,
-                cancelled, timed out, ...); causes (timeout,node_fail: see status) only
-                those that failed for one of them.
+                cancelled, timed out, ...); causes, e.g. timeout,node_fail (status shows
+                them), only those that failed for one of them.
             force: submit even when the memory planner says a point cannot fit its GPUs.
             fail_fast: stop the sweep after its first failed point (on local, the rest are
                 cancelled; on SLURM, the failing job cancels its array).

@@ -3,8 +3,10 @@ records it before it exits) and from what the backend reports (the scheduler's f
 the process's exit). Shared by the node and the launcher: nothing heavy is imported here.
 
 A test seam stands in for the failures a CPU cannot produce: ``WF_INJECT_FAULT=<cause>@<step>``
-(``oom_gpu``, ``nccl``, ``code``) makes the node raise that failure at that training step. It is
-read in one place, ``injected_fault``, and by nothing else.
+(``oom_gpu``, ``nccl``, ``code``) makes the node raise that failure at that training step, on the
+point's first attempt only (its automatic retry then shows the recovery). It is read in one
+place, ``injected_fault``: the node's callback calls it, and the spec's check that ``retry.on``
+holds ``oom_gpu`` only with GPUs lets a point with an injected fault stand in for one.
 """
 
 from __future__ import annotations

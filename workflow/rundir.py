@@ -74,6 +74,15 @@ class RunDir:
     def read_results(self) -> dict:
         return read_json(self.eval_results)
 
+    def set_aside_checkpoints(self, label: str) -> Path | None:
+        """Move the checkpoints out of the way of a restart (``checkpoints.<label>/``): a job that
+        cannot load them starts over, and nothing written is lost."""
+        if not self.checkpoints.is_dir():
+            return None
+        target = self.root / f"checkpoints.{label}"
+        self.checkpoints.rename(target)
+        return target
+
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint that was completely written; partial ones are skipped."""
         if not self.checkpoints.is_dir():

@@ -356,6 +356,8 @@ def status_table(manifest: Manifest, rows: list[dict], title: str | None = None,
                Column("elapsed", [_elapsed(row["elapsed_s"]) for row in rows], drop=3),
                Column("step", [str(row.get("step") or "-") for row in rows], drop=4),
                Column("latest metric", [row.get("metric") or "-" for row in rows], drop=1)]
+    if any(row.get("attempt", 1) > 1 for row in rows):
+        columns.insert(3, Column("try", [str(row.get("attempt", 1)) for row in rows], justify="right", drop=1))
     if any(row.get("cause") for row in rows):
         columns.append(Column("cause", [row.get("cause") or "" for row in rows]))
     if any(row.get("error") for row in rows):

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from workflow.errors import Problem, SpecError
 from workflow.failures import Cause
 from workflow.spec import JobSpec
-from workflow.launch import backends, config, lifecycle, manifest as manifests, mlflow_client, snapshot
+from workflow.launch import backends, config, lifecycle, manifest as manifests, mlflow_client, retries, snapshot
 from workflow.launch.backends.base import JobState, Request
 from workflow.launch.cli_args import items
 from workflow.launch.early import Started
@@ -22,13 +22,14 @@ from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.plan import Plan, make_plan
 from workflow.launch.sweep import Point, Sweep, expand, single
 from workflow.launch.sweep_blocks import shared_dump
-from workflow.jsonio import write_json
+from workflow.jsonio import read_json, write_json
 from workflow.rundir import EVENTS
 from workflow.paths import mlflow_dir, mount_dir, runs_dir
 from workflow.secrets import redact
-from workflow.states import State
+from workflow.states import TERMINAL_FAILED, State
 
 RETRY_CHOICES = ("failed", *(c.value for c in Cause))
+NOT_RETRIED = "not_retried"  # record.extra: the attempt whose failure no retry block covers (status asks once)
 SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
@@ -97,8 +98,10 @@ def placed(sweep: Sweep) -> Sweep:
     """The sweep with each point's index and name as its manifest has them, or will: unique within
     the sweep (``manifest.place``), so a point added by an override or an edited sweep file is
     told apart from the points recorded before it."""
-    spots = manifests.place(((p.index, p.name, p.hash) for p in sweep.points), _existing(sweep.name), sweep.added)
-    points = [_moved(p, *spots[p.hash]) for p in sweep.points]
+    existing = _existing(sweep.name)
+    spots = manifests.place(((p.index, p.name, p.hash) for p in sweep.points), existing, sweep.added)
+    records = existing.points if existing else {}
+    points = [retries.respec(_moved(p, *spots[p.hash]), records.get(p.hash)) for p in sweep.points]
     return replace(sweep, points=points) if any(a is not b for a, b in zip(points, sweep.points)) else sweep
 
 
@@ -172,7 +175,44 @@ def launch(plan: Plan, retry: Optional[str] = None, on_event: EventHook = lambda
         manifest.save()
     if outcome.waited:
         outcome.warnings += mlflow_client.reconcile(manifest)
+        again = retry_due(plan, manifest, on_event, started)
+        if again is not None:
+            outcome = _merged(outcome, again)
     return outcome
+
+
+def retry_due(plan: Plan, manifest: Manifest, on_event: EventHook = lambda kind, record: None,
+              started: Started | None = None) -> Outcome | None:
+    """Resubmit the plan's points whose failure their ``retry`` block covers (``retries``), with
+    what their re-plan changed; None when none is due. The notes of points that are covered but
+    not retried become the outcome's warnings."""
+    due, notes = retries.due(plan.sweep.points, manifest)
+    if not due:
+        return Outcome(plan, manifest, [], {}, notes) if notes else None
+    with manifests.locked(plan.sweep.name):
+        for retry in due:
+            record = manifest.points[retry.point.hash]
+            record.extra[retries.REPLANNED] = {**record.extra.get(retries.REPLANNED, {}), **retry.settings}
+            record.extra[retries.RETRIES] = record.extra.get(retries.RETRIES, 0) + 1
+            record.extra["change"] = retry.change + ("" if retry.resumes else " (starts over: the new "
+                                                     "configuration cannot load the checkpoint)")
+            notify = f"{record.name}: {record.cause}, retry {record.extra[retries.RETRIES]}"
+            notes.append(notify + (f": {record.extra['change']}" if retry.change else ""))
+        manifest.save()
+    points = [r.point for r in due]
+    sub = make_plan(replace(plan.sweep, points=points), force=True, fail_fast=plan.fail_fast, cluster=started)
+    for retry in due:
+        if not retry.resumes:
+            record = manifest.points[retry.point.hash]
+            plan.run_dir(retry.point).set_aside_checkpoints(f"attempt-{record.attempt}")
+    outcome = launch(replace(sub, code=plan.code), "failed", on_event, started)
+    outcome.warnings[:0] = notes
+    return outcome
+
+
+def _merged(first: Outcome, then: Outcome) -> Outcome:
+    return Outcome(first.plan, then.manifest, list(dict.fromkeys(first.submitted + then.submitted)),
+                   first.skipped, first.warnings + then.warnings)
 
 
 def _submit(plan: Plan, manifest: Manifest, points: list[Point], request: Request, report) -> mlflow_client.Registration:
@@ -237,10 +277,12 @@ def _existing(sweep: str) -> Manifest | None:
 
 def _record(plan: Plan, manifest: Manifest, point: Point) -> None:
     old = manifest.points.get(point.hash)
+    kept = {k: old.extra[k] for k in (retries.REPLANNED, retries.RETRIES, "change") if old and k in old.extra}
     manifest.points[point.hash] = PointRecord(
         index=point.index, name=point.name, hash=point.hash, run_dir=plan.run_path(point),
         backend=plan.backend, mlflow_run_id=old.mlflow_run_id if old else None,
-        commit=plan.code.commit if plan.code else None, code=str(plan.code.root) if plan.code else None)
+        attempt=old.attempt + 1 if old and State(old.state).is_terminal else 1,
+        commit=plan.code.commit if plan.code else None, code=str(plan.code.root) if plan.code else None, extra=kept)
 
 
 def _shared_context(plan: Plan, manifest: Manifest) -> dict:
@@ -264,6 +306,46 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
         "mlflow_run_id": record.mlflow_run_id, "tags": mlflow_client.run_tags(manifest, record, plan.sweep.varying),
         "deepspeed_auto": plan.auto_choices.get(point.hash),
+        "attempt": record.attempt, "change": record.extra.get("change"),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
     return {"spec": config.absolute_paths(shared_dump(point.spec, dumped)), "context": context}
+
+
+def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str]:
+    """``status`` and ``sync``: resubmit the scheduler's points (SLURM, ctl) whose failure their
+    ``retry`` block covers, each from the spec its job ran (its job.json) and with the code it was
+    submitted with; returns what was done, in words. Local points are retried by the sweep that
+    runs them."""
+    from pydantic import ValidationError
+
+    groups: dict[str | None, list[Point]] = {}
+    notes, judged = [], None
+    for record in manifest.ordered():
+        if record.backend == "local" or record.state not in TERMINAL_FAILED or not record.cause:
+            continue
+        if record.extra.get(NOT_RETRIED) == record.attempt:
+            continue  # this attempt's failure was judged before
+        dumped = read_json(record.rundir.job).get("spec")
+        if not dumped:
+            continue  # never started: nothing says it wants a retry (sweep --retry resubmits it)
+        try:
+            spec = JobSpec.model_validate(dumped)
+        except ValidationError:
+            spec = None
+        if spec and spec.retry and record.cause in spec.retry.on:
+            groups.setdefault(record.code, []).append(Point(record.index, record.name, record.hash, {}, spec))
+        else:
+            record.extra[NOT_RETRIED] = judged = record.attempt
+    if judged:
+        manifest.save()
+    for code, points in groups.items():
+        record = manifest.points[points[0].hash]
+        kept = snapshot.Snapshot(Path(code), record.commit or "unknown", (), True, ()) if code else None
+        sweep = Sweep(manifest.sweep, manifest.file, points, [])
+        plan = replace(make_plan(sweep, force=True, cluster=started), code=kept)
+        outcome = retry_due(plan, manifest, started=started)
+        if outcome is not None:
+            notes += outcome.warnings
+            manifest = outcome.manifest
+    return notes

@@ -53,6 +53,8 @@ def refresh(manifest: Manifest, started: Started | None = None) -> Manifest:
             record = manifest.points[digest]
             if job.elapsed_s is not None and record.extra.get("elapsed_s") != job.elapsed_s:
                 record.extra["elapsed_s"], changed = job.elapsed_s, True
+            if job.nodes and record.extra.get("nodes") != job.nodes:
+                record.extra["nodes"], changed = job.nodes, True
             if job.state != record.state:
                 record.state, changed = job.state, True
                 if not job.state.is_active:
@@ -87,7 +89,18 @@ def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bo
     from workflow.launch import mlflow_client
 
     manifest = refresh(manifests.load(sweep), started)
-    return manifest, status_rows(manifest, shown_points(manifest, show_all)), mlflow_client.reconcile(manifest, notify=notify)
+    warnings = mlflow_client.reconcile(manifest, notify=notify)
+    retried = _retried(manifest, started)
+    if retried:
+        manifest, warnings = manifests.load(sweep), warnings + retried
+    return manifest, status_rows(manifest, shown_points(manifest, show_all)), warnings
+
+
+def _retried(manifest: Manifest, started: Started | None = None) -> list[str]:
+    """Resubmit the failed points whose spec's ``retry`` block covers their cause (``retries``)."""
+    from workflow.launch import driver
+
+    return driver.resubmit_due(manifest, started)
 
 
 def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
@@ -95,7 +108,7 @@ def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, 
     from workflow.launch import mlflow_client
 
     manifest = refresh(manifests.load(sweep))
-    return len(manifest.points), mlflow_client.reconcile(manifest, resend=True, notify=notify)
+    return len(manifest.points), mlflow_client.reconcile(manifest, resend=True, notify=notify) + _retried(manifest)
 
 
 def sweep_states() -> dict[str, dict[str, int]]:
@@ -130,7 +143,7 @@ def status_rows(manifest: Manifest, records: list[PointRecord] | None = None) ->
             elapsed = max(0.0, (end or time.time()) - start)
         rows.append({"index": record.index, "name": record.name, "state": record.state, "job_id": record.job_id,
                      "elapsed_s": elapsed, "step": step, "metric": metric, "error": record.error or node.get("error"),
-                     "cause": record.cause, "where": record.where})
+                     "cause": record.cause, "where": record.where, "attempt": record.attempt})
     return rows
 
 

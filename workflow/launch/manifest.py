@@ -47,6 +47,7 @@ class PointRecord:
     error: Optional[str] = None
     cause: Optional[str] = None     # why it failed (workflow.failures.Cause), None while it has not
     where: Optional[str] = None     # the file:line its exception was raised at, when it raised one
+    attempt: int = 1                # submissions of the point: 2 once it was resubmitted after a failure
     commit: Optional[str] = None    # git commit of the code it was submitted with
     code: Optional[str] = None      # the code snapshot its job runs
     extra: dict = field(default_factory=dict)

@@ -294,10 +294,11 @@ class PreemptionCallback(TrainerCallback):
         return control
 
 
-def fault_injection() -> list[TrainerCallback]:
-    """The test seam's callback (``failures.injected_fault``), when the variable is set."""
+def fault_injection(rd: RunDir) -> list[TrainerCallback]:
+    """The test seam's callback (``failures.injected_fault``), when the variable is set, on a
+    point's first attempt only: its retry shows the recovery."""
     fault = failures.injected_fault()
-    return [FaultCallback(*fault)] if fault else []
+    return [FaultCallback(*fault)] if fault and rd.read_state().get("attempt", 1) == 1 else []
 
 
 class FaultCallback(TrainerCallback):

@@ -42,7 +42,7 @@ class Recipe(ABC):
         set_seed(spec.train.seed)
         args = hf.training_args(spec, self.rd)
         callback = hf.TrackingCallback(self.tracker, spec.samples_per_step)
-        trainer = self.setup(args, [callback, hf.PreemptionCallback(), *hf.fault_injection()])
+        trainer = self.setup(args, [callback, hf.PreemptionCallback(), *hf.fault_injection(self.rd)])
         quiet.without_printer(trainer)
         self.tracker.log_params({**spec.tracked_params(), **hf.package_versions(), **self.params})
         self.tracker.log_artifact(self.rd.spec_yaml)

@@ -171,11 +171,16 @@ def start_tracking(job: Job):
     if job.context.get("deepspeed_auto"):
         log.info("%s", job.context["deepspeed_auto"])
         tracker.set_tags({"deepspeed_auto": job.context["deepspeed_auto"]})
+    attempt, change = job.context.get("attempt", 1), job.context.get("change")
+    if attempt > 1:  # resubmitted after a failure: which attempt this is, and what its re-plan changed
+        tracker.set_tags({"retry.attempt": str(attempt), **({"retry.change": change} if change else {})})
+        log.info("attempt %d%s", attempt, f": {change}" if change else "")
     if job.dist.is_main:
         if job.rd.read_state().get("cause"):  # an earlier attempt failed: its run resumes without its failure
             tracker.delete_tags(list(FAILURE_TAGS))
         job.rd.write_state(state=State.RUNNING, started_at=time.time(), host=socket.gethostname(), pid=os.getpid(),
-                           mlflow_run_id=tracker.run_id, error=None, cause=None, where=None)
+                           mlflow_run_id=tracker.run_id, error=None, cause=None, where=None,
+                           attempt=attempt)
     log.info("point %s (%s) starting on %s, world size %d", job.context["point_name"], job.context["point_hash"],
              socket.gethostname(), job.dist.world_size)
     return tracker

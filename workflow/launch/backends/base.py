@@ -25,6 +25,7 @@ class JobState:
     job_id: Optional[str] = None
     elapsed_s: Optional[float] = None
     error: Optional[str] = None
+    nodes: Optional[str] = None  # the nodes the job runs or ran on, as the scheduler lists them
 
 
 # report({point hash: JobState}): the backend's news about some points (queued, started, ended).

@@ -261,13 +261,13 @@ class SlurmBackend(Backend):
         for record in records:
             job_id = record.job_id
             if job_id in queued or job_id in accounted:
-                state, elapsed = queued.get(job_id) or accounted[job_id]
+                state, elapsed, nodes = queued.get(job_id) or accounted[job_id]
             else:  # sacct has no record (purged, or accounting lag): trust what the node wrote
                 node_state = record.rundir.read_state().get("state")
                 state = State(node_state) if node_state in (State.COMPLETED, State.FAILED, State.CANCELLED) \
                     else State.UNKNOWN
-                elapsed = None
-            out[record.hash] = JobState(state, job_id, elapsed)
+                elapsed = nodes = None
+            out[record.hash] = JobState(state, job_id, elapsed, nodes=nodes)
         return out
 
     def cancel(self, records: list[PointRecord]) -> list[str]:
@@ -313,8 +313,8 @@ def _mains(ids: list[str]) -> str:
 def status_queries(job_ids: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The squeue and the sacct (allocations only, -X) that ``poll`` reads for these jobs."""
     mains = _mains(job_ids)
-    return ("squeue", "-h", "-j", mains, "-o", "%i|%T|%M"), ("sacct", "-n", "-X", "-P", "-j", mains, "-o",
-                                                           "JobID,State,Elapsed")
+    return ("squeue", "-h", "-j", mains, "-o", "%i|%T|%M|%N"), ("sacct", "-n", "-X", "-P", "-j", mains, "-o",
+                                                              "JobID,State,Elapsed,NodeList")
 
 
 def start_status_queries(started: Started, job_ids: list[str]) -> None:
@@ -337,15 +337,17 @@ def _queue_and_accounting(ids: list[str], started: Started) -> tuple[dict, dict]
     return _parse(run(squeue, started, WHOLE_RANGES)), accounted
 
 
-def _parse(text: str) -> dict[str, tuple[State, float | None]]:
-    """``JobID|State|Elapsed`` lines. A folded line of array tasks (7_[5-9%2]: squeue's pending
+def _parse(text: str) -> dict[str, tuple[State, float | None, str | None]]:
+    """``JobID|State|Elapsed|NodeList`` lines (the nodes: SLURM's compressed list, None when
+    it has none yet: ``None assigned``, ``(None)``, or a pending job's empty field). A folded line of array tasks (7_[5-9%2]: squeue's pending
     tasks, sacct's tasks cancelled while pending) is expanded; a task's own line wins."""
     out, folded = {}, {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3:
             continue
-        value = (map_state(parts[1]), _seconds(parts[2]))
+        nodes = parts[3].strip() if len(parts) > 3 else ""
+        value = (map_state(parts[1]), _seconds(parts[2]), None if not nodes or "None" in nodes else nodes)
         if "[" in parts[0]:
             folded.update(dict.fromkeys(_tasks(parts[0]), value))
         else:
