@@ -145,7 +145,7 @@ def setup(rd: RunDir, raw: dict | None = None) -> Job:
         sys.unraisablehook = _defer_swallowed_stop(sys.unraisablehook)
     if job.spec.deepspeed.enabled:
         _deepspeed_env(job.spec)
-    if job.dist.is_main and not rd.spec_yaml.is_file():
+    if job.dist.is_main and (not rd.spec_yaml.is_file() or job.context.get("change")):  # a re-plan changed it
         _write_spec_yaml(raw["spec"], rd)
     return job
 
