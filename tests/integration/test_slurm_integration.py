@@ -105,6 +105,7 @@ def test_status_logs_cancel_and_retry_failed(tmp_path, env):
     done = wait_states(runs, "life", TERMINAL, env)
     states = {r["index"]: r["state"] for r in done["points"].values()}
     assert states == {0: "CANCELLED", 1: "COMPLETED"}
+    assert {r["index"]: r["cause"] for r in done["points"].values()} == {0: "cancelled", 1: None}
 
     old_jobs = {r["index"]: r["job_id"] for r in done["points"].values()}
     retry = run_cli("sweep", str(sweep), "--retry", "failed", env=env)
@@ -112,6 +113,24 @@ def test_status_logs_cancel_and_retry_failed(tmp_path, env):
     after = {r["index"]: r for r in manifest(runs, "life")["points"].values()}
     assert after[1]["job_id"] == old_jobs[1] and after[0]["job_id"] != old_jobs[0]
     assert run_cli("cancel", "life", env=env).returncode == 0
+
+
+def test_a_failure_its_retry_block_covers_is_resubmitted_by_status_and_completes(tmp_path, env):
+    from mlflow.tracking import MlflowClient
+
+    path = spec_file(tmp_path, "again.yaml", retry={"on": ["code"], "max": 1},
+                     train={"max_steps": 6, "save_steps": 2, "eval_steps": 6, "logging_steps": 1})
+    assert run_cli("run", str(path), env={**env, "WF_INJECT_FAULT": "code@3"}).returncode == 0
+    runs = tmp_path / "runs"
+    first = next(iter(manifest(runs, "again")["points"].values()))["job_id"]
+    done = wait_states(runs, "again", {"COMPLETED"}, env)  # status sees the failure and resubmits the point
+    (record,) = done["points"].values()
+    assert record["attempt"] == 2 and record["job_id"] != first and record["extra"]["auto_retries"] == 1
+    log = Path(record["run_dir"], "log.txt").read_text()
+    assert "a failure in the training code" in log and "checkpoint-2" in log.split("attempt 2", 1)[1]
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}").get_run(record["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["retry.attempt"] == "2"
+    assert "failure.cause" not in run.data.tags
 
 
 def test_usr2_preemption_resumes_into_the_same_run(tmp_path, env):
