@@ -305,8 +305,9 @@ def cancel(sweep: str, point: str | None) -> list[str]:
     for name, group in by_backend.items():
         cancelled += backends.get(name).cancel(group)
     for digest in cancelled:
-        manifest.points[digest].state = State.CANCELLED
-        manifest.points[digest].ended_at = time.time()
+        record = manifest.points[digest]
+        record.state, record.ended_at = State.CANCELLED, time.time()
+        record.settle_cause()
     manifest.save()
     return [manifest.points[d].name for d in cancelled]
 
