@@ -26,10 +26,9 @@ from workflow.jsonio import read_json, write_json
 from workflow.rundir import EVENTS
 from workflow.paths import mlflow_dir, mount_dir, runs_dir
 from workflow.secrets import redact
-from workflow.states import TERMINAL_FAILED, State
+from workflow.states import State
 
 RETRY_CHOICES = ("failed", *(c.value for c in Cause))
-NOT_RETRIED = "not_retried"  # record.extra: the attempt whose failure no retry block covers (status asks once)
 SWEEP_KEYS = ("grid", "zip", "random", "points", "overrides", "max_points", "name")
 
 # on_event(kind, record): kind is "submitted", "started" or "finished".
@@ -322,10 +321,8 @@ def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str
     groups: dict[str | None, list[Point]] = {}
     notes, judged = [], None
     for record in manifest.ordered():
-        if record.backend == "local" or record.state not in TERMINAL_FAILED or not record.cause:
+        if not lifecycle.retry_candidate(record):
             continue
-        if record.extra.get(NOT_RETRIED) == record.attempt:
-            continue  # this attempt's failure was judged before
         dumped = read_json(record.rundir.job).get("spec")
         if not dumped:
             continue  # never started: nothing says it wants a retry (sweep --retry resubmits it)
@@ -336,7 +333,7 @@ def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str
         if spec and spec.retry and record.cause in spec.retry.on:
             groups.setdefault(record.code, []).append(Point(record.index, record.name, record.hash, {}, spec))
         else:
-            record.extra[NOT_RETRIED] = judged = record.attempt
+            record.extra[lifecycle.NOT_RETRIED] = judged = record.attempt
     if judged:
         manifest.save()
     for code, points in groups.items():

@@ -97,10 +97,23 @@ def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bo
 
 
 def _retried(manifest: Manifest, started: Started | None = None) -> list[str]:
-    """Resubmit the failed points whose spec's ``retry`` block covers their cause (``retries``)."""
+    """Resubmit the failed points whose spec's ``retry`` block covers their cause (``retries``).
+    The spec machinery is loaded only when a failure has not been judged yet."""
+    if not any(retry_candidate(r) for r in manifest.points.values()):
+        return []
     from workflow.launch import driver
 
     return driver.resubmit_due(manifest, started)
+
+
+NOT_RETRIED = "not_retried"  # record.extra: the attempt whose failure no retry block covers (judged once)
+
+
+def retry_candidate(record: PointRecord) -> bool:
+    """A scheduler's point (local ones are retried by their sweep) that failed with a cause, in an
+    attempt that was not judged before."""
+    return (record.backend != "local" and record.state in TERMINAL_FAILED and bool(record.cause)
+            and record.extra.get(NOT_RETRIED) != record.attempt)
 
 
 def sync(sweep: str, notify: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
