@@ -1,6 +1,6 @@
 """Automatic retries: which failed points are due, what a re-plan after out-of-GPU-memory sets,
 and which nodes a node failure excludes. The whole path (a failure, a retry, a resumed run) is
-tests/integration/test_retries.py."""
+tests/integration/test_retry_jobs.py."""
 
 from __future__ import annotations
 
