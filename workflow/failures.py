@@ -79,10 +79,10 @@ def of_point(state: State | str, node: dict) -> tuple[Cause | None, str | None]:
     state = State(state)
     if state not in TERMINAL_FAILED and state != State.UNKNOWN:
         return None, None
-    recorded = node.get("cause") if node.get("cause") in Cause._value2member_map_ else None
     if state in BY_STATE:
         return BY_STATE[state], node.get("where")
-    return (Cause(recorded) if recorded else Cause.UNKNOWN), node.get("where")
+    recorded = node.get("cause")
+    return (Cause(recorded) if recorded in Cause._value2member_map_ else Cause.UNKNOWN), node.get("where")
 
 
 def exit_words(code: int) -> str:

@@ -193,10 +193,10 @@ def retry_due(plan: Plan, manifest: Manifest, on_event: EventHook = lambda kind,
             record = manifest.points[retry.point.hash]
             record.extra[retries.REPLANNED] = {**record.extra.get(retries.REPLANNED, {}), **retry.settings}
             record.extra[retries.RETRIES] = record.extra.get(retries.RETRIES, 0) + 1
-            record.extra["change"] = retry.change + ("" if retry.resumes else " (starts over: the new "
-                                                     "configuration cannot load the checkpoint)")
+            record.extra[retries.CHANGE] = retry.change + ("" if retry.resumes else " (starts over: the new "
+                                                           "configuration cannot load the checkpoint)")
             notify = f"{record.name}: {record.cause}, retry {record.extra[retries.RETRIES]}"
-            notes.append(notify + (f": {record.extra['change']}" if retry.change else ""))
+            notes.append(notify + (f": {record.extra[retries.CHANGE]}" if retry.change else ""))
         manifest.save()
     points = [r.point for r in due]
     sub = make_plan(replace(plan.sweep, points=points), force=True, fail_fast=plan.fail_fast, cluster=started)
@@ -276,7 +276,7 @@ def _existing(sweep: str) -> Manifest | None:
 
 def _record(plan: Plan, manifest: Manifest, point: Point) -> None:
     old = manifest.points.get(point.hash)
-    kept = {k: old.extra[k] for k in (retries.REPLANNED, retries.RETRIES, "change") if old and k in old.extra}
+    kept = {k: old.extra[k] for k in (retries.REPLANNED, retries.RETRIES, retries.CHANGE) if old and k in old.extra}
     manifest.points[point.hash] = PointRecord(
         index=point.index, name=point.name, hash=point.hash, run_dir=plan.run_path(point),
         backend=plan.backend, mlflow_run_id=old.mlflow_run_id if old else None,
@@ -305,7 +305,7 @@ def _job(plan: Plan, manifest: Manifest, point: Point, shared: dict, dumped: dic
         **shared, "point_hash": point.hash, "point_index": point.index, "point_name": point.name,
         "mlflow_run_id": record.mlflow_run_id, "tags": mlflow_client.run_tags(manifest, record, plan.sweep.varying),
         "deepspeed_auto": plan.auto_choices.get(point.hash),
-        "attempt": record.attempt, "change": record.extra.get("change"),
+        "attempt": record.attempt, "change": record.extra.get(retries.CHANGE),
         "code": {"dir": record.code, "commit": record.commit, "dirty": bool(plan.code and plan.code.dirty)},
     }
     return {"spec": config.absolute_paths(shared_dump(point.spec, dumped)), "context": context}
@@ -319,7 +319,7 @@ def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str
     from pydantic import ValidationError
 
     groups: dict[str | None, list[Point]] = {}
-    notes, judged = [], None
+    notes, judged = [], False
     for record in manifest.ordered():
         if not lifecycle.retry_candidate(record):
             continue
@@ -333,7 +333,7 @@ def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str
         if spec and spec.retry and record.cause in spec.retry.on:
             groups.setdefault(record.code, []).append(Point(record.index, record.name, record.hash, {}, spec))
         else:
-            record.extra[lifecycle.NOT_RETRIED] = judged = record.attempt
+            record.extra[lifecycle.NOT_RETRIED], judged = record.attempt, True
     if judged:
         manifest.save()
     for code, points in groups.items():

@@ -21,15 +21,17 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from workflow.failures import Cause
+from workflow.launch import config
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.sweep import Point
 from workflow.spec import JobSpec
 from workflow.states import TERMINAL_FAILED
-from workflow.tree import flatten, nest
+from workflow.tree import set_path
 
 REPLANNED = "replanned"      # record.extra: {dotted key: value} that re-plans set, applied at each submission
 RETRIES = "auto_retries"     # record.extra: automatic resubmissions so far (bounded by retry.max)
 NODES = "nodes"              # record.extra: the nodes the point's last job ran on (sacct NodeList)
+CHANGE = "change"            # record.extra: what the last retry changed, in words (the node tags it)
 EXCLUDING = (Cause.NODE_FAIL, Cause.NCCL)
 
 
@@ -48,10 +50,11 @@ def respec(point: Point, record: PointRecord | None) -> Point:
 
 
 def with_settings(spec: JobSpec, settings: dict[str, Any]) -> JobSpec:
-    """The spec with dotted keys set (validated again, as a spec file's would be)."""
-    data = flatten(spec.model_dump(mode="json"))
-    data = {k: v for k, v in data.items() if not any(k.startswith(s + ".") for s in settings)}
-    return JobSpec.model_validate(nest({**data, **settings}))
+    """The spec with dotted keys set, validated again as a spec file's would be."""
+    data = spec.model_dump(mode="json")
+    for key, value in settings.items():
+        set_path(data, key, value)
+    return config.validate(data, "<retry>")
 
 
 def due(points: Iterable[Point], manifest: Manifest) -> tuple[list[Retry], list[str]]:

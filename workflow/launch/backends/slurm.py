@@ -338,9 +338,10 @@ def _queue_and_accounting(ids: list[str], started: Started) -> tuple[dict, dict]
 
 
 def _parse(text: str) -> dict[str, tuple[State, float | None, str | None]]:
-    """``JobID|State|Elapsed|NodeList`` lines (the nodes: SLURM's compressed list, None when
-    it has none yet: ``None assigned``, ``(None)``, or a pending job's empty field). A folded line of array tasks (7_[5-9%2]: squeue's pending
-    tasks, sacct's tasks cancelled while pending) is expanded; a task's own line wins."""
+    """``JobID|State|Elapsed|NodeList`` lines (the nodes: SLURM's compressed list; None before
+    it has any: ``None assigned``, ``(None)`` or empty). A folded line of array tasks (7_[5-9%2]:
+    squeue's pending tasks, sacct's tasks cancelled while pending) is expanded; a task's own
+    line wins."""
     out, folded = {}, {}
     for line in text.splitlines():
         parts = line.strip().split("|")
