@@ -323,11 +323,9 @@ def resubmit_due(manifest: Manifest, started: Started | None = None) -> list[str
     for record in manifest.ordered():
         if not lifecycle.retry_candidate(record):
             continue
-        dumped = read_json(record.rundir.job).get("spec")
-        if not dumped:
-            continue  # never started: nothing says it wants a retry (sweep --retry resubmits it)
+        dumped = read_json(record.rundir.job).get("spec")  # none: it never started (sweep --retry resubmits it)
         try:
-            spec = JobSpec.model_validate(dumped)
+            spec = JobSpec.model_validate(dumped) if dumped else None
         except ValidationError:
             spec = None
         if spec and spec.retry and record.cause in spec.retry.on:
