@@ -19,6 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from workflow import failures
 from workflow.jsonio import read_json, write_json
@@ -81,11 +82,14 @@ def _defer_swallowed_stop(default_hook):
     return hook
 
 
-def run_job(run_dir: str, raw: dict | None = None, requeue: bool = False) -> dict:
+def run_job(run_dir: str, raw: dict | None = None, requeue: Callable[[], None] | None = None) -> dict:
     """What every job does: the USR2 flag, setup, tracking, the recipe, and the final or failure
     record. ``raw``: job.json's content, when the job carries it (SLURM); else read from run_dir.
-    ``requeue``: a scheduler starts the job again after a preemption (SLURM: state REQUEUED);
-    otherwise a preempted job ends PREEMPTED and running it again resumes.
+    ``requeue``: after a preemption, asks the scheduler to start the job again (SLURM: state
+    REQUEUED) and leaves the process; when it raises instead (no requeue left before the time
+    limit, a job that may not be requeued), the job ends there: a ``timeout`` or ``preempted``
+    failure with its checkpoint kept. Without it, a preempted job ends PREEMPTED and running it
+    again resumes.
 
     Returns the results, and the process then leaves without finalizing once its caller is done
     (submitit saves the result first); raises what stopped the job, already recorded."""
@@ -103,6 +107,13 @@ def run_job(run_dir: str, raw: dict | None = None, requeue: bool = False) -> dic
         results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist).run()
     except Preempted as exc:
         on_preempted(job, tracker, exc, State.REQUEUED if requeue else State.PREEMPTED)
+        if requeue is None:
+            raise
+        try:
+            requeue()
+        except Exception as refused:
+            on_not_requeued(job, tracker, refused)
+            raise refused from exc
         raise
     except BaseException as exc:
         on_failure(job, tracker, exc)
@@ -192,6 +203,21 @@ def on_preempted(job: Job, tracker, exc: Preempted, state: State) -> None:
         count = job.rd.read_state().get("preemptions", 0) + 1
         job.rd.write_state(state=state, preempted_at=time.time(), preemptions=count)
         tracker.set_tags({"preemptions": count})
+
+
+def on_not_requeued(job: Job, tracker, refused: Exception) -> None:
+    """The scheduler will not run the preempted job again: it ends here, ``timeout`` when the time
+    limit is what stopped it and no requeue is left (submitit's words), else ``preempted``."""
+    timed_out = "timed-out" in str(refused)
+    state, cause = (State.TIMEOUT, failures.Cause.TIMEOUT) if timed_out else (State.PREEMPTED, failures.Cause.PREEMPTED)
+    summary = redact(f"{type(refused).__name__}: {str(refused).splitlines()[0] if str(refused) else ''}"[:500])
+    log.warning("not requeued (%s); the newest checkpoint is kept: run the point again (--retry %s), or "
+                "give it a retry block, to resume from it", summary, cause.value)
+    if not job.dist.is_main:
+        return
+    job.rd.write_state(state=state, ended_at=time.time(), error=summary, cause=cause.value, where=None)
+    tracker.set_tags({"error": summary, "failure.cause": cause.value})
+    tracker.finish(state.mlflow_status)
 
 
 def on_failure(job: Job, tracker, exc: BaseException) -> None:

@@ -45,16 +45,24 @@ class SlurmTask(submitit.helpers.Checkpointable):
             # overwrite: values inherited from the submitting shell describe another job
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         try:
-            return run_job(run_dir, raw, requeue=True)
+            return run_job(run_dir, raw, requeue=lambda: _requeue(job))
         except Preempted:
-            if job.global_rank == 0 and callable(FLAG.previous):
-                FLAG.previous(FLAG.signum, None)  # submitit: checkpoint + requeue + exit
-            time.sleep(600)  # other ranks: the requeue ends this task
+            time.sleep(600)  # other ranks: rank 0's requeue, or its end, ends this task
+            raise
+        except SystemExit:  # rank 0 requeued the job
             raise
         except BaseException as exc:  # recorded by run_job
             if job.global_rank == 0 and not isinstance(exc, KeyboardInterrupt) and _fail_fast(rd, raw):
                 _cancel_siblings()
             raise
+
+
+def _requeue(job: submitit.JobEnvironment) -> None:
+    """Rank 0: submitit's own USR2 handler checkpoints this callable and requeues the job, then
+    exits (SystemExit); it raises when the job may not be requeued (its requeue budget after time
+    limits is spent, or the cluster refuses: ``--no-requeue``). Other ranks return."""
+    if job.global_rank == 0 and callable(FLAG.previous):
+        FLAG.previous(FLAG.signum, None)
 
 
 def master_port(job_id: str) -> int:
