@@ -53,11 +53,11 @@ def mlflow_run(tmp_path: Path, run_id: str):
 
 
 def status_row(env: dict, sweep: str) -> str:
-    """The point's line of `status`, checked to fit 80 columns."""
+    """The point's row of `status`, checked to fit 80 columns (links excepted)."""
     out = run_cli("status", sweep, env={**env, "COLUMNS": "80"})
     assert out.returncode == 0, out.stdout + out.stderr
-    assert all(len(line) <= 80 for line in out.stdout.splitlines()), out.stdout
-    return next(line for line in out.stdout.splitlines() if line.lstrip().startswith("0 "))
+    assert all(len(line) <= 80 for line in out.stdout.splitlines() if "http" not in line), out.stdout
+    return next(line for line in out.stdout.splitlines() if line.startswith("│ 0 "))
 
 
 def checkpoints(record: dict) -> list[str]:
@@ -70,7 +70,8 @@ def test_a_job_past_its_time_limit_is_named_timeout_and_keeps_its_checkpoint(tmp
     record = ended(tmp_path, slurm_env, "late", timeout=300)
     log = Path(record["run_dir"], "log.txt").read_text()
     assert record["cause"] == "timeout", (record, log[-3000:])
-    assert "timeout" in status_row(slurm_env, "late")
+    row = status_row(slurm_env, "late")
+    assert "timeout" in row and "time limit" in row, row
     assert checkpoints(record), "the work done before the limit is saved"
     run = mlflow_run(tmp_path, record["mlflow_run_id"])
     assert run.data.tags["failure.cause"] == "timeout" and run.info.status != "RUNNING", run.data.tags

@@ -208,11 +208,13 @@ def on_preempted(job: Job, tracker, exc: Preempted, state: State) -> None:
 def on_not_requeued(job: Job, tracker, refused: Exception) -> None:
     """The scheduler will not run the preempted job again: it ends here, ``timeout`` when the time
     limit is what stopped it and no requeue is left (submitit's words), else ``preempted``."""
-    timed_out = "timed-out" in str(refused)
-    state, cause = (State.TIMEOUT, failures.Cause.TIMEOUT) if timed_out else (State.PREEMPTED, failures.Cause.PREEMPTED)
-    summary = redact(f"{type(refused).__name__}: {str(refused).splitlines()[0] if str(refused) else ''}"[:500])
-    log.warning("not requeued (%s); the newest checkpoint is kept: run the point again (--retry %s), or "
-                "give it a retry block, to resume from it", summary, cause.value)
+    if "timed-out" in str(refused):
+        state, cause, summary = State.TIMEOUT, failures.Cause.TIMEOUT, "time limit reached, no requeue left"
+    else:
+        state, cause, summary = State.PREEMPTED, failures.Cause.PREEMPTED, "preempted, and the job may not be requeued"
+    log.warning("%s (%s: %s); the newest checkpoint is kept: run the point again (--retry %s), or give "
+                "it a retry block, to resume from it", summary, type(refused).__name__, redact(str(refused)[:300]),
+                cause.value)
     if not job.dist.is_main:
         return
     job.rd.write_state(state=state, ended_at=time.time(), error=summary, cause=cause.value, where=None)
