@@ -77,11 +77,12 @@ def test_a_job_past_its_time_limit_is_named_timeout_and_keeps_its_checkpoint(tmp
     assert run.data.tags["failure.cause"] == "timeout" and run.info.status != "RUNNING", run.data.tags
 
 
-def test_a_data_file_broken_after_submission_is_named_data(tmp_path, slurm_env):
-    data = tmp_path / "data.json"
-    data.write_text((ROOT / "mount/data/demo.json").read_text())
+def test_a_data_file_broken_after_submission_is_named_data(tmp_path, slurm_env, own_mount):
+    slurm_env = {**slurm_env, "WF_MOUNT_DIR": str(own_mount)}
+    data = own_mount / "data/changing.json"
+    data.write_text((own_mount / "data/demo.json").read_text())
     record = submit(tmp_path, slurm_env, "baddata", {"max_steps": 4, "eval_steps": 4, "save_steps": 4},
-                    data={"path": str(data)}, slurm={"sbatch": {"hold": True}})
+                    data_name="changing.json", slurm={"sbatch": {"hold": True}})
     data.write_text('{"train": [{"prompt": "a"}')  # truncated while the job waited
     subprocess.run(["scontrol", "release", record["job_id"]], check=True, env={**slurm_env})
     record = ended(tmp_path, slurm_env, "baddata")
