@@ -88,7 +88,7 @@ def test_a_data_file_broken_after_submission_is_named_data(tmp_path, slurm_env, 
     record = ended(tmp_path, slurm_env, "baddata")
     assert record["state"] == "FAILED" and record["cause"] == "data", record
     row = status_row(slurm_env, "baddata")
-    assert "data" in row and "Malformed JSON" in row, row
+    assert "│ data " in row and "data.py:" in row and "Malformed JSON" in record["error"], (row, record)
     run = mlflow_run(tmp_path, record["mlflow_run_id"])
     assert run.data.tags["failure.cause"] == "data" and run.info.status == "FAILED"
     assert "data.py:" in run.data.tags["failure.where"]
