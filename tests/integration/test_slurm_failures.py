@@ -119,3 +119,48 @@ def test_a_usr2_preemption_that_is_not_requeued_is_named_preempted_and_resumes_o
     run = mlflow_run(tmp_path, record["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["preemptions"] == "1"
     assert "failure.cause" not in run.data.tags
+
+
+@pytest.fixture
+def two_nodes(env, monkeypatch):
+    cluster = require_slurm(nodes=2)
+    ensure_default_config(nodes=2)
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    yield cluster, {**env, **cluster.env}
+    for node in ("node1", "node2"):  # whatever the test took down comes back
+        cluster.run("scontrol", "update", f"nodename={node}", "state=resume")
+
+
+def test_a_node_taken_down_under_its_job_is_node_fail_and_the_retry_runs_on_the_other_node(tmp_path, two_nodes):
+    """The cluster does not requeue by itself here (--no-requeue; with SLURM's JobRequeue=1 it
+    requeues on its own and the point simply resumes): the job ends NODE_FAIL, and the retry
+    block resubmits it, excluding the node, from its newest checkpoint."""
+    cluster, env = two_nodes
+    record = submit(tmp_path, env, "downed", {**LONG, "max_steps": 120}, {"mem_gb": 2},
+                    slurm={"sbatch": {"no-requeue": True}}, retry={"on": ["node_fail"], "max": 1})
+    log_path = Path(record["run_dir"], "log.txt")
+    wait_for(lambda: log_path.exists() and "step 30/120" in log_path.read_text(), timeout=300)
+    node = cluster.run("squeue", "-h", "-j", record["job_id"], "-o", "%N").stdout.strip()
+    assert node in ("node1", "node2"), node
+    down = cluster.run("scontrol", "update", f"nodename={node}", "state=down", "reason=test-node-fail")
+    assert down.returncode == 0, down.stderr
+
+    notes = []
+
+    def retried() -> bool:  # each status judges the failure once: it resubmits and says so
+        out = run_cli("status", "downed", env=env)
+        notes.append(out.stdout + out.stderr)
+        return "downed: node_fail, retry 1" in notes[-1]
+
+    wait_for(retried, timeout=120, every=2)
+    assert f"excluding {node}" in notes[-1], notes[-1]
+    done = wait_states(tmp_path / "runs", "downed", {"COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL"}, env)
+    (record,) = done["points"].values()
+    assert record["state"] == "COMPLETED" and record["attempt"] == 2, record
+    ran_on = cluster.run("sacct", "-n", "-X", "-P", "-j", record["job_id"], "-o", "NodeList").stdout.strip()
+    assert ran_on and ran_on != node, (ran_on, node)
+    log = log_path.read_text()
+    assert "resuming from" in log.split("attempt 2", 1)[1]
+    run = mlflow_run(tmp_path, record["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["retry.attempt"] == "2"
+    assert run.data.tags["retry.change"] == f"excluding {node}" and "failure.cause" not in run.data.tags
