@@ -100,3 +100,34 @@ def test_status_shows_the_cause_and_groups_failures_by_it(isolated, capsys):
     assert "failed by cause: code 2, timeout 1" in out
     line = next(line for line in out.splitlines() if "train.seed=1" in line)
     assert "code" in line and "hf.py:212" in line, out
+
+
+class _Tracker:
+    def __init__(self):
+        self.tags, self.status = {}, None
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def finish(self, status):
+        self.status = status
+
+
+@pytest.mark.parametrize("refusal, state, cause", [
+    ("Job not requeued because: timed-out too many times.", State.TIMEOUT, Cause.TIMEOUT),
+    ("Command '['scontrol', 'requeue', '97']' returned non-zero exit status 1.", State.PREEMPTED, Cause.PREEMPTED),
+])
+def test_a_preempted_job_the_scheduler_will_not_requeue_ends_with_its_cause(tmp_path, refusal, state, cause):
+    """submitit raises instead of requeueing: no requeue left before the time limit, or a job
+    that may not be requeued. The job's record and run then say why it ended."""
+    from workflow.node.run import DistEnv, Job, on_not_requeued
+    from workflow.rundir import RunDir
+
+    rd = RunDir(tmp_path)
+    rd.write_state(state=State.REQUEUED, preemptions=1)
+    tracker = _Tracker()
+    on_not_requeued(Job(None, {}, rd, DistEnv()), tracker, RuntimeError(refusal))
+    recorded = rd.read_state()
+    assert (recorded["state"], recorded["cause"], recorded["preemptions"]) == (state, cause, 1)
+    assert of_point(State.FAILED, recorded)[0] == cause, "sacct says FAILED: the record names the cause"
+    assert tracker.tags["failure.cause"] == cause and tracker.status == "KILLED"
