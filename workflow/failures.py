@@ -113,6 +113,22 @@ def raised_at(tb) -> str | None:
     return f"{shown}:{frame.lineno}"
 
 
+ALLOCATION = re.compile(r"Tried to allocate ([0-9.]+) (GiB|MiB)")
+
+
+def gpu_need_gb(exc: BaseException) -> float | None:
+    """After an out-of-GPU-memory error on a node: what the step needed at least, in GiB (torch's
+    peak reserved memory on this rank's GPU plus the allocation that failed); None without CUDA.
+    The re-plan of the retry corrects the memory plan's estimate with it."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    found = ALLOCATION.search(str(exc))
+    tried = float(found.group(1)) / (1 if found.group(2) == "GiB" else 1024) if found else 0.0
+    return round(torch.cuda.max_memory_reserved() / 2**30 + tried, 2)
+
+
 def injected_fault() -> tuple[str, int] | None:
     """The test seam: ``WF_INJECT_FAULT=<cause>@<step>`` -> (cause, step); None when unset."""
     value = os.environ.get(INJECT_ENV, "")

@@ -157,3 +157,20 @@ def test_usr2_preemption_resumes_on_the_gpu_into_the_same_run(tmp_path, env):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow/mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(p.second["mlflow_run_id"], "loss")]
     assert steps == list(range(20, 1501, 20))
+
+
+def test_a_cuda_out_of_memory_is_named_and_measured():
+    """A real CUDA OOM: named oom_gpu, and its measured need (the peak plus the allocation that
+    failed), which the retry's re-plan uses, is at least what it tried to allocate."""
+    from workflow import failures
+
+    held = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")  # 256 MiB: a peak above zero
+    free = torch.cuda.mem_get_info()[0]
+    try:
+        torch.empty(free * 4, dtype=torch.uint8, device="cuda")
+    except torch.OutOfMemoryError as exc:
+        cause, _ = failures.of_exception(exc)
+        need = failures.gpu_need_gb(exc)
+    del held
+    assert cause == failures.Cause.OOM_GPU
+    assert need is not None and need >= free * 4 / 2**30, (need, free)

@@ -131,3 +131,11 @@ def test_a_preempted_job_the_scheduler_will_not_requeue_ends_with_its_cause(tmp_
     assert (recorded["state"], recorded["cause"], recorded["preemptions"]) == (state, cause, 1)
     assert of_point(State.FAILED, recorded)[0] == cause, "sacct says FAILED: the record names the cause"
     assert tracker.tags["failure.cause"] == cause and tracker.status == "KILLED"
+
+
+def test_without_cuda_no_gpu_need_is_measured():
+    import torch
+
+    exc = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert failures.gpu_need_gb(exc) is None and not torch.cuda.is_available()
+    assert failures.ALLOCATION.search(str(exc)).groups() == ("2.00", "GiB")

@@ -4,7 +4,7 @@ tests/integration/test_retry_jobs.py."""
 
 from __future__ import annotations
 
-from workflow.launch import retries
+from workflow.launch import memory, retries
 from workflow.launch.manifest import Manifest, PointRecord
 from workflow.launch.sweep import Point
 from workflow.spec import JobSpec
@@ -79,3 +79,21 @@ def test_a_node_failure_on_slurm_excludes_the_nodes_the_job_ran_on():
 def _as_args(found):
     p, manifest = found
     return [p], manifest
+
+
+def test_a_measured_need_corrects_the_plan_and_a_deeper_rung_is_taken():
+    """flan-t5-xxl on 8 x 80 GiB with ZeRO-2 ran out of memory. The plan says ZeRO-3 (28 GiB)
+    is well under ZeRO-2's 48 GiB; but the job measured that it needed 3x the estimate, and 3x
+    ZeRO-3 does not fit: the optimizer goes to the host as well."""
+    job = JobSpec(model_init_path="google/flan-t5-xxl", data_name="demo.json", backend="slurm",
+                  train={"train_batch_size": 1, "max_source_length": 512, "max_target_length": 128,
+                         "precision": "bf16"},
+                  resources={"gpus_per_node": 8, "gpu_type": "A100-80GB", "mem_gb": 900},
+                  deepspeed={"enabled": True, "stage": 2})
+    planned = memory.estimate(job).chosen.total_gb
+    settings, change, _ = retries.replan(job)
+    assert (settings["deepspeed.stage"], settings["deepspeed.offload_optimizer"]) == (3, "none")
+    settings, change, _ = retries.replan(job, need_gb=3 * planned)
+    assert (settings["deepspeed.stage"], settings["deepspeed.offload_optimizer"]) == (3, "cpu"), change
+    assert f"needed at least {3 * planned:.1f} GiB where the plan said {planned:.1f}" in change
+    assert retries.replan(job, need_gb=planned / 2)[0] == retries.replan(job)[0], "a need under the plan adds nothing"

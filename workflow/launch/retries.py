@@ -74,7 +74,7 @@ def due(points: Iterable[Point], manifest: Manifest) -> tuple[list[Retry], list[
         current = respec(point, record)
         settings, change, resumes = {}, "", True
         if record.cause == Cause.OOM_GPU:
-            found = replan(current.spec)
+            found = replan(current.spec, record.rundir.read_state().get("gpu_need_gb"))
             if found is None:
                 notes.append(f"{record.name}: out of GPU memory with micro batch 1 at the last rung of the "
                              "ZeRO ladder (parameter offload): not retried; add GPUs or nodes")
@@ -95,13 +95,15 @@ def excluded(spec: JobSpec, nodes: str) -> str:
     return ",".join(dict.fromkeys(n for n in (*before.split(","), *nodes.split(",")) if n))
 
 
-def replan(spec: JobSpec) -> tuple[dict, str, bool] | None:
+def replan(spec: JobSpec, need_gb: float | None = None) -> tuple[dict, str, bool] | None:
     """After an out-of-GPU-memory failure: what to set next, in words, and whether the job can
     resume from its checkpoint. Half the micro batch with twice the accumulation first (the same
     global batch, the same checkpoint layout), then the next rung of the ladder that
     ``deepspeed.stage: auto`` walks. Where the memory plan knows the model and GPU, the first of
-    these whose estimate is under the failed one's by AUTO_MARGIN is taken (the failed estimate
-    fitted on paper: the plan was short by at least the difference). None: nothing smaller."""
+    these that fits is taken: with ``need_gb`` (what the failed job measured it needed, at least)
+    every estimate is scaled by how far the failed one fell short and must fit the budget of
+    ``auto``; without it, an estimate must be under the failed one's by AUTO_MARGIN (the failed
+    one fitted on paper: the plan was short by at least the difference). None: nothing smaller."""
     from workflow.launch import memory
 
     options = []
@@ -117,13 +119,22 @@ def replan(spec: JobSpec) -> tuple[dict, str, bool] | None:
     if not options:
         return None
     failed = memory.estimate(spec)
-    chosen = options[0]
+    chosen, note = options[0], ""
     if failed is not None:
-        smaller = [o for o in options if memory.estimate(with_settings(spec, o[0])).chosen.total_gb
-                   <= failed.chosen.total_gb * memory.AUTO_MARGIN]
+        def total(option: tuple[dict, bool]) -> float:
+            return memory.estimate(with_settings(spec, option[0])).chosen.total_gb
+
+        if need_gb and failed.gpu_mem_gb and need_gb > failed.chosen.total_gb:
+            scale = need_gb / failed.chosen.total_gb
+            budget = failed.gpu_mem_gb * memory.HEADROOM * memory.AUTO_MARGIN
+            smaller = [o for o in options if total(o) * scale <= budget]
+            note = (f" (it needed at least {need_gb:.1f} GiB where the plan said {failed.chosen.total_gb:.1f}: "
+                    f"estimates scaled by {scale:.2f})")
+        else:
+            smaller = [o for o in options if total(o) <= failed.chosen.total_gb * memory.AUTO_MARGIN]
         chosen = smaller[0] if smaller else options[-1]
     settings, resumes = chosen
-    return settings, describe(spec, settings), resumes
+    return settings, describe(spec, settings) + note, resumes
 
 
 def current_rung(spec: JobSpec) -> tuple[int, bool, bool] | None:

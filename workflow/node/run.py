@@ -235,8 +235,9 @@ def on_failure(job: Job, tracker, exc: BaseException) -> None:
         return
     tail = redact(_tail(job.rd.log, ERROR_TAIL_LINES))
     cause, where = failures.of_exception(exc)
+    need = failures.gpu_need_gb(exc) if cause == failures.Cause.OOM_GPU else None
     job.rd.write_state(state=State.CANCELLED if killed else State.FAILED, ended_at=time.time(),
-                       error=summary, error_tail=tail, cause=cause.value, where=where)
+                       error=summary, error_tail=tail, cause=cause.value, where=where, gpu_need_gb=need)
     tracker.set_tags({"error": summary, "error_tail": tail[-4000:], "failure.cause": cause.value,
                       **({"failure.where": where} if where else {})})
     tracker.finish((State.CANCELLED if killed else State.FAILED).mlflow_status)
