@@ -25,8 +25,11 @@ from workflow.tree import MISSING
 # Keys that describe where or how a point runs, not what it computes: a top-level key (True), or
 # keys inside a top-level block (a mapping of them).
 HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
-                 "tokenizer_coverage": True, "retry": True,
-                 "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True}}
+                 "tokenizer_coverage": True, "retry": True, "speed": True,
+                 "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True},
+                 "deepspeed": {"reduce_bucket_size": True, "allgather_bucket_size": True,
+                               "stage3_prefetch_bucket_size": True, "stage3_param_persistence_threshold": True,
+                               "stage3_max_live_parameters": True}}
 # Keys added after points were first hashed, with the value that means "as before". At that value
 # a key is left out of the hash, so upgrading the tool does not re-run finished points. Each is a
 # key of a top-level block ("block.key").
@@ -34,7 +37,7 @@ HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.t
                    "generate.repetition_penalty": None, "generate.no_repeat_ngram_size": 0,
                    "generate.length_penalty": 1.0, "generate.penalty_alpha": None, "generate.allowed_outputs": None,
                    "train.lr_scheduler": "linear", "train.num_epochs": None, "train.label_smoothing": 0.0,
-                   "train.load_best_at_end": False, "train.best_metric": "eval_loss"}
+                   "train.load_best_at_end": False, "train.best_metric": "eval_loss", "train.save": True}
 
 _OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by block
 for _dotted, _at in HASH_OMITTED_AT.items():

@@ -92,6 +92,8 @@ class TrainSpec(Block):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (less memory).")
     do_train: bool = Field(True, description="False: evaluate the initial model only.")
+    save: bool = Field(True, description="False: write no checkpoint and no final model (a throughput probe, an "
+                       "eval-only sweep); the eval runs on the model in memory, and nothing is left to resume from.")
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="seq2seq: label smoothing of the token loss, in [0, 1) (eval_loss includes it).")
     load_best_at_end: bool = Field(
@@ -127,6 +129,13 @@ class TrainSpec(Block):
                        f"both (max_steps={self.max_steps}, num_epochs={self.num_epochs})")
         else:
             self.max_steps = None
+        return self
+
+    @model_validator(mode="after")
+    def _saved_best(self) -> "TrainSpec":
+        if self.load_best_at_end and not self.save:
+            raise fail("save", "save true with load_best_at_end (the best checkpoint must be written to be loaded)",
+                       False, "set train.save=true, or train.load_best_at_end=false")
         return self
 
     @model_validator(mode="after")
@@ -283,6 +292,16 @@ class DeepSpeedSpec(Block):
     offload_optimizer: Literal["none", "cpu"] = Field("none", description="Optimizer state offload.")
     offload_param: Literal["none", "cpu"] = Field("none", description="Parameter offload (ZeRO-3 only).")
     gather_16bit_weights_on_save: bool = Field(True, description="ZeRO-3: save a consolidated 16-bit model.")
+    reduce_bucket_size: Union[PositiveInt, Literal["auto"]] = Field(
+        "auto", description="ZeRO-2/3: elements per gradient reduce bucket (auto: d_model squared, e.g. 4.2M at xl).")
+    allgather_bucket_size: PositiveInt = Field(
+        500_000_000, description="ZeRO-2: elements per parameter all-gather bucket.")
+    stage3_prefetch_bucket_size: Union[PositiveInt, Literal["auto"]] = Field(
+        "auto", description="ZeRO-3: elements of parameters fetched ahead (auto: 0.9 x d_model squared).")
+    stage3_param_persistence_threshold: Union[NonNegativeInt, Literal["auto"]] = Field(
+        "auto", description="ZeRO-3: parameters with fewer elements stay whole on every GPU (auto: 10 x d_model).")
+    stage3_max_live_parameters: PositiveInt = Field(
+        1_000_000_000, description="ZeRO-3: elements of gathered parameters kept on a GPU at once.")
     bf16: Optional[bool] = Field(None, description="DeepSpeed-style alias of train.precision=bf16.")
     fp16: Optional[bool] = Field(None, description="DeepSpeed-style alias of train.precision=fp16.")
 
@@ -343,6 +362,25 @@ class CtlSpec(Block):
     high_priority: bool = Field(False, description="Pass --high-priority.")
     shared_host_dir: str = Field("/mnt/shared", description="Host dir shared into the container (--shared-host-dir).")
     repo_dir: Optional[str] = Field(None, description="Where this repo lives inside the container (default: here).")
+
+
+ATTENTION = ("sdpa", "eager", "flex_attention")
+
+
+class SpeedSpec(Block):
+    """How a job computes, not what (never hashed): kernels and compilation. Each option trains
+    to the same loss as the default within numerical noise (tests/integration/test_speed_options.py)."""
+
+    attention: Literal[ATTENTION] = Field(
+        "sdpa", description="T5 attention kernel: sdpa (torch's scaled_dot_product_attention, the relative position "
+        "bias as an additive mask), eager (matmul + softmax) or flex_attention (torch's FlexAttention).")
+    compile: bool = Field(False, description="torch.compile each T5 block (regional compilation: one graph, reused "
+                          "by every layer); falls back to eager where it cannot compile.")
+    fused_rms_norm: bool = Field(False, description="T5's layer norm through torch.nn.functional.rms_norm (one fused "
+                                 "kernel on GPU) instead of its Python arithmetic.")
+    preemption_check_steps: PositiveInt = Field(
+        1, description="Steps between the ranks' agreement on a preemption (an all-reduce and a host sync each, "
+        "with more than one process); a USR2 then stops within this many steps.")
 
 
 class CoverageSpec(Block):
@@ -411,6 +449,7 @@ class JobSpec(Block):
     ctl: CtlSpec = Field(default_factory=CtlSpec)
     tokenizer_coverage: CoverageSpec = Field(default_factory=CoverageSpec)
     retry: Optional[RetrySpec] = Field(None, description="Automatic resubmission of failed points (unset: none).")
+    speed: SpeedSpec = Field(default_factory=SpeedSpec)
 
     @property
     def task_info(self) -> Task:

@@ -140,3 +140,19 @@ def test_logs_follow_of_an_ended_point_prints_its_tail_and_ends(runs):
         raise AssertionError("an ended point is not waited for")
 
     assert [lines for _, lines in lifecycle.logs("follow", "0", 40, follow=True, sleep=sleep)] == [["loading"]]
+
+
+def test_the_deepspeed_tuning_keys_reach_the_zero_config():
+    from workflow.node.zero import deepspeed_config
+    from workflow.spec import DeepSpeedSpec
+
+    two = deepspeed_config(DeepSpeedSpec(enabled=True, stage=2, reduce_bucket_size=500_000_000,
+                                         allgather_bucket_size=200_000_000))["zero_optimization"]
+    assert (two["reduce_bucket_size"], two["allgather_bucket_size"]) == (500_000_000, 2e8)
+    three = deepspeed_config(DeepSpeedSpec(enabled=True, stage=3, stage3_param_persistence_threshold=10_000_000,
+                                           stage3_prefetch_bucket_size=50_000_000,
+                                           stage3_max_live_parameters=3_000_000_000))["zero_optimization"]
+    assert (three["stage3_param_persistence_threshold"], three["stage3_prefetch_bucket_size"],
+            three["stage3_max_live_parameters"]) == (10_000_000, 50_000_000, 3e9)
+    assert deepspeed_config(DeepSpeedSpec(enabled=True, stage=3))["zero_optimization"][
+        "stage3_param_persistence_threshold"] == "auto"

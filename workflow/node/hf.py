@@ -14,6 +14,7 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingA
 from workflow import failures
 from workflow.jsonio import write_json
 from workflow.node.zero import deepspeed_config
+from workflow.node import speed
 from workflow.node.preempt import FLAG, Preempted
 from workflow.rundir import COMPLETE_MARKER, RunDir
 from workflow.spec import JobSpec, LoraSpec
@@ -26,7 +27,9 @@ def load_model(spec: JobSpec, tracker=None):
     Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
     source = spec.model_source
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = model_class(source).from_pretrained(source, **quantized_loading(spec))
+    model = model_class(source).from_pretrained(source, attn_implementation=spec.speed.attention,
+                                                **quantized_loading(spec))
+    speed.apply(model, spec.speed)
     total = _param_count(model)
     log.info("loaded %s: %.2fM parameters", source, total / 1e6)
     if _zero3_partitioned(model):
@@ -147,7 +150,7 @@ def training_args(spec: JobSpec, rd: RunDir) -> Seq2SeqTrainingArguments:
         weight_decay=train.weight_decay,
         eval_strategy="steps",
         eval_steps=train.eval_steps,
-        save_strategy="steps",
+        save_strategy="steps" if train.save else "no",
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
         logging_steps=train.logging_steps,
@@ -210,6 +213,16 @@ def save_final(trainer, tokenizer, spec: JobSpec, rd: RunDir) -> Path:
         log.info("saved the final model to %s", folder)
     end_collectives(trainer)
     return folder
+
+
+def unsaved_results(trainer) -> dict | None:
+    """Without a final save (``train.save: false``): under ZeRO-3 no rank holds the whole model
+    to generate with, so the final evaluation is the Trainer's eval loss, computed collectively
+    here; None elsewhere (rank 0 generates with the model in memory)."""
+    if not _zero3_partitioned(trainer.model):
+        return None
+    log.info("ZeRO-3 without a saved model: the final evaluation is the eval loss (no generation)")
+    return {"eval_loss": trainer.evaluate()["eval_loss"]}
 
 
 def end_collectives(trainer) -> None:
@@ -283,11 +296,15 @@ class TrackingCallback(TrainerCallback):
 class PreemptionCallback(TrainerCallback):
     """On a preemption request (any rank), save a checkpoint at this step and stop training.
 
-    Ranks must agree on the step, so with more than one process the flag is max-reduced at
-    every step; a single process reads its own flag and runs no collective."""
+    Ranks must agree on the step, so with more than one process the flag is max-reduced every
+    ``every`` steps (``speed.preemption_check_steps``; each is an all-reduce and a host sync); a
+    single process reads its own flag and runs no collective."""
+
+    def __init__(self, every: int = 1):
+        self.every = every
 
     def on_step_end(self, args, state, control, **kwargs):
-        if _any_rank(FLAG.requested, args.device):
+        if state.global_step % self.every == 0 and _any_rank(FLAG.requested, args.device):
             log.warning("preemption requested at step %d: saving a checkpoint and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True

@@ -42,19 +42,26 @@ class Recipe(ABC):
         set_seed(spec.train.seed)
         args = hf.training_args(spec, self.rd)
         callback = hf.TrackingCallback(self.tracker, spec.samples_per_step)
-        trainer = self.setup(args, [callback, hf.PreemptionCallback(), *hf.fault_injection(self.rd)])
+        trainer = self.setup(args, [callback, hf.PreemptionCallback(spec.speed.preemption_check_steps),
+                                    *hf.fault_injection(self.rd)])
         quiet.without_printer(trainer)
         self.tracker.log_params({**spec.tracked_params(), **hf.package_versions(), **self.params})
         self.tracker.log_artifact(self.rd.spec_yaml)
         self.log.info("world size %d (%s), global batch %d", args.world_size, args.parallel_mode.value,
                       spec.samples_per_step)
         hf.train_or_evaluate(trainer, spec, self.rd, self.tracker)
-        saved = hf.save_final(trainer, self.tokenizer, spec, self.rd)
+        if spec.train.save:
+            saved, results = hf.save_final(trainer, self.tokenizer, spec, self.rd), None
+        else:  # a probe: no model is written, and the eval uses the one in memory
+            saved, results = None, hf.unsaved_results(trainer)
+            hf.end_collectives(trainer)
         if not self.dist.is_main:
             return {}
-        self.tracker.set_tags({MODEL_PATH_TAG: str(saved)})  # where the model is: a path, not a copy
-        results = self.evaluate(hf.inference_model(trainer, saved))
-        self.plot()
+        if saved is not None:
+            self.tracker.set_tags({MODEL_PATH_TAG: str(saved)})  # where the model is: a path, not a copy
+        if results is None:
+            results = self.evaluate(trainer.model if saved is None else hf.inference_model(trainer, saved))
+            self.plot()
         return hf.record_results(results, callback, trainer, self.rd, self.tracker)
 
     def plot(self) -> None:

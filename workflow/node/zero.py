@@ -24,12 +24,14 @@ def deepspeed_config(ds: DeepSpeedSpec) -> dict:
     """ZeRO stage 0/2/3, optional CPU offload of optimizer states and parameters."""
     zero: dict = {"stage": ds.stage}
     if ds.stage >= 2:
-        zero.update({"overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": "auto",
-                     "allgather_bucket_size": 5e8 if ds.stage == 2 else None})
+        zero.update({"overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": ds.reduce_bucket_size,
+                     "allgather_bucket_size": float(ds.allgather_bucket_size) if ds.stage == 2 else None})
     if ds.stage == 3:
         zero.pop("allgather_bucket_size")
-        zero.update({"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
-                     "stage3_max_live_parameters": 1e9, "stage3_max_reuse_distance": 1e9, "sub_group_size": 1e9,
+        zero.update({"stage3_prefetch_bucket_size": ds.stage3_prefetch_bucket_size,
+                     "stage3_param_persistence_threshold": ds.stage3_param_persistence_threshold,
+                     "stage3_max_live_parameters": float(ds.stage3_max_live_parameters),
+                     "stage3_max_reuse_distance": 1e9, "sub_group_size": 1e9,
                      "stage3_gather_16bit_weights_on_model_save": ds.gather_16bit_weights_on_save})
     if ds.offload_optimizer != "none":
         zero["offload_optimizer"] = {"device": ds.offload_optimizer, "pin_memory": True}

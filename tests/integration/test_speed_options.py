@@ -1,0 +1,112 @@
+"""Every speed option trains to the default's loss: 20 steps at the same seed, within 1e-3
+relative at every logged step, on the tiny T5 and on a small model of flan-t5-xl's shape (gated
+GELU, an untied head, heads x d_kv = d_model). These are the variants the GPU tournament
+(bench/gpu_session.py) times; here, on CPU, each one is checked first, and an option that
+cannot work here (a kernel, a compiler) must fall back, not fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT, cli_env, run_cli
+
+pytestmark = pytest.mark.integration
+
+STEPS = {"max_steps": 20, "logging_steps": 5, "eval_steps": 20, "save_steps": 20, "train_batch_size": 8,
+         "learning_rate": 1.0e-3, "warmup_steps": 0, "group_by_length": False, "seed": 7}
+VARIANTS = {  # name -> overrides; the first is the default the others are held to
+    "default": {},
+    "eager": {"speed.attention": "eager"},
+    "flex": {"speed.attention": "flex_attention"},
+    "rmsnorm": {"speed.fused_rms_norm": True},
+    "compiled": {"speed.compile": True},
+    "fewer-syncs": {"speed.preemption_check_steps": 10},
+    "unsaved": {"train.save": False},
+}
+ZERO = {  # DeepSpeed variants, each against the same stage at its defaults
+    "zero2": {"deepspeed.enabled": True, "deepspeed.stage": 2},
+    "zero2-buckets": {"deepspeed.enabled": True, "deepspeed.stage": 2, "deepspeed.reduce_bucket_size": 500_000_000,
+                      "deepspeed.allgather_bucket_size": 500_000_000},
+    "zero3": {"deepspeed.enabled": True, "deepspeed.stage": 3},
+    "zero3-resident": {"deepspeed.enabled": True, "deepspeed.stage": 3,
+                       "deepspeed.stage3_param_persistence_threshold": 10_000_000,
+                       "deepspeed.stage3_prefetch_bucket_size": 50_000_000},
+}
+XL_SHAPE = {"d_model": 128, "d_ff": 320, "num_heads": 2, "d_kv": 64, "num_layers": 3, "num_decoder_layers": 3,
+            "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}
+
+
+def xl_shaped(mount: Path) -> str:
+    """A small model of flan-t5-xl's shape beside the tiny T5, with its tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tiny = mount / "models/tiny-t5"
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    base = T5Config.from_pretrained(tiny).to_dict()
+    config = T5Config(**{**base, **XL_SHAPE, "dropout_rate": 0.0})
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config)
+    model.config.tie_word_embeddings = False
+    out = mount / "models/xl-shaped"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return "xl-shaped"
+
+
+def losses(tmp_path: Path, env: dict, name: str, model: str, variants: dict) -> dict[str, list[float]]:
+    """One local sweep, one point per variant: each variant's logged losses by step."""
+    base = {"base": str(ROOT / "jobs/demo.yaml"), "model_init_name": model, "train": STEPS,
+            "tracking": {"experiment": name}}
+    (tmp_path / f"{name}-base.yaml").write_text(yaml.safe_dump(base))
+    sweep = tmp_path / f"{name}.yaml"
+    sweep.write_text(yaml.safe_dump({"base": f"{name}-base.yaml", "name": name,
+                                     "points": [{"run_name": v, **o} for v, o in variants.items()]}))
+    result = run_cli("sweep", str(sweep), env=env, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = json.loads((tmp_path / f"runs/{name}/manifest.json").read_text())
+    found = {}
+    for record in manifest["points"].values():
+        run_dir = Path(record["run_dir"])
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
+        found[spec["run_name"]] = ([r["value"] for r in rows if r.get("kind") == "metric" and r["key"] == "loss"],
+                                   run_dir)
+    return found
+
+
+def assert_same_losses(found: dict, reference: str, names) -> None:
+    want, _ = found[reference]
+    assert len(want) == STEPS["max_steps"] // STEPS["logging_steps"], want
+    for name in names:
+        got, run_dir = found[name]
+        assert len(got) == len(want), (name, got)
+        worst = max(abs(g - w) / abs(w) for g, w in zip(got, want))
+        assert worst < 1e-3, f"{name}: loss {got} against {reference} {want} (worst {worst:.2e})"
+
+
+@pytest.mark.parametrize("model", ["tiny-t5", "xl-shaped"])
+def test_every_speed_option_trains_to_the_defaults_loss(tmp_path, own_mount, model):
+    env = cli_env(tmp_path, own_mount)
+    if model == "xl-shaped":
+        xl_shaped(own_mount)
+    found = losses(tmp_path, env, f"speed-{model}", model, VARIANTS)
+    assert_same_losses(found, "default", [v for v in VARIANTS if v != "default"])
+    compiled_log = (found["compiled"][1] / "log.txt").read_text()
+    assert "T5 blocks compiled (regional)" in compiled_log
+    assert "T5 layer norms through torch.nn.functional.rms_norm" in (found["rmsnorm"][1] / "log.txt").read_text()
+    unsaved = found["unsaved"][1]
+    assert not (unsaved / "model").exists() and not list((unsaved / "checkpoints").glob("checkpoint-*"))
+    assert (unsaved / "eval_results.json").is_file() and (unsaved / "predictions.json").is_file()
+
+
+def test_deepspeed_bucket_and_residency_options_train_to_the_same_loss(tmp_path, own_mount):
+    env = cli_env(tmp_path, own_mount)
+    xl_shaped(own_mount)
+    found = losses(tmp_path, env, "speed-zero", "xl-shaped", ZERO)
+    assert_same_losses(found, "zero2", ["zero2-buckets"])
+    assert_same_losses(found, "zero3", ["zero3-resident"])
