@@ -93,6 +93,7 @@ def test_every_speed_option_trains_to_the_defaults_loss(tmp_path, own_mount, mod
         xl_shaped(own_mount)
     found = losses(tmp_path, env, f"speed-{model}", model, VARIANTS)
     assert_same_losses(found, "default", [v for v in VARIANTS if v != "default"])
+    assert "flex_attention cannot train on CPU" in (found["flex"][1] / "log.txt").read_text()
     compiled_log = (found["compiled"][1] / "log.txt").read_text()
     assert "T5 blocks compiled (regional)" in compiled_log
     assert "T5 layer norms through torch.nn.functional.rms_norm" in (found["rmsnorm"][1] / "log.txt").read_text()
@@ -107,3 +108,27 @@ def test_deepspeed_bucket_and_residency_options_train_to_the_same_loss(tmp_path,
     found = losses(tmp_path, env, "speed-zero", "xl-shaped", ZERO)
     assert_same_losses(found, "zero2", ["zero2-buckets"])
     assert_same_losses(found, "zero3", ["zero3-resident"])
+
+
+@pytest.mark.parametrize("model", ["tiny-t5", "xl-shaped"])
+def test_flex_attention_computes_what_sdpa_does(own_mount, model):
+    """FlexAttention with T5's relative position bias (transformers passes it as a score_mod)
+    against sdpa with the bias as an additive mask: the same loss, forward only (CPU has no
+    flex backward; a CPU job that trains falls back to sdpa, above)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if model == "xl-shaped":
+        xl_shaped(own_mount)
+    folder = own_mount / "models" / model
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(["the red house", "a small dog runs fast"], padding=True, return_tensors="pt")
+    labels = tokenizer(text_target=["la maison rouge", "un petit chien"], padding=True, return_tensors="pt")
+    labels = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
+    got = {}
+    for kind in ("sdpa", "flex_attention", "eager"):
+        net = AutoModelForSeq2SeqLM.from_pretrained(folder, attn_implementation=kind).eval()
+        with torch.no_grad():
+            got[kind] = net(**batch, labels=labels).loss.item()
+    assert abs(got["flex_attention"] - got["sdpa"]) / got["sdpa"] < 1e-3, got
+    assert abs(got["eager"] - got["sdpa"]) / got["sdpa"] < 1e-3, got

@@ -27,7 +27,7 @@ def load_model(spec: JobSpec, tracker=None):
     Under ZeRO-3 the TrainingArguments already exist, so the weights load partitioned."""
     source = spec.model_source
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = model_class(source).from_pretrained(source, attn_implementation=spec.speed.attention,
+    model = model_class(source).from_pretrained(source, attn_implementation=speed.attention(spec.speed),
                                                 **quantized_loading(spec))
     speed.apply(model, spec.speed)
     total = _param_count(model)

@@ -15,6 +15,15 @@ from workflow.spec import SpeedSpec
 log = logging.getLogger("workflow.speed")
 
 
+def attention(speed: SpeedSpec, training: bool = True) -> str:
+    """The attention kernel ``from_pretrained`` gets. FlexAttention has no backward pass on CPU
+    (torch raises NotImplementedError): a CPU job that trains uses sdpa, and says so."""
+    if speed.attention == "flex_attention" and training and not torch.cuda.is_available():
+        log.warning("speed.attention: flex_attention cannot train on CPU (no backward pass there); using sdpa")
+        return "sdpa"
+    return speed.attention
+
+
 def apply(model, speed: SpeedSpec) -> None:
     """Patch ``model`` (a T5, or a peft model around one) in place, per ``speed``."""
     if speed.fused_rms_norm:
