@@ -112,11 +112,15 @@ def test_deepspeed_bucket_and_residency_options_train_to_the_same_loss(tmp_path,
 
 @pytest.mark.parametrize("model", ["tiny-t5", "xl-shaped"])
 def test_flex_attention_computes_what_sdpa_does(own_mount, model):
-    """FlexAttention with T5's relative position bias (transformers passes it as a score_mod)
-    against sdpa with the bias as an additive mask: the same loss, forward only (CPU has no
-    flex backward; a CPU job that trains falls back to sdpa, above)."""
+    """FlexAttention with T5's relative position bias in its score_mod against sdpa with the bias
+    as an additive mask: the same loss on a padded batch of two, forward only (CPU has no flex
+    backward; a CPU job that trains falls back to sdpa, above). transformers' own flex path
+    fails this on a batch above 1 (it indexes the bias by batch): speed.attention mends it."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from workflow.node import speed
+    from workflow.spec import SpeedSpec
 
     if model == "xl-shaped":
         xl_shaped(own_mount)
@@ -127,7 +131,8 @@ def test_flex_attention_computes_what_sdpa_does(own_mount, model):
     labels = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
     got = {}
     for kind in ("sdpa", "flex_attention", "eager"):
-        net = AutoModelForSeq2SeqLM.from_pretrained(folder, attn_implementation=kind).eval()
+        chosen = speed.attention(SpeedSpec(attention=kind), training=False)
+        net = AutoModelForSeq2SeqLM.from_pretrained(folder, attn_implementation=chosen).eval()
         with torch.no_grad():
             got[kind] = net(**batch, labels=labels).loss.item()
     assert abs(got["flex_attention"] - got["sdpa"]) / got["sdpa"] < 1e-3, got

@@ -21,7 +21,29 @@ def attention(speed: SpeedSpec, training: bool = True) -> str:
     if speed.attention == "flex_attention" and training and not torch.cuda.is_available():
         log.warning("speed.attention: flex_attention cannot train on CPU (no backward pass there); using sdpa")
         return "sdpa"
+    if speed.attention == "flex_attention":
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+        AttentionInterface.register(FLEX, flex_with_batched_bias)
+        AttentionMaskInterface.register(FLEX, ALL_MASK_ATTENTION_FUNCTIONS["flex_attention"])  # block masks
+        return FLEX
     return speed.attention
+
+
+FLEX = "t5_flex_attention"
+
+
+def flex_with_batched_bias(module, query, key, value, attention_mask, position_bias=None, **kwargs):
+    """transformers' FlexAttention with T5's position bias broadcast over the batch first. Its
+    score_mod reads ``position_bias[batch, head, q, kv]``, and T5's bias has a batch of 1: on CPU
+    the second example of a batch fails a bounds check, on a GPU it reads past the tensor. The
+    expanded view costs no memory (stride 0 over the batch)."""
+    from transformers.integrations.flex_attention import flex_attention_forward
+
+    if position_bias is not None and position_bias.shape[0] != query.shape[0]:
+        position_bias = position_bias.expand(query.shape[0], -1, -1, -1)
+    return flex_attention_forward(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
 
 
 def apply(model, speed: SpeedSpec) -> None:
