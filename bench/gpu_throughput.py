@@ -111,16 +111,43 @@ SHAPES = {
     "tiny": dict(d_model=64, d_ff=128, d_kv=32, num_heads=2, num_layers=2, num_decoder_layers=2),
 }
 assert all(SHAPES["xl"][k] == XL[k] for k in SHAPES["xl"])
-CONFIGS = {  # tool configurations: CLI overrides
-    "tool-nods": ["deepspeed.enabled=false"],
-    "tool-zero2": ["deepspeed.enabled=true", "deepspeed.stage=2"],
-    "tool-zero3": ["deepspeed.enabled=true", "deepspeed.stage=3"],
-    "tool-lora": ["deepspeed.enabled=false", "lora.r=16"],
-    "tool-qlora": ["deepspeed.enabled=false", "lora.r=16", "lora.quantize=4bit"],
+NODS, ZERO2, ZERO3 = ["deepspeed.enabled=false"], ["deepspeed.enabled=true", "deepspeed.stage=2"], \
+    ["deepspeed.enabled=true", "deepspeed.stage=3"]
+FAST = ["speed.attention=flex_attention", "speed.fused_rms_norm=true", "speed.compile=true"]
+CONFIGS = {  # tool configurations: CLI overrides. Each variant is a spec option, checked on CPU first
+    # (tests/integration/test_speed_options.py: the default's loss within 1e-3 over 20 steps).
+    "tool-nods": NODS,
+    "tool-zero2": ZERO2,
+    "tool-zero3": ZERO3,
+    "tool-lora": [*NODS, "lora.r=16"],
+    # where an xl step goes: attention (sdpa with the position bias as a mask -> FlexAttention with
+    # it in the score_mod), layer norm (24+24 layers x 2-3 norms of Python arithmetic -> one kernel),
+    # everything per block (regional compile fuses the elementwise work around the matmuls)
+    "tool-flex": [*NODS, "speed.attention=flex_attention"],
+    "tool-rmsnorm": [*NODS, "speed.fused_rms_norm=true"],
+    "tool-compile": [*NODS, "speed.compile=true"],
+    "tool-fast": [*NODS, *FAST],
+    # ZeRO hooks and buckets: auto buckets are d_model^2 = 4.2M elements (~680 a step at xl)
+    "tool-zero2-buckets": [*ZERO2, "deepspeed.reduce_bucket_size=500000000",
+                           "deepspeed.allgather_bucket_size=500000000"],
+    "tool-zero2-fast": [*ZERO2, "deepspeed.reduce_bucket_size=500000000", "deepspeed.allgather_bucket_size=500000000",
+                        *FAST],
+    "tool-zero3-resident": [*ZERO3, "deepspeed.stage3_param_persistence_threshold=100000000",
+                            "deepspeed.stage3_prefetch_bucket_size=500000000",
+                            "deepspeed.stage3_max_live_parameters=3000000000"],
+    # activations: twice the micro batch with activation checkpointing (the batch the side reports
+    # its samples/s for is its own)
+    "tool-fast-ckpt-2x": [*NODS, *FAST, "train.gradient_checkpointing=true", "train.train_batch_size=2x"],
+    "tool-lora-fast": [*NODS, "lora.r=16", *FAST],
+    "tool-qlora": [*NODS, "lora.r=16", "lora.quantize=4bit"],
 }
 ALL = ["baseline", *CONFIGS]
-LORA = {"tool-lora", "tool-qlora"}
-FULL = {"baseline", "tool-nods", "tool-zero2", "tool-zero3"}
+# the session's order: the reference points first, then the variants by their expected gain
+TOURNAMENT = ["baseline", "tool-nods", "tool-fast", "tool-zero2", "tool-zero2-fast", "tool-compile", "tool-flex",
+              "tool-rmsnorm", "tool-zero2-buckets", "tool-zero3", "tool-zero3-resident", "tool-fast-ckpt-2x",
+              "tool-lora", "tool-lora-fast"]
+LORA = {"tool-lora", "tool-lora-fast", "tool-qlora"}
+FULL = {"baseline", *(c for c in CONFIGS if c not in LORA and "2x" not in c)}  # eval loss judged (same global batch)
 GOAL_RATIO = {"tool-zero2": 0.9, "tool-zero3": 0.7}
 GOAL_MFU = 0.25
 GOAL_LOSS = 0.02
@@ -136,7 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="micro batch (per GPU) of every side")
     p.add_argument("--src_len", type=int, default=512, help="prompt tokens per example (after truncation)")
     p.add_argument("--tgt_len", type=int, default=128, help="completion tokens per example (after truncation)")
-    p.add_argument("--configs", default=",".join(ALL), help="comma-separated subset of: " + ", ".join(ALL))
+    p.add_argument("--configs", default=",".join(ALL), help="comma-separated subset of: " + ", ".join(ALL)
+                   + "; 'tournament': " + ",".join(TOURNAMENT))
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every side")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--n_eval", type=int, default=None, help="eval examples (default: 2 x batch)")
@@ -156,9 +184,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs_dir", help="WF_RUNS_DIR (default: <work_dir>/runs, or /dev/shm when the work dir's "
                                       "disk is too small for the checkpoint the Trainer writes at the end)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory, models and run directories")
+    p.add_argument("--save", action="store_true",
+                   help="let the tool's sides write their last-step checkpoint and final model (default: "
+                        "train.save=false, a throughput probe: 45 GB less to write per xl ZeRO side)")
+    p.add_argument("--md", help="write the markdown table here too (default: --out with .md)")
     p.add_argument("--build_model", help=argparse.SUPPRESS)  # child mode: build the model into this folder
     a = p.parse_args(argv)
-    a.config_list = [c.strip() for c in a.configs.split(",") if c.strip()]
+    a.config_list = TOURNAMENT if a.configs == "tournament" else [c.strip() for c in a.configs.split(",") if c.strip()]
     unknown = [c for c in a.config_list if c not in ALL]
     if unknown:
         p.error(f"unknown config(s) {', '.join(unknown)}; known: {', '.join(ALL)}")
@@ -167,6 +199,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.steps < 2 * a.log_every:
         p.error("--steps must allow at least two loss logs")
     return a
+
+
+def scratch(cuda: bool) -> str | None:
+    """Where the model and data are built: /dev/shm on a GPU box with room for an xl model in fp32
+    (every side then loads 11 GB from memory, not the disk); else $TMPDIR."""
+    shm = Path("/dev/shm")
+    return str(shm) if cuda and shm.is_dir() and free_gib(shm) > 40 else None
 
 
 def _cuda_available() -> bool:
@@ -357,7 +396,7 @@ class Bench:
         self.a = a
         self.start = time.perf_counter()
         self.cuda = _cuda_available()
-        self.work = Path(a.work_dir or tempfile.mkdtemp(prefix="gpu-throughput-")).resolve()
+        self.work = Path(a.work_dir or tempfile.mkdtemp(prefix="gpu-throughput-", dir=scratch(self.cuda))).resolve()
         self.mount = self.work / "mount"
         self.model_name = f"{a.shape}-shaped"
         self.model_dir = self.mount / "models" / self.model_name
@@ -431,7 +470,7 @@ class Bench:
     def pick_runs_dir(self) -> None:
         """The Trainer writes a full checkpoint at the last step (about 16 bytes per parameter under
         ZeRO, plus the final model): put the run directories where that fits."""
-        need = 20 * self.info["model"]["parameters"] / GIB + 1
+        need = (20 if self.a.save else 0) * self.info["model"]["parameters"] / GIB + 1
         self.info["runs_dir_need_gib"] = need
         if self.a.runs_dir is None and self.cuda and free_gib(self.work) < need:
             shm = Path("/dev/shm")
@@ -461,8 +500,14 @@ class Bench:
 
     def tool_overrides(self, config: str) -> list[str]:
         gpu = self.cuda
+        own = [o.replace("=2x", f"={2 * self.a.batch}") for o in CONFIGS[config]]
         return [f"resources.gpus_per_node={1 if gpu else 0}", f"train.precision={'bf16' if gpu else 'fp32'}",
-                "train.group_by_length=false", *CONFIGS[config], *self.a.tool_override]
+                "train.group_by_length=false", *([] if self.a.save else ["train.save=false"]), *own,
+                *self.a.tool_override]
+
+    def batch_of(self, config: str) -> int:
+        """The micro batch a side trains with (its samples/s counts its own samples)."""
+        return 2 * self.a.batch if any(o.endswith("=2x") for o in CONFIGS.get(config, [])) else self.a.batch
 
     # ------------------------------------------------------------ plan
 
@@ -555,7 +600,7 @@ class Bench:
         if point_dir:
             side.update(point_log=str(point_dir / "log.txt"), checkpoint_gib=dir_gib(point_dir / "checkpoints"),
                         final_model_gib=dir_gib(point_dir / "model"))
-        steady = steady_samples_per_second(metrics, self.a.batch)
+        steady = steady_samples_per_second(metrics, self.batch_of(config))
         trained = steady is not None and "eval_loss" in metrics  # the eval runs at the last step only
         if trained:  # also when the job failed afterwards (e.g. writing the last-step checkpoint)
             side.update(samples_per_second=steady,
@@ -695,10 +740,12 @@ class Bench:
         report = {"command": " ".join(sys.argv), "args": {k: v for k, v in vars(self.a).items() if k != "build_model"},
                   "info": self.info, "elapsed_s": self.elapsed(), "results": self.results, **summary,
                   "markdown": table}
+        md = Path(self.a.md or Path(self.a.out).with_suffix(".md"))
         try:
             Path(self.a.out).write_text(json.dumps(report, indent=1, default=str))
+            md.write_text(table + "\n")
         except OSError as exc:
-            print(f"cannot write {self.a.out}: {exc}", flush=True)
+            print(f"cannot write {self.a.out} / {md}: {exc}", flush=True)
         return report
 
     def machine(self) -> None:
