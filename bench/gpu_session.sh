@@ -101,6 +101,18 @@ say "tournament ($CONFIGS, $SHAPE, budget $T_LEFT s)"
 BENCH_RC=$?
 say "tournament: exit $BENCH_RC"
 [[ -f $RESULTS/tournament.md ]] && cat "$RESULTS/tournament.md"
+REST=$("$PY" - "$RESULTS/tournament.json" <<'EOF'
+import json, sys
+try:
+    rows = json.load(open(sys.argv[1]))["rows"]
+except (OSError, ValueError, KeyError):
+    sys.exit()
+skipped = [r["config"] for r in rows if r.get("status") == "skipped" and "time budget" in str(r.get("reason"))]
+print(",".join(["baseline", *skipped]) if skipped else "")
+EOF
+)
+[[ -z $REST ]] || say "the budget left sides out; the next call (the baseline again, for same-run ratios):" \
+  "bash bench/gpu_session.sh --no_tests --out <another folder> --configs $REST"
 cat >"$RESULTS/session.json" <<EOF
 {"shape": "$SHAPE", "cuda": $CUDA, "budget_s": $BUDGET, "elapsed_s": $((SECONDS - START)),
  "tests_exit": "$TESTS_RC", "tournament_exit": $BENCH_RC, "results": "$RESULTS"}
