@@ -88,6 +88,19 @@ def test_bf16_without_deepspeed(tmp_path, env):
     assert "peak GPU memory reserved" in record["log"]
 
 
+def test_flex_attention_fused_norm_and_compiled_blocks_in_bf16(tmp_path, env):
+    """The speed options on CUDA, all at once: FlexAttention (Triton kernels, the position bias
+    in the score_mod), the fused RMSNorm and the compiled blocks train as well as the default."""
+    record = run_gpu(tmp_path, env, "fast", speed={"attention": "flex_attention", "fused_rms_norm": True,
+                                                    "compile": True})
+    assert record["results"]["exact_match"] >= 0.8, record["results"]
+    assert "T5 blocks compiled (regional)" in record["log"] and "flex_attention cannot train" not in record["log"]
+    flex = "from workflow.node import speed; import torch; from workflow.spec import SpeedSpec\n" \
+           "assert speed.attention(SpeedSpec(attention='flex_attention')) == speed.FLEX"
+    done = subprocess.run([sys.executable, "-c", flex], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_zero2(tmp_path, env):
     record = run_gpu(tmp_path, env, "zero2", deepspeed={"enabled": True, "stage": 2})
     assert record["results"]["exact_match"] >= 0.8, record["results"]
