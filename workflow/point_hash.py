@@ -25,7 +25,7 @@ from workflow.tree import MISSING
 # Keys that describe where or how a point runs, not what it computes: a top-level key (True), or
 # keys inside a top-level block (a mapping of them).
 HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
-                 "tokenizer_coverage": True, "retry": True, "speed": True,
+                 "tokenizer_coverage": True, "retry": True, "speed": True, "search": {"storage": True},
                  "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True},
                  "deepspeed": {"reduce_bucket_size": True, "allgather_bucket_size": True,
                                "stage3_prefetch_bucket_size": True, "stage3_param_persistence_threshold": True,
@@ -39,6 +39,8 @@ HASH_OMITTED_AT = {"lora.quantize": "none", "generate.num_beams": 1, "generate.t
                    "train.lr_scheduler": "linear", "train.num_epochs": None, "train.label_smoothing": 0.0,
                    "train.load_best_at_end": False, "train.best_metric": "eval_loss", "train.save": True}
 
+# Top-level keys added later, left out of the hash at the value that means "as before".
+TOP_OMITTED_AT = {"search": None}
 _OMITTED_BY_BLOCK: dict[str, list[tuple[str, Any]]] = {}  # HASH_OMITTED_AT by block
 for _dotted, _at in HASH_OMITTED_AT.items():
     _block, _leaf = _dotted.split(".", 1)
@@ -71,6 +73,8 @@ def hashed_parts(spec: BaseModel, known: dict[int, str] | None = None) -> dict[s
     parts = {}
     for name in hashed_keys(type(spec)):
         value = getattr(spec, name)
+        if name in TOP_OMITTED_AT and value == TOP_OMITTED_AT[name]:
+            continue
         text = known.get(id(value))
         parts[name] = hash_text(name, value) if text is None else text
     return parts

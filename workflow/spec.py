@@ -420,6 +420,32 @@ class RetrySpec(Block):
         return list(dict.fromkeys(value))
 
 
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid")
+PRUNERS = ("asha", "median", "hyperband", "none")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+
+
+class TrialSpec(Block):
+    """A point that is one trial of an adaptive search (a sweep file's ``search:`` block): the
+    job asks the study for its parameters when it starts. Written by the launcher, not by hand."""
+
+    study: str = Field(..., description="The study's name (the sweep's).")
+    slot: NonNegativeInt = Field(..., description="Which of the search's trials this point is (0-based).")
+    space: dict[str, dict[str, list]] = Field(..., description="key.path: {loguniform|uniform|int|choice: [...]}.")
+    sampler: Literal[SAMPLERS] = Field("tpe", description="Optuna's sampler.")
+    seed: int = Field(0, description="The sampler's seed.")
+    metric: str = Field("eval_loss", description="What the study optimises (its direction from the metric registry).")
+    pruner: Literal[PRUNERS] = Field("asha", description="What stops bad trials early.")
+    min_steps: PositiveInt = Field(100, description="The pruner's first rung: no trial is stopped before it.")
+    reduction: int = Field(3, ge=2, description="ASHA/hyperband: the share of trials kept at each rung is 1/reduction.")
+    storage: Optional[str] = Field(None, description="An RDB URL; unset: a JournalFile study.journal in the sweep's "
+                                   "folder (safe on a shared file system; never SQLite on one).")
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if lower_is_better(self.metric) else "maximize"
+
+
 class JobSpec(Block):
     """One training job. Unknown keys are errors."""
 
@@ -450,6 +476,7 @@ class JobSpec(Block):
     tokenizer_coverage: CoverageSpec = Field(default_factory=CoverageSpec)
     retry: Optional[RetrySpec] = Field(None, description="Automatic resubmission of failed points (unset: none).")
     speed: SpeedSpec = Field(default_factory=SpeedSpec)
+    search: Optional[TrialSpec] = Field(None, description="Set by a sweep's search block: this point is a trial.")
 
     @property
     def task_info(self) -> Task:

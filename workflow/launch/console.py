@@ -168,6 +168,13 @@ def print_plan(found) -> None:
         lines.insert(SHOWN_REQUEST_LINES - 5, f"# ... {hidden} more lines of the same form")
         request_text = "\n".join(lines)
     console.print(points_table(sweep))
+    first = sweep.points[0].spec if sweep.points else None
+    if first is not None and first.search is not None:
+        from workflow.launch import search
+
+        for line in search.describe(first.search.model_dump(), len(sweep.points), first.local.max_parallel,
+                                    first.train.max_steps):
+            console.print(line, highlight=False, markup=False)
     for name, counts in data_counts.items():
         console.print(f"data {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), highlight=False)
     if skipped:

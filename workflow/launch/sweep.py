@@ -24,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from workflow.errors import Problem, SpecError, short, suggest
 from workflow.launch import config
+from workflow.launch.search import SearchBlock
 from workflow.launch.sweep_blocks import BaseBlocks
 from workflow.spec import JobSpec, field_paths
 from workflow.spec_errors import problems_from
 from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+ASKED = "(asked at start)"  # a search trial's value of a searched key before its job has asked the study
 
 
 class RandomBlock(BaseModel):
@@ -50,6 +52,8 @@ class SweepFile(BaseModel):
     zip: dict[str, list] = Field(default_factory=dict, description="key.path: [values], paired by position.")
     random: Optional[RandomBlock] = None
     points: list[dict[str, Any]] = Field(default_factory=list, description="Explicit list of override mappings.")
+    search: Optional[SearchBlock] = Field(None, description="An adaptive search (Optuna): trials that ask for their "
+                                          "parameters when they start; instead of grid/zip/random/points.")
     max_points: PositiveInt = Field(1000, description="Refuse to submit a sweep larger than this.")
 
 
@@ -122,6 +126,31 @@ def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], li
     return axes, problems
 
 
+def _trials(sweep: SweepFile, base: JobSpec, file: str) -> list[tuple[str, dict]]:
+    """A search's one axis: a point per trial slot, each with the search's spec values, and the
+    search's parallelism as the backends' (the array's %N, the local processes)."""
+    from workflow.launch import search
+
+    problems: list[Problem] = []
+    known = field_paths()
+
+    def check(key: str, shown: str) -> bool:
+        problem = config.check_key_path(key, known, file, shown)
+        if problem:
+            problems.append(problem)
+        return problem is None
+
+    block = sweep.search
+    values, found = search.check(block, base, file, check)
+    problems += found
+    if problems:
+        raise SpecError(f"Invalid sweep file {file}", problems)
+    name = sweep.name or Path(file).stem
+    return [("search", {"search": {**values, "study": name, "slot": slot},
+                        "slurm.array_parallelism": block.parallel, "local.max_parallel": block.parallel})
+            for slot in range(block.trials)]
+
+
 def _random_axis(block: RandomBlock, file: str, check, problems: list[Problem]) -> list[tuple[str, dict]]:
     rng = _random.Random(block.seed)
     samplers = {}
@@ -182,11 +211,17 @@ def expand(path: str | Path, cli_overrides: Iterable[str] = (), extra: dict | No
             config.set_path(fixed, key, value)
     axes, axis_problems = _axes(sweep, file)
     problems += axis_problems
+    if sweep.search and axes:
+        problems.append(Problem(file, "search", "search alone (its trials are the points), without grid, zip, "
+                                "random or points", ", ".join(k for k in ("grid", "zip", "random", "points")
+                                                              if getattr(sweep, k))))
     if problems:
         raise SpecError(f"Invalid sweep file {path}", problems)
     cli = config.parse_overrides(cli_overrides)
     base_raw = deep_merge(base_raw, fixed)
-    config.validate(deep_merge(base_raw, cli), str(base_path), cli)  # base errors name the base file
+    base_spec = config.validate(deep_merge(base_raw, cli), str(base_path), cli)  # base errors name the base file
+    if sweep.search:
+        axes = [_trials(sweep, base_spec, file)]
 
     count = math.prod(len(axis) for axis in axes)  # before building them: a typo can ask for billions
     if count > sweep.max_points:
@@ -202,7 +237,11 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
     points: list[Point] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    varying = sorted({k for combo in combos for _, over in combo for k in over})
+    searched = bool(combos and combos[0] and combos[0][0][0] == "search")
+    if searched:  # the trials' parameters are the study's: the varying keys are the space's
+        varying = sorted(sweep.search.space)
+    else:
+        varying = sorted({k for combo in combos for _, over in combo for k in over})
     labels = point_labels(varying)
     base = BaseBlocks(deep_merge(base_raw, cli))
     for index, combo in enumerate(combos):
@@ -223,7 +262,10 @@ def _resolve(path: Path, sweep: SweepFile, base_raw: dict, combos: list, cli: di
             continue
         seen[digest] = index
         values = {k: spec.get(k) for k in varying}
-        name = point_name({k: spec.get(k) for k in sorted(sources)}, labels)
+        if searched:  # its values come from the study when its job starts
+            values, name = {k: ASKED for k in varying}, f"trial={spec.search.slot}"
+        else:
+            name = point_name({k: spec.get(k) for k in sorted(sources)}, labels)
         spec.run_name = spec.run_name or name
         points.append(Point(index, name, digest, values, spec))
     if problems:

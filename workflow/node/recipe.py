@@ -22,8 +22,9 @@ from workflow.tracking import MODEL_PATH_TAG
 
 
 class Recipe(ABC):
-    def __init__(self, spec: JobSpec, rd: RunDir, tracker, dist):
+    def __init__(self, spec: JobSpec, rd: RunDir, tracker, dist, context: dict | None = None):
         self.spec, self.rd, self.tracker, self.dist = spec, rd, tracker, dist
+        self.context = context or {}  # the launcher's (and, for a search trial, its number)
         self.log = logging.getLogger(f"workflow.{spec.task}")
         self.tokenizer = None
         self.params: dict = {}  # task-specific params logged with the spec
@@ -42,8 +43,14 @@ class Recipe(ABC):
         set_seed(spec.train.seed)
         args = hf.training_args(spec, self.rd)
         callback = hf.TrackingCallback(self.tracker, spec.samples_per_step)
+        pruning = None
+        if spec.search is not None:
+            from workflow.node import trial
+
+            pruning = trial.PruningCallback(spec.search, self.rd.root.parent, self.dist.is_main,
+                                            self.context["trial"])
         trainer = self.setup(args, [callback, hf.PreemptionCallback(spec.speed.preemption_check_steps),
-                                    *hf.fault_injection(self.rd)])
+                                    *hf.fault_injection(self.rd), *([pruning] if pruning else [])])
         quiet.without_printer(trainer)
         self.tracker.log_params({**spec.tracked_params(), **hf.package_versions(), **self.params})
         self.tracker.log_artifact(self.rd.spec_yaml)
@@ -62,7 +69,10 @@ class Recipe(ABC):
         if results is None:
             results = self.evaluate(trainer.model if saved is None else hf.inference_model(trainer, saved))
             self.plot()
-        return hf.record_results(results, callback, trainer, self.rd, self.tracker)
+        recorded = hf.record_results(results, callback, trainer, self.rd, self.tracker)
+        if pruning is not None:
+            trial.finish(pruning, recorded, self.tracker)
+        return recorded
 
     def plot(self) -> None:
         """The task's eval plots, as files and MLflow artifacts; a failure costs only the pictures."""

@@ -104,7 +104,7 @@ def run_job(run_dir: str, raw: dict | None = None, requeue: Callable[[], None] |
         traceback.print_exc(file=sys.stdout)  # before the job has a record to write it into
         raise
     try:
-        results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist).run()
+        results = job.spec.task_info.load_recipe()(job.spec, job.rd, tracker, job.dist, job.context).run()
     except Preempted as exc:
         on_preempted(job, tracker, exc, State.REQUEUED if requeue else State.PREEMPTED)
         if requeue is None:
@@ -117,6 +117,10 @@ def run_job(run_dir: str, raw: dict | None = None, requeue: Callable[[], None] |
         raise
     except BaseException as exc:
         on_failure(job, tracker, exc)
+        if job.spec.search is not None:
+            from workflow.node import trial
+
+            trial.fail(job)
         raise
     if job.dist.is_main:
         job.rd.write_state(state=State.COMPLETED, ended_at=time.time(), results=results)
@@ -146,6 +150,15 @@ def setup(rd: RunDir, raw: dict | None = None) -> Job:
         write_json(rd.job, raw, indent=None)
     job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist)
     os.environ.update(job.context.get("env", {}))  # the launcher's mount, runs and MLflow folders
+    if job.spec.search is not None:  # a search trial: its parameters come from the study now
+        from workflow.node import trial
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+        job = trial.attach(job)
+        raw = {**raw, "spec": job.spec.model_dump(mode="json"), "context": job.context}
+        if dist.rank == 0:
+            write_json(rd.job, raw, indent=None)  # what compare, predict and export read: the resolved spec
+            _write_spec_yaml(raw["spec"], rd)
     quiet.apply(job.spec.resources.on_cpu)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s [rank {job.dist.rank}] %(levelname)s %(name)s: %(message)s")
