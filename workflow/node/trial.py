@@ -92,15 +92,18 @@ def ask(search: TrialSpec, sweep_dir: Path) -> dict:
 
 
 def sampler(search: TrialSpec):
+    """The study's sampler, seeded per trial slot: every trial's job builds its own sampler, and
+    one seed would have them all propose the same first parameters."""
     import optuna
 
+    seed = search.seed * 100_003 + search.slot
     kinds = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler, "cmaes": optuna.samplers.CmaEsSampler,
              "random": optuna.samplers.RandomSampler}
     if search.sampler == "grid":
         grid = {k: (v["choice"] if "choice" in v else list(range(int(v["int"][0]), int(v["int"][1]) + 1)))
                 for k, v in search.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=search.seed)
-    return kinds[search.sampler](seed=search.seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return kinds[search.sampler](seed=seed)
 
 
 def pruner(search: TrialSpec):
