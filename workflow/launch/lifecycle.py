@@ -93,6 +93,10 @@ def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bo
     retried = _retried(manifest, started)
     if retried:
         manifest, warnings = manifests.load(sweep), warnings + retried
+    if (manifest.path.parent / "search.json").is_file():  # a search: the study's trials and its best
+        from workflow.launch import search
+
+        warnings += search.reconcile(manifest)
     return manifest, status_rows(manifest, shown_points(manifest, show_all)), warnings
 
 

@@ -190,3 +190,29 @@ def shown(summary_: dict, metric: str) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) and not math.isnan(value) else str(value)
+
+
+def reconcile(manifest) -> list[str]:
+    """``status`` of a search: trials whose job failed without telling the study (a dead node,
+    scancel; the scheduler's word is the authority) become FAIL, and one line sums the study up.
+    Nothing for a sweep that is not a search, or whose first trial has not started."""
+    from workflow.jsonio import read_json
+    from workflow.states import TERMINAL_FAILED
+
+    info = read_json(manifest.path.parent / "search.json") if (manifest.path.parent / "search.json").is_file() else {}
+    if not info:
+        return []
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=info["study"], storage=open_storage(info["storage"]))
+        for record in manifest.points.values():
+            number = read_json(record.rundir.root / "trial.json").get("number") \
+                if (record.rundir.root / "trial.json").is_file() else None
+            if record.state in TERMINAL_FAILED and number is not None and study.trials[number].state.name == "RUNNING":
+                study.tell(number, state=optuna.trial.TrialState.FAIL)
+        found = summary(info["storage"], info["study"])
+    except Exception as exc:  # noqa: BLE001 - status still shows the points
+        return [f"search: the study cannot be read ({type(exc).__name__}: {str(exc)[:200]})"]
+    return [shown(found, info["metric"])] if found else []

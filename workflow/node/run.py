@@ -150,20 +150,19 @@ def setup(rd: RunDir, raw: dict | None = None) -> Job:
         write_json(rd.job, raw, indent=None)
     job = Job(JobSpec.model_validate(raw["spec"]), raw["context"], rd, dist)
     os.environ.update(job.context.get("env", {}))  # the launcher's mount, runs and MLflow folders
-    if job.spec.search is not None:  # a search trial: its parameters come from the study now
-        from workflow.node import trial
-
-        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
-        job = trial.attach(job)
-        raw = {**raw, "spec": job.spec.model_dump(mode="json"), "context": job.context}
-        if dist.rank == 0:
-            write_json(rd.job, raw, indent=None)  # what compare, predict and export read: the resolved spec
-            _write_spec_yaml(raw["spec"], rd)
     quiet.apply(job.spec.resources.on_cpu)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s [rank {job.dist.rank}] %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RedactSecrets())
+    if job.spec.search is not None:  # a search trial: its parameters come from the study now
+        from workflow.node import trial
+
+        job = trial.attach(job)
+        raw = {**raw, "spec": job.spec.model_dump(mode="json"), "context": job.context}
+        if dist.rank == 0:
+            write_json(rd.job, raw, indent=None)  # what compare, predict and export read: the resolved spec
+            _write_spec_yaml(raw["spec"], rd)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
         sys.unraisablehook = _defer_swallowed_stop(sys.unraisablehook)

@@ -28,6 +28,7 @@ from workflow.tree import set_path
 
 log = logging.getLogger("workflow.search")
 TRIAL_FILE = "trial.json"
+SEARCH_FILE = "search.json"
 WAIT_S = 600  # how long ranks other than 0 wait for rank 0's trial.json
 
 
@@ -41,10 +42,19 @@ def attach(job):
         found = read_json(path) if path.is_file() else {}
         if found.get("number") is None:
             found = ask(search, job.rd.root.parent)
-            write_json(path, found)
             log.info("trial %d of study %s: %s", found["number"], search.study, found["params"])
+        elif failed(search, job.rd.root.parent, found["number"]):  # a retry: a new trial, the same parameters
+            before = found["number"]
+            found = ask(search, job.rd.root.parent, found["params"])
+            log.info("trial %d of study %s: trial %d again (it failed), %s", found["number"], search.study, before,
+                     found["params"])
         else:
             log.info("trial %d of study %s again (resumed): %s", found["number"], search.study, found["params"])
+        write_json(path, found)
+        info = job.rd.root.parent / SEARCH_FILE  # what status reads to find the study
+        if not info.is_file():
+            write_json(info, {"study": search.study, "metric": search.metric,
+                              "storage": storage_of(search.model_dump(), job.rd.root.parent)})
     else:
         found = _wait_for(path)
     spec = resolved(job.spec, found["params"])
@@ -74,9 +84,17 @@ def study_of(search: TrialSpec, sweep_dir: Path):
             "or an RDB URL)", f"{type(exc).__name__}: {str(exc)[:300]}")]) from exc
 
 
-def ask(search: TrialSpec, sweep_dir: Path) -> dict:
-    """A new trial from the sampler, which sees every trial finished so far."""
+def failed(search: TrialSpec, sweep_dir: Path, number: int) -> bool:
+    """Whether the study holds trial ``number`` as FAIL (the job that ran it failed)."""
+    return study_of(search, sweep_dir).trials[number].state.name == "FAIL"
+
+
+def ask(search: TrialSpec, sweep_dir: Path, params: dict | None = None) -> dict:
+    """A new trial from the sampler, which sees every trial finished so far (``params``: a trial
+    with these, for the retry of a failed one)."""
     study = study_of(search, sweep_dir)
+    if params:
+        study.enqueue_trial(params)
     trial = study.ask()
     trial.set_user_attr("slot", search.slot)
     params = {}
