@@ -46,7 +46,7 @@ def check(block: SearchBlock, base: JobSpec, file: str, check_key) -> tuple[dict
     """The block as the trials' ``search`` spec values (less the slot), and every problem with it."""
     problems: list[Problem] = []
     if block.sampler not in SAMPLERS:
-        problems.append(Problem(file, "search.sampler", "one of " + ", ".join(SAMPLERS), block.sampler,
+        problems.append(Problem(file, "search.sampler", "one of " + ", ".join(SAMPLERS), short(block.sampler),
                                 suggest(block.sampler, SAMPLERS)))
     for key, dist in block.space.items():
         shown = f"search.space.{key}"
@@ -67,7 +67,7 @@ def check(block: SearchBlock, base: JobSpec, file: str, check_key) -> tuple[dict
     metric = lookup(block.metric)
     if metric is None:
         names = [m.name for m in METRICS]
-        problems.append(Problem(file, "search.metric", "a metric of the registry: " + ", ".join(names), block.metric,
+        problems.append(Problem(file, "search.metric", "a metric of the registry: " + ", ".join(names), short(block.metric),
                                 suggest(block.metric, names)))
     kind, rung = _pruner(block.pruner, file, problems)
     if kind != "none" and metric is not None and block.metric not in AT_EVAL:
@@ -116,7 +116,8 @@ def _pruner(value: Any, file: str, problems: list[Problem]) -> tuple[str, Pruner
     else:
         kind, rung = str(value), PrunerBlock()
     if kind not in PRUNERS:
-        problems.append(Problem(file, "search.pruner", "one of " + ", ".join(PRUNERS), kind, suggest(kind, PRUNERS)))
+        problems.append(Problem(file, "search.pruner", "one of " + ", ".join(PRUNERS), short(kind),
+                                suggest(kind, PRUNERS)))
         return "none", rung
     return kind, rung
 
