@@ -77,4 +77,12 @@ def test_a_search_prunes_and_the_study_manifest_and_mlflow_agree(tmp_path, env):
     status = run_cli("status", "lr-search", env={**env, "COLUMNS": "200"})
     assert status.returncode == 0 and "search: 6 trials:" in status.stdout + status.stderr
     again = run_cli("sweep", str(sweep), env=env)
-    assert again.returncode == 0 and "skipped 6 point(s)" in again.stdout and "submitted 0" in again.stdout
+    assert again.returncode == 0 and "skipped 6 point(s)" in again.stdout, again.stdout
+    assert json.loads((sweep_dir / "manifest.json").read_text())["points"].keys() == manifest["points"].keys()
+
+    more = run_cli("sweep", str(write_sweep(tmp_path, 8)), env=env, timeout=900)
+    assert more.returncode == 0 and "skipped 6 point(s)" in more.stdout, more.stdout[-2000:] + more.stderr[-2000:]
+    extended = json.loads((sweep_dir / "manifest.json").read_text())
+    assert len(extended["points"]) == 8 and extended["parent_run_id"] == manifest["parent_run_id"]
+    study = optuna.load_study(study_name="lr-search", storage=open_storage(str(sweep_dir / "study.journal")))
+    assert len(study.trials) == 8, "the same study, two more trials"
