@@ -86,3 +86,33 @@ def test_a_search_prunes_and_the_study_manifest_and_mlflow_agree(tmp_path, env):
     assert len(extended["points"]) == 8 and extended["parent_run_id"] == manifest["parent_run_id"]
     study = optuna.load_study(study_name="lr-search", storage=open_storage(str(sweep_dir / "study.journal")))
     assert len(study.trials) == 8, "the same study, two more trials"
+
+
+def test_a_pruned_trial_stops_on_both_ranks_of_a_zero2_job(tmp_path, env):
+    """Two CPU ranks (gloo), ZeRO-2. The grid puts a working learning rate first (seed 2) and a
+    useless one second: ASHA stops the second trial at its first rung, on both ranks (the
+    decision is a collective), and the job ends instead of hanging."""
+    import optuna
+
+    from workflow.study import open_storage
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({
+        "base": str(ROOT / "jobs/demo.yaml"), "resources": {"tasks_per_node": 2},
+        "deepspeed": {"enabled": True, "stage": 2},
+        "train": {"max_steps": 40, "eval_steps": 10, "save_steps": 10, "logging_steps": 10, "warmup_steps": 0}}))
+    sweep = tmp_path / "pair.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "name": "pair", "search": {
+        "space": {"train.learning_rate": {"choice": [3.0e-3, 1.0e-9]}}, "sampler": "grid", "seed": 2,
+        "trials": 2, "parallel": 1, "pruner": {"asha": {"min_steps": 10, "reduction": 3}}}}))
+    result = run_cli("sweep", str(sweep), env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    study = optuna.load_study(study_name="pair", storage=open_storage(str(tmp_path / "runs/pair/study.journal")))
+    states = {t.params["train.learning_rate"]: t.state.name for t in study.trials}
+    assert states == {3.0e-3: "COMPLETE", 1.0e-9: "PRUNED"}, states
+    pruned = next(t for t in study.trials if t.state.name == "PRUNED")
+    record = next(r for r in json.loads((tmp_path / "runs/pair/manifest.json").read_text())["points"].values()
+                  if json.loads(Path(r["run_dir"], "trial.json").read_text())["number"] == pruned.number)
+    log = Path(record["run_dir"], "log.txt").read_text()
+    for rank in (0, 1):
+        assert f"[rank {rank}] WARNING workflow.search: trial {pruned.number} pruned at step 10" in log, log[-3000:]
+    assert record["state"] == "COMPLETED" and "world size 2" in log

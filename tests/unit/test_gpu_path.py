@@ -84,6 +84,28 @@ def test_a_single_process_runs_no_collective(monkeypatch):
     assert hf._any_rank(False, torch.device("cuda:0")) is False and group.sent == []
 
 
+@pytest.mark.parametrize("backend, device", [("nccl", "cuda:1"), ("gloo", "cpu")])
+def test_a_pruning_decision_reaches_every_rank_through_the_group_device(backend, device, monkeypatch, tmp_path):
+    """Rank 1 asks no study: rank 0 decided to prune; the decision arrives by a max-reduce on the
+    group's device, and the rank saves and stops through the Trainer's control."""
+    import types
+
+    import torch
+
+    from workflow.node.trial import PruningCallback
+    from workflow.spec import TrialSpec
+
+    group = FakeGroup(backend, world=2, others_requested=True)
+    group.install(monkeypatch, torch)
+    search = TrialSpec(study="s", slot=1, space={"train.seed": {"int": [0, 9]}}, pruner="asha", min_steps=10)
+    callback = PruningCallback(search, tmp_path, is_main=False, number=4)
+    control = types.SimpleNamespace(should_save=False, should_training_stop=False)
+    args, state = types.SimpleNamespace(device=torch.device(device)), types.SimpleNamespace(global_step=30)
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": 1.0})
+    assert group.sent == [device if backend == "nccl" else "cpu"]
+    assert control.should_save and control.should_training_stop and callback.pruned_at == 30
+
+
 # --- TORCH_CUDA_ARCH_LIST ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, fixed", [
