@@ -74,6 +74,12 @@ def test_a_search_prunes_and_the_study_manifest_and_mlflow_agree(tmp_path, env):
     params = {tuple(sorted(t.params.items())) for t in trials.values()}
     assert len(params) == 6, "each trial asked for its own parameters"
 
+    parent = client.get_run(manifest["parent_run_id"]).data.tags
+    best = study.best_trial
+    assert parent["search.trials"] == "6" and parent["search.best_trial"] == str(best.number), parent
+    assert float(parent["search.best_value"]) == pytest.approx(best.value, rel=1e-5)
+    assert float(parent["search.best.train.learning_rate"]) == pytest.approx(best.params["train.learning_rate"])
+    assert int(parent.get("search.PRUNED", 0)) + int(parent.get("search.COMPLETE", 0)) == 6
     status = run_cli("status", "lr-search", env={**env, "COLUMNS": "200"})
     assert status.returncode == 0 and "search: 6 trials:" in status.stdout + status.stderr
     again = run_cli("sweep", str(sweep), env=env)

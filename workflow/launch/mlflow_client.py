@@ -304,6 +304,7 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
     tags = {"points": str(len(manifest.points)), **{f"points.{k}": str(v) for k, v in manifest.state_counts().items()},
             **{f"points.failed.{k}": str(v) for k, v in manifest.cause_counts().items()}}
     finals = {h: f for h, f in finals.items() if f}
+    tags.update(search_tags(manifest))
     if not finals:
         return None, {}, tags
     primary = primary_metric({m for f in finals.values() for m in f})
@@ -311,6 +312,32 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
     metrics = {k: float(v) for k, v in finals[best].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tags.update({"best_point": manifest.points[best].name, "best_point_hash": best})
     return best, metrics, tags
+
+
+def search_tags(manifest: Manifest) -> dict:
+    """A search's parent run: the trials by state, the best value and its parameters (from the
+    study; nothing for other sweeps, or before the first trial has started)."""
+    info = manifest.path.parent / "search.json"
+    if not info.is_file():
+        return {}
+    from workflow.jsonio import read_json
+    from workflow.launch import search
+
+    found = read_json(info)
+    try:
+        summary = search.summary(found["storage"], found["study"])
+    except Exception:  # noqa: BLE001 - the study is shown by status; the parent keeps its other tags
+        return {}
+    if not summary:
+        return {}
+    tags = {"search.trials": str(summary["trials"]), "search.steps": str(summary["steps"]),
+            **{f"search.{k}": str(v) for k, v in summary["states"].items()}}
+    best = summary["best"]
+    if best:
+        tags.update({"search.best_trial": str(best["number"]), "search.best_value": f"{best['value']:.6g}",
+                     "search.metric": found["metric"],
+                     **{f"search.best.{k}": str(v) for k, v in best["params"].items()}})
+    return tags
 
 
 def parent_name(manifest: Manifest, best: str | None, metrics: dict) -> str:
