@@ -25,7 +25,7 @@ from workflow.tree import MISSING
 # Keys that describe where or how a point runs, not what it computes: a top-level key (True), or
 # keys inside a top-level block (a mapping of them).
 HASH_EXCLUDED = {"backend": True, "tracking": True, "local": True, "slurm": True, "ctl": True, "run_name": True,
-                 "tokenizer_coverage": True, "retry": True, "speed": True, "search": {"storage": True},
+                 "tokenizer_coverage": True, "retry": True, "speed": True, "search": {"storage": True, "startup": True},
                  "resources": {"timeout_min": True, "mem_gb": True, "cpus_per_task": True},
                  "deepspeed": {"reduce_bucket_size": True, "allgather_bucket_size": True,
                                "stage3_prefetch_bucket_size": True, "stage3_param_persistence_threshold": True,

@@ -434,6 +434,7 @@ class TrialSpec(Block):
     space: dict[str, dict[str, list]] = Field(..., description="key.path: {loguniform|uniform|int|choice: [...]}.")
     sampler: Literal[SAMPLERS] = Field("tpe", description="Optuna's sampler.")
     seed: int = Field(0, description="The sampler's seed.")
+    startup: PositiveInt = Field(10, description="TPE/GP: trials sampled at random before the model guides the rest.")
     metric: str = Field("eval_loss", description="What the study optimises (its direction from the metric registry).")
     pruner: Literal[PRUNERS] = Field("asha", description="What stops bad trials early.")
     min_steps: PositiveInt = Field(100, description="The pruner's first rung: no trial is stopped before it.")

@@ -82,7 +82,9 @@ def check(block: SearchBlock, base: JobSpec, file: str, check_key) -> tuple[dict
         problems.append(Problem(file, "search.pruner.min_steps", f"a multiple of train.eval_steps ({train.eval_steps})"
                                 ": trials are compared at their evaluations", str(rung.min_steps),
                                 f"e.g. {max(1, round(rung.min_steps / train.eval_steps)) * train.eval_steps}"))
-    values = {"study": "", "space": block.space, "sampler": block.sampler, "seed": block.seed, "metric": block.metric,
+    startup = min(10, max(2, block.trials // 4))  # 10 random trials of 16 would leave TPE little to guide
+    values = {"study": "", "space": block.space, "sampler": block.sampler, "seed": block.seed, "startup": startup,
+              "metric": block.metric,
               "pruner": kind, "min_steps": rung.min_steps, "reduction": rung.reduction, "storage": block.storage}
     return values, problems
 

@@ -115,8 +115,11 @@ def sampler(search: TrialSpec):
     import optuna
 
     seed = search.seed * 100_003 + search.slot
-    kinds = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler, "cmaes": optuna.samplers.CmaEsSampler,
-             "random": optuna.samplers.RandomSampler}
+    if search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup)
+    if search.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=search.startup)
+    kinds = {"cmaes": optuna.samplers.CmaEsSampler, "random": optuna.samplers.RandomSampler}
     if search.sampler == "grid":
         grid = {k: (v["choice"] if "choice" in v else list(range(int(v["int"][0]), int(v["int"][1]) + 1)))
                 for k, v in search.space.items()}
