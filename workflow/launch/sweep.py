@@ -31,6 +31,7 @@ from workflow.spec_errors import problems_from
 from workflow.tree import deep_merge, format_value, nest
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+TRIAL_RETRY = ("node_fail", "nccl", "preempted", "timeout")  # a search trial's retry block unless its spec has one
 ASKED = "(asked at start)"  # a search trial's value of a searched key before its job has asked the study
 
 
@@ -146,9 +147,10 @@ def _trials(sweep: SweepFile, base: JobSpec, file: str) -> list[tuple[str, dict]
     if problems:
         raise SpecError(f"Invalid sweep file {file}", problems)
     name = sweep.name or Path(file).stem
-    return [("search", {"search": {**values, "study": name, "slot": slot},
-                        "slurm.array_parallelism": block.parallel, "local.max_parallel": block.parallel})
-            for slot in range(block.trials)]
+    fixed = {"slurm.array_parallelism": block.parallel, "local.max_parallel": block.parallel}
+    if base.retry is None:  # a trial lost to the cluster runs again once, with the same parameters
+        fixed["retry"] = {"max": 1, "on": list(TRIAL_RETRY)}
+    return [("search", {"search": {**values, "study": name, "slot": slot}, **fixed}) for slot in range(block.trials)]
 
 
 def _random_axis(block: RandomBlock, file: str, check, problems: list[Problem]) -> list[tuple[str, dict]]:
