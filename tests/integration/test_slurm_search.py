@@ -52,7 +52,7 @@ def trial_of(record: dict) -> int:
 def test_a_search_of_eight_trials_as_one_array(tmp_path, env):
     from mlflow.tracking import MlflowClient
 
-    sweep = write(tmp_path, "s8", 8, {"max_steps": 40})
+    sweep = write(tmp_path, "s8", 8, {"max_steps": 30})
     dry = run_cli("sweep", str(sweep), "--dry_run", env=env)
     assert dry.returncode == 0 and "#SBATCH --array=0-7%2" in dry.stdout, dry.stdout + dry.stderr
     assert run_cli("sweep", str(sweep), env=env).returncode == 0

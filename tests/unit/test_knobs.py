@@ -156,3 +156,31 @@ def test_the_deepspeed_tuning_keys_reach_the_zero_config():
             three["stage3_max_live_parameters"]) == (10_000_000, 50_000_000, 3e9)
     assert deepspeed_config(DeepSpeedSpec(enabled=True, stage=3))["zero_optimization"][
         "stage3_param_persistence_threshold"] == "auto"
+
+
+def test_flex_attention_falls_back_to_sdpa_for_training_on_cpu(caplog):
+    import torch
+
+    from workflow.node import speed
+    from workflow.spec import SpeedSpec
+
+    assert not torch.cuda.is_available()
+    with caplog.at_level("WARNING", logger="workflow.speed"):
+        assert speed.attention(SpeedSpec(attention="flex_attention")) == "sdpa"
+    assert "cannot train on CPU" in caplog.text
+    assert speed.attention(SpeedSpec(attention="flex_attention"), training=False) == speed.FLEX
+    assert speed.attention(SpeedSpec(attention="eager")) == "eager"
+
+
+def test_the_preemption_check_runs_every_n_steps_only(monkeypatch):
+    import types
+
+    from workflow.node import hf
+
+    asked = []
+    monkeypatch.setattr(hf, "_any_rank", lambda value, device: asked.append(value) or False)
+    callback = hf.PreemptionCallback(every=10)
+    control = types.SimpleNamespace(should_save=False, should_training_stop=False)
+    for step in range(1, 31):
+        callback.on_step_end(types.SimpleNamespace(device="cpu"), types.SimpleNamespace(global_step=step), control)
+    assert len(asked) == 3, "steps 10, 20 and 30: one agreement (a collective, with several ranks) each"
