@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 JOURNAL = "study.journal"
+SEARCH_FILE = "search.json"  # in the sweep's folder, by its first trial: the study's name, storage and metric
 
 
 def storage_of(search: dict | None, sweep_dir: Path) -> str:

@@ -16,6 +16,7 @@ from workflow.launch.manifest import Manifest, PointRecord
 from workflow.metrics import LIVE, best_first, primary_metric, table_metrics
 from workflow.jsonio import read_json, read_lines_from
 from workflow.rundir import EVENT_FIELDS, EVENTS, RunDir
+from workflow.study import SEARCH_FILE
 from workflow.states import TERMINAL_FAILED, State
 from workflow.tree import flatten
 
@@ -93,7 +94,7 @@ def status(sweep: str, notify: Callable[[str], None] | None = None, show_all: bo
     retried = _retried(manifest, started)
     if retried:
         manifest, warnings = manifests.load(sweep), warnings + retried
-    if (manifest.path.parent / "search.json").is_file():  # a search: the study's trials and its best
+    if (manifest.path.parent / SEARCH_FILE).is_file():  # a search: the study's trials and its best
         from workflow.launch import search
 
         warnings += search.reconcile(manifest)

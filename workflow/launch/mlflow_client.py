@@ -317,7 +317,9 @@ def sweep_summary(manifest: Manifest) -> tuple[str | None, dict, dict]:
 def search_tags(manifest: Manifest) -> dict:
     """A search's parent run: the trials by state, the best value and its parameters (from the
     study; nothing for other sweeps, or before the first trial has started)."""
-    info = manifest.path.parent / "search.json"
+    from workflow.study import SEARCH_FILE
+
+    info = manifest.path.parent / SEARCH_FILE
     if not info.is_file():
         return {}
     from workflow.jsonio import read_json

@@ -16,9 +16,9 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from workflow.errors import Problem, short, suggest
-from workflow.metrics import AT_EVAL, METRICS, lookup
+from workflow.metrics import AT_EVAL, METRICS, lookup, lower_is_better
 from workflow.spec import DISTRIBUTIONS, PRUNERS, SAMPLERS, JobSpec
-from workflow.study import open_storage
+from workflow.study import SEARCH_FILE, open_storage
 
 
 
@@ -140,7 +140,7 @@ def rungs(values: dict, max_steps: int | None) -> list[int]:
 def describe(values: dict, trials: int, parallel: int, max_steps: int | None) -> list[str]:
     """The dry run's lines about the search."""
     lines = [f"search: {trials} trials, {parallel} at once; sampler {values['sampler']} (seed {values['seed']}); "
-             f"{values['metric']} ({'lower' if _lower(values['metric']) else 'higher'} is better)"]
+             f"{values['metric']} ({'lower' if lower_is_better(values['metric']) else 'higher'} is better)"]
     for key, dist in values["space"].items():
         kind, args = next(iter(dist.items()))
         lines.append(f"  {key}: {kind} {args}")
@@ -149,12 +149,6 @@ def describe(values: dict, trials: int, parallel: int, max_steps: int | None) ->
     if max_steps:
         lines.append(f"  budget: at most {trials * max_steps} training steps ({trials} x {max_steps})")
     return lines
-
-
-def _lower(metric: str) -> bool:
-    from workflow.metrics import lower_is_better
-
-    return lower_is_better(metric)
 
 
 def summary(storage: str, study_name: str) -> dict | None:
@@ -202,7 +196,8 @@ def reconcile(manifest) -> list[str]:
     from workflow.jsonio import read_json
     from workflow.states import TERMINAL_FAILED
 
-    info = read_json(manifest.path.parent / "search.json") if (manifest.path.parent / "search.json").is_file() else {}
+    path = manifest.path.parent / SEARCH_FILE
+    info = read_json(path) if path.is_file() else {}
     if not info:
         return []
     import optuna

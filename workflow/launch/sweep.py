@@ -89,10 +89,9 @@ def load_sweep_file(path: Path) -> SweepFile:
         raise SpecError(f"Invalid sweep file {path}", problems_from(exc, str(path), SweepFile, "sweep key")) from None
 
 
-def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], list[Problem]]:
-    """Each axis is a list of (source, overrides) options."""
-    axes: list[list[tuple[str, dict]]] = []
-    problems: list[Problem] = []
+def _key_checker(file: str, problems: list[Problem]):
+    """``check(key, shown)``: whether ``key`` is a spec key path; a problem (shown as ``shown``,
+    with a suggestion) goes to ``problems`` when it is not."""
     known = field_paths()
 
     def check(key: str, shown: str) -> bool:
@@ -101,6 +100,14 @@ def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], li
             problems.append(problem)
         return problem is None
 
+    return check
+
+
+def _axes(sweep: SweepFile, file: str) -> tuple[list[list[tuple[str, dict]]], list[Problem]]:
+    """Each axis is a list of (source, overrides) options."""
+    axes: list[list[tuple[str, dict]]] = []
+    problems: list[Problem] = []
+    check = _key_checker(file, problems)
     for key, values in sweep.grid.items():
         if check(key, f"grid.{key}"):
             if not values:
@@ -133,16 +140,8 @@ def _trials(sweep: SweepFile, base: JobSpec, file: str) -> list[tuple[str, dict]
     from workflow.launch import search
 
     problems: list[Problem] = []
-    known = field_paths()
-
-    def check(key: str, shown: str) -> bool:
-        problem = config.check_key_path(key, known, file, shown)
-        if problem:
-            problems.append(problem)
-        return problem is None
-
     block = sweep.search
-    values, found = search.check(block, base, file, check)
+    values, found = search.check(block, base, file, _key_checker(file, problems))
     problems += found
     if problems:
         raise SpecError(f"Invalid sweep file {file}", problems)

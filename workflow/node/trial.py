@@ -23,12 +23,11 @@ from transformers import TrainerCallback
 from workflow.errors import JobError, Problem
 from workflow.jsonio import read_json, write_json
 from workflow.spec import JobSpec, TrialSpec
-from workflow.study import open_storage, storage_of
+from workflow.study import SEARCH_FILE, open_storage, storage_of
 from workflow.tree import set_path
 
 log = logging.getLogger("workflow.search")
 TRIAL_FILE = "trial.json"
-SEARCH_FILE = "search.json"
 WAIT_S = 600  # how long ranks other than 0 wait for rank 0's trial.json
 
 
